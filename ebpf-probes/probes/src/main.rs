@@ -1,0 +1,594 @@
+//! sandwatch's kernel programs: what the kernel records about processes in watched cgroups.
+//!
+//! Attach points, chosen for their cost on everyone else (see docs/architecture.md):
+//! - `syscalls:sys_enter_*` / `sys_exit_*` tracepoints for the syscalls in
+//!   [`sandwatch_probes_abi::TRACED`] only. The entry probe keeps the raw arguments per thread;
+//!   the exit probe of the syscall's family reads strings and addresses (the memory is paged in
+//!   by then) and writes ONE record carrying arguments and result. execve is the exception: its
+//!   arguments live in the old image, so they are captured at entry.
+//! - `sched:sched_process_exit` and `signal:signal_deliver` (not syscall tracepoints: they cost
+//!   nothing on the syscall path) for how a process ended.
+//! - optionally a raw `sys_enter` that counts every syscall of watched cgroups (full counting).
+//!
+//! Every failed ring-buffer reservation or map insert is counted per record kind in `DROPS`.
+#![cfg_attr(target_arch = "bpf", no_std)]
+#![cfg_attr(target_arch = "bpf", no_main)]
+#![cfg_attr(not(target_arch = "bpf"), allow(dead_code, unused_imports))]
+
+#[cfg(target_arch = "bpf")]
+mod probes {
+    use core::ffi::c_void;
+
+    use aya_ebpf::{
+        EbpfContext as _,
+        bindings::BPF_NOEXIST,
+        helpers::{
+            bpf_get_current_comm, bpf_get_current_pid_tgid, bpf_get_current_uid_gid,
+            generated::{
+                bpf_get_current_ancestor_cgroup_id, bpf_get_current_cgroup_id,
+                bpf_ktime_get_boot_ns, bpf_probe_read_user, bpf_probe_read_user_str,
+            },
+        },
+        macros::{map, raw_tracepoint, tracepoint},
+        maps::{Array, HashMap, LruHashMap, PerCpuArray, PerCpuHashMap, RingBuf},
+        programs::{RawTracePointContext, TracePointContext},
+    };
+    use sandwatch_probes_abi::{
+        ARG_CAP, ARGV_CAP, ArgsRecord, COMM_LEN, CountKey, ExecRecord, FATAL_BY_DEFAULT,
+        FSTYPE_CAP, File2Record, FileRecord, Header, Inflight, MAX_ARGS, NetRecord, PATH_CAP,
+        SOCKADDR_CAP, flags, kind, kind_of, nr, settings,
+    };
+
+    const AT_FDCWD: i64 = -100;
+    const NONE: u64 = u64::MAX;
+    /// Deepest cgroup level a watched cgroup may sit at; the collector refuses deeper ones.
+    const MAX_WATCH_LEVEL: u32 = 32;
+
+    /// The event stream. Its size is set by the collector at load time.
+    #[map]
+    static EVENTS: RingBuf = RingBuf::with_byte_size(1 << 24, 0);
+
+    /// Watched cgroup ids (unified hierarchy). Updated by the collector at run time.
+    #[map]
+    static WATCHED: HashMap<u64, u32> = HashMap::with_max_entries(4096, 0);
+
+    #[map]
+    static SETTINGS: Array<u64> = Array::with_max_entries(settings::LEN, 0);
+
+    /// Lost records per kind: failed ring-buffer reservations and failed map inserts.
+    #[map]
+    static DROPS: PerCpuArray<u64> = PerCpuArray::with_max_entries(kind::COUNT, 0);
+
+    /// Syscall counts per watched cgroup and syscall number.
+    #[map]
+    static COUNTS: PerCpuHashMap<CountKey, u64> = PerCpuHashMap::with_max_entries(16384, 0);
+
+    /// Arguments of the syscall each thread is in, from entry to exit. LRU: a thread that dies
+    /// inside a syscall must not leak its slot forever.
+    #[map]
+    static INFLIGHT: LruHashMap<u32, Inflight> = LruHashMap::with_max_entries(65536, 0);
+
+    /// exec records captured at entry, per thread group (a multithreaded exec returns in the
+    /// thread that took over the group leader's pid, so the tid is not stable; the tgid is).
+    #[map]
+    static EXEC_PENDING: LruHashMap<u32, ExecRecord> = LruHashMap::with_max_entries(4096, 0);
+
+    #[map]
+    static EXEC_SCRATCH: PerCpuArray<ExecRecord> = PerCpuArray::with_max_entries(1, 0);
+
+    /// exit/exit_group status per thread group, for the process-exit record.
+    #[map]
+    static EXIT_CODES: LruHashMap<u32, u64> = LruHashMap::with_max_entries(16384, 0);
+
+    /// Last fatal signal delivered (default action) per thread group.
+    #[map]
+    static FATAL_SIGNALS: LruHashMap<u32, u64> = LruHashMap::with_max_entries(16384, 0);
+
+    #[inline(always)]
+    fn setting(key: u32) -> u64 {
+        SETTINGS.get(key).copied().unwrap_or(0)
+    }
+
+    /// The watched cgroup this task belongs to: its own cgroup or an ancestor at a watched level.
+    #[inline(always)]
+    fn watched() -> Option<u64> {
+        let leaf = unsafe { bpf_get_current_cgroup_id() };
+        if unsafe { WATCHED.get(&leaf) }.is_some() {
+            return Some(leaf);
+        }
+        let levels = setting(settings::WATCH_LEVELS);
+        if levels == 0 {
+            return None;
+        }
+        let mut level = 1u32;
+        while level < MAX_WATCH_LEVEL {
+            if levels & (1u64 << level) != 0 {
+                let id = unsafe { bpf_get_current_ancestor_cgroup_id(level as i32) };
+                if id != 0 && unsafe { WATCHED.get(&id) }.is_some() {
+                    return Some(id);
+                }
+            }
+            level += 1;
+        }
+        None
+    }
+
+    #[inline(always)]
+    fn dropped(record_kind: u8) {
+        if let Some(p) = DROPS.get_ptr_mut(record_kind as u32) {
+            unsafe { *p += 1 };
+        }
+    }
+
+    #[inline(always)]
+    fn count(watch_id: u64, syscall: i64) {
+        if setting(settings::FULL_COUNTING) != 0 {
+            return;
+        }
+        count_always(watch_id, syscall);
+    }
+
+    #[inline(always)]
+    fn count_always(watch_id: u64, syscall: i64) {
+        let key = CountKey { watch_id, nr: syscall as u32, _pad: 0 };
+        match COUNTS.get_ptr_mut(&key) {
+            Some(p) => unsafe { *p += 1 },
+            None => {
+                let _ = COUNTS.insert(&key, &1, BPF_NOEXIST as u64);
+            }
+        }
+    }
+
+    #[inline(always)]
+    fn fill_header(h: &mut Header, record_kind: u8, syscall: i64, watch_id: u64, ret: i64) {
+        let pid_tgid = bpf_get_current_pid_tgid();
+        let uid_gid = bpf_get_current_uid_gid();
+        h.kind = record_kind;
+        h.flags = 0;
+        h._pad = 0;
+        h.syscall_nr = syscall as i32;
+        h.ts_boot_ns = unsafe { bpf_ktime_get_boot_ns() };
+        h.cgroup_id = unsafe { bpf_get_current_cgroup_id() };
+        h.watch_id = watch_id;
+        h.pid = (pid_tgid >> 32) as u32;
+        h.tid = pid_tgid as u32;
+        h.uid = uid_gid as u32;
+        h.gid = (uid_gid >> 32) as u32;
+        h.ret = ret;
+        h.comm = bpf_get_current_comm().unwrap_or([0u8; COMM_LEN]);
+    }
+
+    /// Reads a NUL-terminated user string into `dst`; returns the flag bits to set on the record
+    /// (`trunc` when it filled the buffer, READ_FAULT when it could not be read).
+    #[inline(always)]
+    unsafe fn read_user_str(dst: *mut u8, cap: usize, src: u64, trunc: u8) -> u8 {
+        unsafe { *dst = 0 };
+        if src == 0 {
+            return 0;
+        }
+        let n = unsafe { bpf_probe_read_user_str(dst.cast::<c_void>(), cap as u32, src as *const c_void) };
+        if n < 0 {
+            unsafe { *dst = 0 };
+            flags::READ_FAULT
+        } else if n as usize >= cap {
+            trunc
+        } else {
+            0
+        }
+    }
+
+    /// Reads a socket address of `len` bytes into `dst`; returns the bytes read (0 on failure).
+    #[inline(always)]
+    unsafe fn read_sockaddr(dst: *mut u8, src: u64, len: u64) -> u32 {
+        if src == 0 || len == 0 {
+            return 0;
+        }
+        let n = if len > SOCKADDR_CAP as u64 { SOCKADDR_CAP as u32 } else { len as u32 };
+        let n = n & 0x7f;
+        if n == 0 {
+            return 0;
+        }
+        if unsafe { bpf_probe_read_user(dst.cast::<c_void>(), n, src as *const c_void) } < 0 {
+            return 0;
+        }
+        n
+    }
+
+    /// Exit tracepoints share one layout: `__syscall_nr` at 8, `ret` at 16. Direct context reads:
+    /// they are within every exit tracepoint's record, and cheaper than a helper call.
+    #[inline(always)]
+    fn exit_nr_ret(ctx: &TracePointContext) -> (i64, i64) {
+        let base = ctx.as_ptr().cast::<u8>();
+        unsafe { (*(base.add(8).cast::<i32>()) as i64, *(base.add(16).cast::<i64>())) }
+    }
+
+    /// The entry probe's saved arguments for this thread, if it is in the syscall that is
+    /// returning now; the slot is freed either way.
+    #[inline(always)]
+    fn take_inflight(syscall: i64) -> Option<Inflight> {
+        let tid = bpf_get_current_pid_tgid() as u32;
+        let saved = unsafe { *INFLIGHT.get_ptr(&tid)? };
+        let _ = INFLIGHT.remove(&tid);
+        if saved.nr != syscall {
+            return None;
+        }
+        Some(saved)
+    }
+
+    /// Entry of every traced syscall but exec: keep the arguments for the exit probe.
+    #[tracepoint]
+    pub fn sys_enter(ctx: TracePointContext) -> u32 {
+        let Some(watch_id) = watched() else { return 0 };
+        let syscall = unsafe { *(ctx.as_ptr().cast::<u8>().add(8).cast::<i32>()) } as i64;
+        count(watch_id, syscall);
+        // One helper call for all six: syscalls with fewer arguments have a shorter tracepoint
+        // record, so a direct context read past it would be refused at attach time.
+        let args: [u64; 6] = unsafe { ctx.read_at(16) }.unwrap_or([0; 6]);
+        if syscall == nr::EXIT_GROUP || syscall == nr::EXIT {
+            // These never return: remember the status for the process-exit record instead.
+            let tgid = (bpf_get_current_pid_tgid() >> 32) as u32;
+            let _ = EXIT_CODES.insert(&tgid, &(args[0] & 0xff), 0);
+            return 0;
+        }
+        let tid = bpf_get_current_pid_tgid() as u32;
+        let saved = Inflight { nr: syscall, watch_id, args };
+        if INFLIGHT.insert(&tid, &saved, 0).is_err() {
+            dropped(kind_of(syscall));
+        }
+        0
+    }
+
+    /// Entry of execve/execveat: capture filename and argv while the old image still exists.
+    #[tracepoint]
+    pub fn sys_enter_exec(ctx: TracePointContext) -> u32 {
+        let Some(watch_id) = watched() else { return 0 };
+        let syscall = unsafe { *(ctx.as_ptr().cast::<u8>().add(8).cast::<i32>()) } as i64;
+        count(watch_id, syscall);
+        let args: [u64; 6] = unsafe { ctx.read_at(16) }.unwrap_or([0; 6]);
+        let (dirfd, filename, argv, exec_flags) = if syscall == nr::EXECVEAT {
+            (args[0] as i64, args[1], args[2], args[4])
+        } else {
+            (AT_FDCWD, args[0], args[1], 0)
+        };
+        let Some(rec) = EXEC_SCRATCH.get_ptr_mut(0) else { return 0 };
+        let rec = unsafe { &mut *rec };
+        fill_header(&mut rec.header, kind::EXEC, syscall, watch_id, 0);
+        rec.dirfd = dirfd;
+        rec.exec_flags = exec_flags;
+        let mut fl = unsafe { read_user_str(rec.filename.as_mut_ptr(), PATH_CAP, filename, flags::TRUNC_PATH) };
+        let mut off: usize = 0;
+        let mut argc: u32 = 0;
+        let mut i = 0usize;
+        while i < MAX_ARGS {
+            let mut p: u64 = 0;
+            if argv == 0
+                || unsafe {
+                    bpf_probe_read_user(
+                        (&mut p as *mut u64).cast::<c_void>(),
+                        8,
+                        (argv + (i as u64) * 8) as *const c_void,
+                    )
+                } < 0
+            {
+                break;
+            }
+            if p == 0 {
+                break;
+            }
+            if off >= ARGV_CAP {
+                fl |= flags::TRUNC_ARGV;
+                break;
+            }
+            // The mask proves to the verifier that the write stays inside argv (ARGV_CAP + ARG_CAP).
+            let at = off & (ARGV_CAP - 1);
+            let n = unsafe {
+                bpf_probe_read_user_str(rec.argv.as_mut_ptr().add(at).cast::<c_void>(), ARG_CAP as u32, p as *const c_void)
+            };
+            if n <= 0 {
+                fl |= flags::READ_FAULT;
+                break;
+            }
+            if n as usize >= ARG_CAP {
+                fl |= flags::TRUNC_ARGV;
+            }
+            off = at + n as usize;
+            argc += 1;
+            i += 1;
+        }
+        if i == MAX_ARGS {
+            fl |= flags::TRUNC_ARGV;
+        }
+        rec.argc = argc;
+        rec.argv_len = off as u32;
+        rec.header.flags = fl;
+        let tgid = rec.header.pid;
+        if EXEC_PENDING.insert(&tgid, &*rec, 0).is_err() {
+            dropped(kind::EXEC);
+        }
+        0
+    }
+
+    #[tracepoint]
+    pub fn sys_exit_exec(ctx: TracePointContext) -> u32 {
+        let (syscall, ret) = exit_nr_ret(&ctx);
+        let tgid = (bpf_get_current_pid_tgid() >> 32) as u32;
+        let Some(rec) = EXEC_PENDING.get_ptr_mut(&tgid) else { return 0 };
+        let rec = unsafe { &mut *rec };
+        if rec.header.syscall_nr as i64 == syscall {
+            // Identity after exec: the new comm, and setuid binaries change the credentials.
+            let (fl, watch_id) = (rec.header.flags, rec.header.watch_id);
+            fill_header(&mut rec.header, kind::EXEC, syscall, watch_id, ret);
+            rec.header.flags = fl;
+            if EVENTS.output::<ExecRecord>(&*rec, 0).is_err() {
+                dropped(kind::EXEC);
+            }
+        }
+        let _ = EXEC_PENDING.remove(&tgid);
+        0
+    }
+
+    /// fork/clone, setuid family, ptrace, kill.
+    #[tracepoint]
+    pub fn sys_exit_process(ctx: TracePointContext) -> u32 {
+        let (syscall, ret) = exit_nr_ret(&ctx);
+        let Some(saved) = take_inflight(syscall) else { return 0 };
+        let Some(mut entry) = EVENTS.reserve::<ArgsRecord>(0) else {
+            dropped(kind::PROCESS);
+            return 0;
+        };
+        let rec = unsafe { &mut *entry.as_mut_ptr() };
+        fill_header(&mut rec.header, kind::PROCESS, syscall, saved.watch_id, ret);
+        rec.args = saved.args;
+        if syscall == nr::CLONE3 {
+            // clone3 passes a struct clone_args; its first field is the flags.
+            let mut cl_flags: u64 = 0;
+            unsafe {
+                bpf_probe_read_user((&mut cl_flags as *mut u64).cast::<c_void>(), 8, saved.args[0] as *const c_void)
+            };
+            rec.args[0] = cl_flags;
+        }
+        entry.submit(0);
+        0
+    }
+
+    /// Security-sensitive syscalls: recorded with their raw arguments.
+    #[tracepoint]
+    pub fn sys_exit_sensitive(ctx: TracePointContext) -> u32 {
+        let (syscall, ret) = exit_nr_ret(&ctx);
+        let Some(saved) = take_inflight(syscall) else { return 0 };
+        let Some(mut entry) = EVENTS.reserve::<ArgsRecord>(0) else {
+            dropped(kind::SYSCALL);
+            return 0;
+        };
+        let rec = unsafe { &mut *entry.as_mut_ptr() };
+        fill_header(&mut rec.header, kind::SYSCALL, syscall, saved.watch_id, ret);
+        rec.args = saved.args;
+        entry.submit(0);
+        0
+    }
+
+    /// Syscalls traced only for their refusals: no entry probe, a record only for -EPERM, so the
+    /// syscalls a policy denies cost nothing but this exit check.
+    #[tracepoint]
+    pub fn sys_exit_refusal(ctx: TracePointContext) -> u32 {
+        let Some(watch_id) = watched() else { return 0 };
+        let (syscall, ret) = exit_nr_ret(&ctx);
+        count(watch_id, syscall);
+        if ret != -1 {
+            return 0;
+        }
+        let Some(mut entry) = EVENTS.reserve::<ArgsRecord>(0) else {
+            dropped(kind::SYSCALL);
+            return 0;
+        };
+        let rec = unsafe { &mut *entry.as_mut_ptr() };
+        fill_header(&mut rec.header, kind::SYSCALL, syscall, watch_id, ret);
+        rec.header.flags = flags::REFUSAL;
+        rec.args = [0; 6];
+        entry.submit(0);
+        0
+    }
+
+    /// One-path file syscalls.
+    #[tracepoint]
+    pub fn sys_exit_file(ctx: TracePointContext) -> u32 {
+        let (syscall, ret) = exit_nr_ret(&ctx);
+        let Some(saved) = take_inflight(syscall) else { return 0 };
+        let Some(mut entry) = EVENTS.reserve::<FileRecord>(0) else {
+            dropped(kind::FILE);
+            return 0;
+        };
+        let rec = unsafe { &mut *entry.as_mut_ptr() };
+        fill_header(&mut rec.header, kind::FILE, syscall, saved.watch_id, ret);
+        let a = saved.args;
+        // (dirfd, path, flags, mode, owner, group) per syscall's argument order.
+        let (dirfd, path, fl, mode, owner, group) = match syscall {
+            nr::OPEN => (AT_FDCWD, a[0], a[1], a[2], NONE, NONE),
+            nr::OPENAT => (a[0] as i64, a[1], a[2], a[3], NONE, NONE),
+            nr::OPENAT2 => (a[0] as i64, a[1], 0, 0, NONE, NONE),
+            // creat(path, mode) is open(path, O_CREAT|O_WRONLY|O_TRUNC, mode).
+            nr::CREAT => (AT_FDCWD, a[0], 0o1101, a[1], NONE, NONE),
+            nr::UNLINK | nr::RMDIR => (AT_FDCWD, a[0], 0, 0, NONE, NONE),
+            nr::UNLINKAT => (a[0] as i64, a[1], a[2], 0, NONE, NONE),
+            nr::CHMOD => (AT_FDCWD, a[0], 0, a[1], NONE, NONE),
+            nr::FCHMOD => (a[0] as i64, 0, 0, a[1], NONE, NONE),
+            nr::FCHMODAT => (a[0] as i64, a[1], 0, a[2], NONE, NONE),
+            nr::FCHMODAT2 => (a[0] as i64, a[1], a[3], a[2], NONE, NONE),
+            nr::CHOWN | nr::LCHOWN => (AT_FDCWD, a[0], 0, 0, a[1], a[2]),
+            nr::FCHOWN => (a[0] as i64, 0, 0, 0, a[1], a[2]),
+            nr::FCHOWNAT => (a[0] as i64, a[1], a[4], 0, a[2], a[3]),
+            nr::MKDIR => (AT_FDCWD, a[0], 0, a[1], NONE, NONE),
+            nr::MKDIRAT => (a[0] as i64, a[1], 0, a[2], NONE, NONE),
+            nr::UMOUNT2 => (AT_FDCWD, a[0], a[1], 0, NONE, NONE),
+            _ => (AT_FDCWD, 0, 0, 0, NONE, NONE),
+        };
+        rec.dirfd = dirfd;
+        rec.flags = fl;
+        rec.mode = mode;
+        rec.owner = owner;
+        rec.group = group;
+        rec.resolve = 0;
+        if syscall == nr::OPENAT2 {
+            // struct open_how { u64 flags; u64 mode; u64 resolve; }
+            let mut how = [0u64; 3];
+            unsafe { bpf_probe_read_user(how.as_mut_ptr().cast::<c_void>(), 24, a[2] as *const c_void) };
+            rec.flags = how[0];
+            rec.mode = how[1];
+            rec.resolve = how[2];
+        }
+        rec.header.flags = unsafe { read_user_str(rec.path.as_mut_ptr(), PATH_CAP, path, flags::TRUNC_PATH) };
+        entry.submit(0);
+        0
+    }
+
+    /// Two-path file syscalls: rename family, link, symlink, mount.
+    #[tracepoint]
+    pub fn sys_exit_file2(ctx: TracePointContext) -> u32 {
+        let (syscall, ret) = exit_nr_ret(&ctx);
+        let Some(saved) = take_inflight(syscall) else { return 0 };
+        let Some(mut entry) = EVENTS.reserve::<File2Record>(0) else {
+            dropped(kind::FILE2);
+            return 0;
+        };
+        let rec = unsafe { &mut *entry.as_mut_ptr() };
+        fill_header(&mut rec.header, kind::FILE2, syscall, saved.watch_id, ret);
+        let a = saved.args;
+        // (dirfd, path, dirfd2, path2, flags, fstype)
+        let (dirfd, path, dirfd2, path2, fl, fstype) = match syscall {
+            nr::RENAME | nr::LINK | nr::SYMLINK => (AT_FDCWD, a[0], AT_FDCWD, a[1], 0, 0),
+            nr::RENAMEAT => (a[0] as i64, a[1], a[2] as i64, a[3], 0, 0),
+            nr::RENAMEAT2 | nr::LINKAT => (a[0] as i64, a[1], a[2] as i64, a[3], a[4], 0),
+            // symlinkat(target, newdirfd, linkpath): the target is a string, not resolved.
+            nr::SYMLINKAT => (AT_FDCWD, a[0], a[1] as i64, a[2], 0, 0),
+            // mount(source, target, fstype, flags, data): path = where it is mounted.
+            nr::MOUNT => (AT_FDCWD, a[1], AT_FDCWD, a[0], a[3], a[2]),
+            _ => (AT_FDCWD, 0, AT_FDCWD, 0, 0, 0),
+        };
+        rec.dirfd = dirfd;
+        rec.dirfd2 = dirfd2;
+        rec.flags = fl;
+        let mut hf = unsafe { read_user_str(rec.path.as_mut_ptr(), PATH_CAP, path, flags::TRUNC_PATH) };
+        hf |= unsafe { read_user_str(rec.path2.as_mut_ptr(), PATH_CAP, path2, flags::TRUNC_PATH2) };
+        unsafe { read_user_str(rec.fstype.as_mut_ptr(), FSTYPE_CAP, fstype, 0) };
+        rec.header.flags = hf;
+        entry.submit(0);
+        0
+    }
+
+    /// socket, connect, accept/accept4, bind, listen, and sendto/sendmsg that name a destination
+    /// (datagrams: DNS and other UDP; a connected socket's sends are covered by its connect).
+    #[tracepoint]
+    pub fn sys_exit_net(ctx: TracePointContext) -> u32 {
+        let (syscall, ret) = exit_nr_ret(&ctx);
+        let Some(saved) = take_inflight(syscall) else { return 0 };
+        let a = saved.args;
+        // (address pointer, its length, whether the length is a pointer to it)
+        let (addr, addr_len, fd, arg, arg2) = match syscall {
+            nr::SOCKET => (0, 0, ret, a[0], a[1]),
+            nr::CONNECT | nr::BIND => (a[1], a[2], a[0] as i64, 0, 0),
+            nr::LISTEN => (0, 0, a[0] as i64, a[1], 0),
+            nr::ACCEPT | nr::ACCEPT4 => {
+                // The peer's address is an output: read its length back from user memory.
+                let mut len: u32 = 0;
+                if a[2] != 0 {
+                    unsafe { bpf_probe_read_user((&mut len as *mut u32).cast::<c_void>(), 4, a[2] as *const c_void) };
+                }
+                (a[1], len as u64, a[0] as i64, if syscall == nr::ACCEPT4 { a[3] } else { 0 }, 0)
+            }
+            nr::SENDTO => {
+                if a[4] == 0 {
+                    return 0;
+                }
+                (a[4], a[5], a[0] as i64, a[3], a[2])
+            }
+            nr::SENDMSG => {
+                // struct msghdr { void *msg_name; int msg_namelen; ... }
+                let mut head = [0u64; 2];
+                if unsafe { bpf_probe_read_user(head.as_mut_ptr().cast::<c_void>(), 16, a[1] as *const c_void) } < 0
+                    || head[0] == 0
+                {
+                    return 0;
+                }
+                (head[0], head[1] & 0xffff_ffff, a[0] as i64, a[2], 0)
+            }
+            _ => (0, 0, -1, 0, 0),
+        };
+        let Some(mut entry) = EVENTS.reserve::<NetRecord>(0) else {
+            dropped(kind::NET);
+            return 0;
+        };
+        let rec = unsafe { &mut *entry.as_mut_ptr() };
+        fill_header(&mut rec.header, kind::NET, syscall, saved.watch_id, ret);
+        rec.fd = fd;
+        rec.arg = arg;
+        rec.arg2 = arg2;
+        rec._pad = 0;
+        rec.addr_len = unsafe { read_sockaddr(rec.addr.as_mut_ptr(), addr, addr_len) };
+        entry.submit(0);
+        0
+    }
+
+    /// A task ended; when it was the last of its thread group, the process ended.
+    #[tracepoint]
+    pub fn sched_process_exit(ctx: TracePointContext) -> u32 {
+        let group_dead: u8 = unsafe { *(ctx.as_ptr().cast::<u8>().add(32)) };
+        if group_dead == 0 {
+            return 0;
+        }
+        let Some(watch_id) = watched() else { return 0 };
+        let tgid = (bpf_get_current_pid_tgid() >> 32) as u32;
+        let code = unsafe { EXIT_CODES.get(&tgid) }.copied().unwrap_or(NONE);
+        let signal = unsafe { FATAL_SIGNALS.get(&tgid) }.copied().unwrap_or(0);
+        let _ = EXIT_CODES.remove(&tgid);
+        let _ = FATAL_SIGNALS.remove(&tgid);
+        let Some(mut entry) = EVENTS.reserve::<ArgsRecord>(0) else {
+            dropped(kind::EXIT);
+            return 0;
+        };
+        let rec = unsafe { &mut *entry.as_mut_ptr() };
+        fill_header(&mut rec.header, kind::EXIT, -1, watch_id, 0);
+        rec.args = [code, signal, 0, 0, 0, 0];
+        entry.submit(0);
+        0
+    }
+
+    /// A signal is being acted on. With the default action and a fatal signal, the process is
+    /// about to die of it: remember which, for the exit record.
+    #[tracepoint]
+    pub fn signal_deliver(ctx: TracePointContext) -> u32 {
+        let base = ctx.as_ptr().cast::<u8>();
+        let sig = unsafe { *(base.add(8).cast::<i32>()) };
+        let handler = unsafe { *(base.add(24).cast::<u64>()) };
+        if handler != 0 || !(1..64).contains(&sig) || FATAL_BY_DEFAULT & (1u64 << sig) == 0 {
+            return 0;
+        }
+        if watched().is_none() {
+            return 0;
+        }
+        let tgid = (bpf_get_current_pid_tgid() >> 32) as u32;
+        let _ = FATAL_SIGNALS.insert(&tgid, &(sig as u64), 0);
+        0
+    }
+
+    /// Full counting mode: every syscall of watched cgroups, from the raw `sys_enter`. Costs every
+    /// syscall on the host a program run; attached only when asked for.
+    #[raw_tracepoint(tracepoint = "sys_enter")]
+    pub fn count_all_syscalls(ctx: RawTracePointContext) -> i32 {
+        let Some(watch_id) = watched() else { return 0 };
+        let syscall: i64 = ctx.arg(1);
+        count_always(watch_id, syscall);
+        0
+    }
+
+    #[panic_handler]
+    fn panic(_info: &core::panic::PanicInfo<'_>) -> ! {
+        loop {}
+    }
+
+    #[unsafe(link_section = "license")]
+    #[unsafe(no_mangle)]
+    static LICENSE: [u8; 4] = *b"GPL\0";
+}
+
+#[cfg(not(target_arch = "bpf"))]
+fn main() {}

@@ -1,0 +1,382 @@
+//! Builders: typed events in, `RecordBatch`es out, one builder per table.
+
+use std::sync::Arc;
+
+use arrow_array::{
+    ArrayRef, RecordBatch,
+    builder::{
+        BooleanBuilder, Int32Builder, Int64Builder, ListBuilder, StringBuilder,
+        TimestampNanosecondBuilder, UInt16Builder, UInt32Builder, UInt64Builder,
+    },
+};
+use arrow_schema::{ArrowError, SchemaRef};
+
+use crate::{
+    Table,
+    events::{Common, CountRow, DropRow, FileEvent, NetworkEvent, ProcessEvent, SyscallEvent},
+};
+
+fn time_builder(capacity: usize) -> TimestampNanosecondBuilder {
+    TimestampNanosecondBuilder::with_capacity(capacity).with_timezone("UTC")
+}
+
+fn strings(capacity: usize) -> StringBuilder {
+    StringBuilder::with_capacity(capacity, capacity * 16)
+}
+
+struct CommonBuilder {
+    time: TimestampNanosecondBuilder,
+    host: StringBuilder,
+    sandbox_id: StringBuilder,
+    cgroup_id: UInt64Builder,
+    pid: UInt32Builder,
+    tid: UInt32Builder,
+    ppid: UInt32Builder,
+    uid: UInt32Builder,
+    gid: UInt32Builder,
+    comm: StringBuilder,
+    exe: StringBuilder,
+    event: StringBuilder,
+    syscall: StringBuilder,
+    ret: Int64Builder,
+}
+
+impl CommonBuilder {
+    fn new(capacity: usize) -> Self {
+        Self {
+            time: time_builder(capacity),
+            host: strings(capacity),
+            sandbox_id: strings(capacity),
+            cgroup_id: UInt64Builder::with_capacity(capacity),
+            pid: UInt32Builder::with_capacity(capacity),
+            tid: UInt32Builder::with_capacity(capacity),
+            ppid: UInt32Builder::with_capacity(capacity),
+            uid: UInt32Builder::with_capacity(capacity),
+            gid: UInt32Builder::with_capacity(capacity),
+            comm: strings(capacity),
+            exe: strings(capacity),
+            event: strings(capacity),
+            syscall: strings(capacity),
+            ret: Int64Builder::with_capacity(capacity),
+        }
+    }
+
+    fn append(&mut self, c: &Common<'_>) {
+        self.time.append_value(c.time_ns);
+        self.host.append_value(c.host);
+        self.sandbox_id.append_option(c.sandbox_id);
+        self.cgroup_id.append_value(c.cgroup_id);
+        self.pid.append_value(c.pid);
+        self.tid.append_value(c.tid);
+        self.ppid.append_option(c.ppid);
+        self.uid.append_value(c.uid);
+        self.gid.append_value(c.gid);
+        self.comm.append_value(c.comm);
+        self.exe.append_option(c.exe);
+        self.event.append_value(c.event);
+        self.syscall.append_option(c.syscall);
+        self.ret.append_option(c.ret);
+    }
+
+    fn finish(&mut self) -> Vec<ArrayRef> {
+        vec![
+            Arc::new(self.time.finish()),
+            Arc::new(self.host.finish()),
+            Arc::new(self.sandbox_id.finish()),
+            Arc::new(self.cgroup_id.finish()),
+            Arc::new(self.pid.finish()),
+            Arc::new(self.tid.finish()),
+            Arc::new(self.ppid.finish()),
+            Arc::new(self.uid.finish()),
+            Arc::new(self.gid.finish()),
+            Arc::new(self.comm.finish()),
+            Arc::new(self.exe.finish()),
+            Arc::new(self.event.finish()),
+            Arc::new(self.syscall.finish()),
+            Arc::new(self.ret.finish()),
+        ]
+    }
+}
+
+/// Declares a table builder: `$col: $builder = $init` for each table-specific column, and how an
+/// event fills them. Columns are finished in declaration order, which is the schema's order.
+macro_rules! table_builder {
+    (
+        $(#[$doc:meta])* $name:ident, $table:expr, $event:ident, common: $has_common:tt,
+        columns { $( $col:ident : $ty:ty = $init:expr ),* $(,)? }
+        append($self:ident, $e:ident) $body:block
+    ) => {
+        $(#[$doc])*
+        pub struct $name {
+            schema: SchemaRef,
+            rows: usize,
+            common: Option<CommonBuilder>,
+            $( $col: $ty, )*
+        }
+
+        impl $name {
+            pub fn new(capacity: usize) -> Self {
+                #[allow(clippy::redundant_closure_call)]
+                Self {
+                    schema: $table.schema(),
+                    rows: 0,
+                    common: table_builder!(@common $has_common, capacity),
+                    $( $col: ($init)(capacity), )*
+                }
+            }
+
+            /// Rows appended since the last [`finish`](Self::finish).
+            pub fn len(&self) -> usize {
+                self.rows
+            }
+
+            pub fn is_empty(&self) -> bool {
+                self.rows == 0
+            }
+
+            pub fn append(&mut $self, $e: &$event<'_>) {
+                $self.rows += 1;
+                $body
+            }
+
+            /// The rows appended so far as one batch; the builder starts empty again.
+            pub fn finish(&mut self) -> Result<RecordBatch, ArrowError> {
+                let mut columns: Vec<ArrayRef> = match self.common.as_mut() {
+                    Some(c) => c.finish(),
+                    None => Vec::new(),
+                };
+                $( columns.push(Arc::new(self.$col.finish())); )*
+                self.rows = 0;
+                RecordBatch::try_new(self.schema.clone(), columns)
+            }
+        }
+    };
+    (@common true, $cap:ident) => { Some(CommonBuilder::new($cap)) };
+    (@common false, $cap:ident) => { None };
+}
+
+fn append_argv(b: &mut ListBuilder<StringBuilder>, argv: Option<&[u8]>) {
+    match argv {
+        None => b.append_null(),
+        Some(bytes) => {
+            let bytes = bytes.strip_suffix(&[0]).unwrap_or(bytes);
+            if !bytes.is_empty() {
+                for arg in bytes.split(|&c| c == 0) {
+                    b.values().append_value(String::from_utf8_lossy(arg));
+                }
+            }
+            b.append(true);
+        }
+    }
+}
+
+table_builder! {
+    /// Builds `process_events`.
+    ProcessEventsBuilder, Table::ProcessEvents, ProcessEvent, common: true,
+    columns {
+        filename: StringBuilder = strings,
+        argv: ListBuilder<StringBuilder> = |_| ListBuilder::new(StringBuilder::new()),
+        argv_truncated: BooleanBuilder = BooleanBuilder::with_capacity,
+        cwd: StringBuilder = strings,
+        child_pid: UInt32Builder = UInt32Builder::with_capacity,
+        clone_flags: UInt64Builder = UInt64Builder::with_capacity,
+        exit_code: Int32Builder = Int32Builder::with_capacity,
+        exit_signal: Int32Builder = Int32Builder::with_capacity,
+        target_pid: Int64Builder = Int64Builder::with_capacity,
+        signal: Int32Builder = Int32Builder::with_capacity,
+        ptrace_request: Int64Builder = Int64Builder::with_capacity,
+        id_args: ListBuilder<Int64Builder> = |_| ListBuilder::new(Int64Builder::new()),
+    }
+    append(self, e) {
+        self.common.as_mut().expect("event table").append(&e.common);
+        self.filename.append_option(e.filename);
+        append_argv(&mut self.argv, e.argv);
+        self.argv_truncated.append_option(e.argv_truncated);
+        self.cwd.append_option(e.cwd);
+        self.child_pid.append_option(e.child_pid);
+        self.clone_flags.append_option(e.clone_flags);
+        self.exit_code.append_option(e.exit_code);
+        self.exit_signal.append_option(e.exit_signal);
+        self.target_pid.append_option(e.target_pid);
+        self.signal.append_option(e.signal);
+        self.ptrace_request.append_option(e.ptrace_request);
+        match e.id_args {
+            Some(ids) => {
+                self.id_args.values().append_slice(ids);
+                self.id_args.append(true);
+            }
+            None => self.id_args.append_null(),
+        }
+    }
+}
+
+table_builder! {
+    /// Builds `file_events`.
+    FileEventsBuilder, Table::FileEvents, FileEvent, common: true,
+    columns {
+        path: StringBuilder = strings,
+        path2: StringBuilder = strings,
+        path_truncated: BooleanBuilder = BooleanBuilder::with_capacity,
+        dirfd: Int32Builder = Int32Builder::with_capacity,
+        flags: Int64Builder = Int64Builder::with_capacity,
+        flags_text: StringBuilder = strings,
+        mode: UInt32Builder = UInt32Builder::with_capacity,
+        owner_uid: Int64Builder = Int64Builder::with_capacity,
+        owner_gid: Int64Builder = Int64Builder::with_capacity,
+        fstype: StringBuilder = strings,
+    }
+    append(self, e) {
+        self.common.as_mut().expect("event table").append(&e.common);
+        self.path.append_option(e.path);
+        self.path2.append_option(e.path2);
+        self.path_truncated.append_value(e.path_truncated);
+        self.dirfd.append_option(e.dirfd);
+        self.flags.append_option(e.flags);
+        self.flags_text.append_option(e.flags_text);
+        self.mode.append_option(e.mode);
+        self.owner_uid.append_option(e.owner_uid);
+        self.owner_gid.append_option(e.owner_gid);
+        self.fstype.append_option(e.fstype);
+    }
+}
+
+table_builder! {
+    /// Builds `network_events`.
+    NetworkEventsBuilder, Table::NetworkEvents, NetworkEvent, common: true,
+    columns {
+        fd: Int64Builder = Int64Builder::with_capacity,
+        family: StringBuilder = strings,
+        sock_type: StringBuilder = strings,
+        protocol: StringBuilder = strings,
+        saddr: StringBuilder = strings,
+        sport: UInt16Builder = UInt16Builder::with_capacity,
+        daddr: StringBuilder = strings,
+        dport: UInt16Builder = UInt16Builder::with_capacity,
+        verdict: StringBuilder = strings,
+        bytes: Int64Builder = Int64Builder::with_capacity,
+    }
+    append(self, e) {
+        self.common.as_mut().expect("event table").append(&e.common);
+        self.fd.append_option(e.fd);
+        self.family.append_option(e.family);
+        self.sock_type.append_option(e.sock_type);
+        self.protocol.append_option(e.protocol);
+        self.saddr.append_option(e.saddr);
+        self.sport.append_option(e.sport);
+        self.daddr.append_option(e.daddr);
+        self.dport.append_option(e.dport);
+        self.verdict.append_option(e.verdict);
+        self.bytes.append_option(e.bytes);
+    }
+}
+
+table_builder! {
+    /// Builds `syscall_events`.
+    SyscallEventsBuilder, Table::SyscallEvents, SyscallEvent, common: true,
+    columns {
+        args: ListBuilder<UInt64Builder> = |_| ListBuilder::new(UInt64Builder::new()),
+        refused: BooleanBuilder = BooleanBuilder::with_capacity,
+    }
+    append(self, e) {
+        self.common.as_mut().expect("event table").append(&e.common);
+        match e.args {
+            Some(args) => {
+                self.args.values().append_slice(args);
+                self.args.append(true);
+            }
+            None => self.args.append_null(),
+        }
+        self.refused.append_value(e.refused);
+    }
+}
+
+table_builder! {
+    /// Builds `syscall_counts`.
+    CountsBuilder, Table::SyscallCounts, CountRow, common: false,
+    columns {
+        time: TimestampNanosecondBuilder = time_builder,
+        host: StringBuilder = strings,
+        sandbox_id: StringBuilder = strings,
+        cgroup_id: UInt64Builder = UInt64Builder::with_capacity,
+        syscall: StringBuilder = strings,
+        syscall_nr: Int32Builder = Int32Builder::with_capacity,
+        count: UInt64Builder = UInt64Builder::with_capacity,
+        window_ms: UInt32Builder = UInt32Builder::with_capacity,
+    }
+    append(self, e) {
+        self.time.append_value(e.time_ns);
+        self.host.append_value(e.host);
+        self.sandbox_id.append_option(e.sandbox_id);
+        self.cgroup_id.append_value(e.cgroup_id);
+        self.syscall.append_value(e.syscall);
+        self.syscall_nr.append_value(e.syscall_nr);
+        self.count.append_value(e.count);
+        self.window_ms.append_value(e.window_ms);
+    }
+}
+
+table_builder! {
+    /// Builds `drops`.
+    DropsBuilder, Table::Drops, DropRow, common: false,
+    columns {
+        time: TimestampNanosecondBuilder = time_builder,
+        host: StringBuilder = strings,
+        source: StringBuilder = strings,
+        kind: StringBuilder = strings,
+        count: UInt64Builder = UInt64Builder::with_capacity,
+        total: UInt64Builder = UInt64Builder::with_capacity,
+    }
+    append(self, e) {
+        self.time.append_value(e.time_ns);
+        self.host.append_value(e.host);
+        self.source.append_value(e.source);
+        self.kind.append_value(e.kind);
+        self.count.append_value(e.count);
+        self.total.append_value(e.total);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use arrow_array::{Array, ListArray, StringArray};
+
+    use super::*;
+
+    fn common() -> Common<'static> {
+        Common { time_ns: 1, host: "h", comm: "c", event: "execve", ..Default::default() }
+    }
+
+    #[test]
+    fn every_builder_matches_its_schema() {
+        let mut p = ProcessEventsBuilder::new(4);
+        p.append(&ProcessEvent { common: common(), argv: Some(b"ls\0-l\0"), ..Default::default() });
+        p.append(&ProcessEvent { common: common(), id_args: Some(&[0, -1]), ..Default::default() });
+        let batch = p.finish().unwrap();
+        assert_eq!(batch.num_rows(), 2);
+        let argv = batch.column_by_name("argv").unwrap().as_any().downcast_ref::<ListArray>().unwrap();
+        let first = argv.value(0);
+        let first = first.as_any().downcast_ref::<StringArray>().unwrap();
+        assert_eq!((first.value(0), first.value(1), first.len()), ("ls", "-l", 2));
+        assert!(argv.is_null(1));
+        assert_eq!(p.len(), 0, "finish starts a new batch");
+
+        let mut f = FileEventsBuilder::new(1);
+        f.append(&FileEvent { common: common(), path: Some("/etc/hostname"), ..Default::default() });
+        assert_eq!(f.finish().unwrap().num_rows(), 1);
+        let mut n = NetworkEventsBuilder::new(1);
+        n.append(&NetworkEvent { common: common(), dport: Some(53), ..Default::default() });
+        assert_eq!(n.finish().unwrap().num_rows(), 1);
+        let mut s = SyscallEventsBuilder::new(1);
+        s.append(&SyscallEvent { common: common(), args: Some(&[1, 2]), refused: true });
+        assert_eq!(s.finish().unwrap().num_rows(), 1);
+        let mut c = CountsBuilder::new(1);
+        c.append(&CountRow {
+            time_ns: 1, host: "h", sandbox_id: None, cgroup_id: 2, syscall: "openat", syscall_nr: 257,
+            count: 3, window_ms: 1000,
+        });
+        assert_eq!(c.finish().unwrap().num_rows(), 1);
+        let mut d = DropsBuilder::new(1);
+        d.append(&DropRow { time_ns: 1, host: "h", source: "kernel", kind: "file", count: 1, total: 1 });
+        assert_eq!(d.finish().unwrap().num_rows(), 1);
+    }
+}

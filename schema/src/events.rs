@@ -1,0 +1,122 @@
+//! Typed events: one struct per table row. They borrow their text from wherever it was decoded
+//! (the ring buffer, the collector's caches), so decoding an event allocates nothing; the builders
+//! copy the bytes once, into Arrow buffers.
+
+/// The columns every event table carries.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Common<'a> {
+    /// Nanoseconds since the Unix epoch, UTC.
+    pub time_ns: i64,
+    pub host: &'a str,
+    pub sandbox_id: Option<&'a str>,
+    pub cgroup_id: u64,
+    pub pid: u32,
+    pub tid: u32,
+    pub ppid: Option<u32>,
+    pub uid: u32,
+    pub gid: u32,
+    pub comm: &'a str,
+    pub exe: Option<&'a str>,
+    /// What happened: the syscall's name for syscall events, or `exit` for a process end.
+    pub event: &'a str,
+    pub syscall: Option<&'a str>,
+    /// The syscall's result: >= 0 success, < 0 -errno.
+    pub ret: Option<i64>,
+}
+
+/// exec, fork/clone, exit, setuid family, ptrace, kill.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct ProcessEvent<'a> {
+    pub common: Common<'a>,
+    /// exec: the program as given to execve.
+    pub filename: Option<&'a str>,
+    /// exec: argv, NUL-separated as captured (a trailing NUL is ignored).
+    pub argv: Option<&'a [u8]>,
+    pub argv_truncated: Option<bool>,
+    pub cwd: Option<&'a str>,
+    pub child_pid: Option<u32>,
+    pub clone_flags: Option<u64>,
+    pub exit_code: Option<i32>,
+    pub exit_signal: Option<i32>,
+    pub target_pid: Option<i64>,
+    pub signal: Option<i32>,
+    pub ptrace_request: Option<i64>,
+    /// setuid family: the ids as passed (-1 = unchanged).
+    pub id_args: Option<&'a [i64]>,
+}
+
+/// open/openat/openat2/creat, unlink, rename, chmod, chown, mkdir, link/symlink, mount/umount.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct FileEvent<'a> {
+    pub common: Common<'a>,
+    pub path: Option<&'a str>,
+    /// rename: the new path; link/symlink: the link's path; mount: the source.
+    pub path2: Option<&'a str>,
+    pub path_truncated: bool,
+    pub dirfd: Option<i32>,
+    pub flags: Option<i64>,
+    pub flags_text: Option<&'a str>,
+    pub mode: Option<u32>,
+    pub owner_uid: Option<i64>,
+    pub owner_gid: Option<i64>,
+    pub fstype: Option<&'a str>,
+}
+
+/// socket, connect, accept, bind, listen, sendto/sendmsg with a destination.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct NetworkEvent<'a> {
+    pub common: Common<'a>,
+    pub fd: Option<i64>,
+    /// `inet`, `inet6`, `unix`, `netlink`, `packet`, or the number.
+    pub family: Option<&'a str>,
+    /// `stream`, `dgram`, `raw`, `seqpacket`, ...
+    pub sock_type: Option<&'a str>,
+    /// `tcp`, `udp`, `icmp`, `raw`, ... when the socket's type is known.
+    pub protocol: Option<&'a str>,
+    /// Local side (bind, listen) or the client (accept).
+    pub saddr: Option<&'a str>,
+    pub sport: Option<u16>,
+    /// The destination (connect, sendto/sendmsg) or the local side of an accepted connection.
+    pub daddr: Option<&'a str>,
+    pub dport: Option<u16>,
+    /// allowed/denied by network policy, once a policy is enforced.
+    pub verdict: Option<&'a str>,
+    pub bytes: Option<i64>,
+}
+
+/// Security-sensitive syscalls and refusals.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct SyscallEvent<'a> {
+    pub common: Common<'a>,
+    pub args: Option<&'a [u64]>,
+    /// The syscall is on the policy's deny-list and came back -EPERM.
+    pub refused: bool,
+}
+
+/// One `syscall_counts` row: a syscall's count in one window for one watched cgroup.
+#[derive(Clone, Copy, Debug)]
+pub struct CountRow<'a> {
+    /// End of the window, ns since the Unix epoch.
+    pub time_ns: i64,
+    pub host: &'a str,
+    pub sandbox_id: Option<&'a str>,
+    pub cgroup_id: u64,
+    pub syscall: &'a str,
+    pub syscall_nr: i32,
+    pub count: u64,
+    pub window_ms: u32,
+}
+
+/// One `drops` row: what was lost, where, since the last row of the same source and kind.
+#[derive(Clone, Copy, Debug)]
+pub struct DropRow<'a> {
+    pub time_ns: i64,
+    pub host: &'a str,
+    /// `kernel` (ring buffer full or probe map full) or `collector` (undecodable record).
+    pub source: &'a str,
+    /// The record kind lost: `exec`, `file`, `network`, ...
+    pub kind: &'a str,
+    pub count: u64,
+    /// Running total for this source and kind since the collector started.
+    pub total: u64,
+}

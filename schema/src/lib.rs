@@ -1,0 +1,211 @@
+//! The event model of the audit log: the tables, their Arrow schemas, the typed events that fill
+//! them, and the builders that turn typed events into `RecordBatch`es.
+//!
+//! This is the one place a column is defined. The collector decodes kernel records into the typed
+//! events here; rules and analytics read the batches by these column names. The kernel ABI
+//! (`sandwatch-probes-abi`) is a different thing on purpose: it says what the kernel wrote, this
+//! crate says what a person queries.
+//!
+//! Conventions: times are UTC timestamps with nanoseconds; addresses are text a person reads
+//! (`127.0.0.1`, `::1`); ports are integers; a value the kernel did not give is null, never a
+//! made-up default.
+
+mod builders;
+mod events;
+
+use std::{fmt, str::FromStr, sync::Arc};
+
+use arrow_array::RecordBatch;
+use arrow_schema::{DataType, Field, Schema, SchemaRef, TimeUnit};
+
+pub use builders::{
+    CountsBuilder, DropsBuilder, FileEventsBuilder, NetworkEventsBuilder, ProcessEventsBuilder,
+    SyscallEventsBuilder,
+};
+pub use events::{
+    Common, CountRow, DropRow, FileEvent, NetworkEvent, ProcessEvent, SyscallEvent,
+};
+
+/// Every table of the audit log this build writes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Table {
+    ProcessEvents,
+    FileEvents,
+    NetworkEvents,
+    SyscallEvents,
+    SyscallCounts,
+    Drops,
+}
+
+impl Table {
+    pub const ALL: [Table; 6] = [
+        Table::ProcessEvents,
+        Table::FileEvents,
+        Table::NetworkEvents,
+        Table::SyscallEvents,
+        Table::SyscallCounts,
+        Table::Drops,
+    ];
+
+    /// The table's name: its directory in the audit log and its name in SQL.
+    pub fn name(self) -> &'static str {
+        match self {
+            Table::ProcessEvents => "process_events",
+            Table::FileEvents => "file_events",
+            Table::NetworkEvents => "network_events",
+            Table::SyscallEvents => "syscall_events",
+            Table::SyscallCounts => "syscall_counts",
+            Table::Drops => "drops",
+        }
+    }
+
+    pub fn schema(self) -> SchemaRef {
+        // Built once per call site that needs it; callers keep the Arc.
+        let mut fields = match self {
+            Table::ProcessEvents | Table::FileEvents | Table::NetworkEvents | Table::SyscallEvents => {
+                common_fields()
+            }
+            Table::SyscallCounts | Table::Drops => vec![time_field()],
+        };
+        fields.extend(match self {
+            Table::ProcessEvents => vec![
+                Field::new("filename", DataType::Utf8, true),
+                Field::new("argv", list_of(DataType::Utf8), true),
+                Field::new("argv_truncated", DataType::Boolean, true),
+                Field::new("cwd", DataType::Utf8, true),
+                Field::new("child_pid", DataType::UInt32, true),
+                Field::new("clone_flags", DataType::UInt64, true),
+                Field::new("exit_code", DataType::Int32, true),
+                Field::new("exit_signal", DataType::Int32, true),
+                Field::new("target_pid", DataType::Int64, true),
+                Field::new("signal", DataType::Int32, true),
+                Field::new("ptrace_request", DataType::Int64, true),
+                Field::new("id_args", list_of(DataType::Int64), true),
+            ],
+            Table::FileEvents => vec![
+                Field::new("path", DataType::Utf8, true),
+                Field::new("path2", DataType::Utf8, true),
+                Field::new("path_truncated", DataType::Boolean, false),
+                Field::new("dirfd", DataType::Int32, true),
+                Field::new("flags", DataType::Int64, true),
+                Field::new("flags_text", DataType::Utf8, true),
+                Field::new("mode", DataType::UInt32, true),
+                Field::new("owner_uid", DataType::Int64, true),
+                Field::new("owner_gid", DataType::Int64, true),
+                Field::new("fstype", DataType::Utf8, true),
+            ],
+            Table::NetworkEvents => vec![
+                Field::new("fd", DataType::Int64, true),
+                Field::new("family", DataType::Utf8, true),
+                Field::new("sock_type", DataType::Utf8, true),
+                Field::new("protocol", DataType::Utf8, true),
+                Field::new("saddr", DataType::Utf8, true),
+                Field::new("sport", DataType::UInt16, true),
+                Field::new("daddr", DataType::Utf8, true),
+                Field::new("dport", DataType::UInt16, true),
+                Field::new("verdict", DataType::Utf8, true),
+                Field::new("bytes", DataType::Int64, true),
+            ],
+            Table::SyscallEvents => vec![
+                Field::new("args", list_of(DataType::UInt64), true),
+                Field::new("refused", DataType::Boolean, false),
+            ],
+            Table::SyscallCounts => vec![
+                Field::new("host", DataType::Utf8, false),
+                Field::new("sandbox_id", DataType::Utf8, true),
+                Field::new("cgroup_id", DataType::UInt64, false),
+                Field::new("syscall", DataType::Utf8, false),
+                Field::new("syscall_nr", DataType::Int32, false),
+                Field::new("count", DataType::UInt64, false),
+                Field::new("window_ms", DataType::UInt32, false),
+            ],
+            Table::Drops => vec![
+                Field::new("host", DataType::Utf8, false),
+                Field::new("source", DataType::Utf8, false),
+                Field::new("kind", DataType::Utf8, false),
+                Field::new("count", DataType::UInt64, false),
+                Field::new("total", DataType::UInt64, false),
+            ],
+        });
+        Arc::new(Schema::new(fields))
+    }
+}
+
+impl fmt::Display for Table {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("unknown table {0:?} (tables: process_events, file_events, network_events, syscall_events, syscall_counts, drops)")]
+pub struct UnknownTable(pub String);
+
+impl FromStr for Table {
+    type Err = UnknownTable;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Table::ALL.into_iter().find(|t| t.name() == s).ok_or_else(|| UnknownTable(s.to_owned()))
+    }
+}
+
+/// A sealed batch of one table: what travels on the bus to every sink.
+#[derive(Clone, Debug)]
+pub struct TableBatch {
+    pub table: Table,
+    pub batch: RecordBatch,
+}
+
+/// The columns every event table starts with, in this order.
+pub const COMMON_COLUMNS: [&str; 14] = [
+    "time", "host", "sandbox_id", "cgroup_id", "pid", "tid", "ppid", "uid", "gid", "comm", "exe",
+    "event", "syscall", "ret",
+];
+
+fn time_field() -> Field {
+    Field::new("time", DataType::Timestamp(TimeUnit::Nanosecond, Some("UTC".into())), false)
+}
+
+fn list_of(item: DataType) -> DataType {
+    DataType::List(Arc::new(Field::new("item", item, true)))
+}
+
+fn common_fields() -> Vec<Field> {
+    vec![
+        time_field(),
+        Field::new("host", DataType::Utf8, false),
+        Field::new("sandbox_id", DataType::Utf8, true),
+        Field::new("cgroup_id", DataType::UInt64, false),
+        Field::new("pid", DataType::UInt32, false),
+        Field::new("tid", DataType::UInt32, false),
+        Field::new("ppid", DataType::UInt32, true),
+        Field::new("uid", DataType::UInt32, false),
+        Field::new("gid", DataType::UInt32, false),
+        Field::new("comm", DataType::Utf8, false),
+        Field::new("exe", DataType::Utf8, true),
+        Field::new("event", DataType::Utf8, false),
+        Field::new("syscall", DataType::Utf8, true),
+        Field::new("ret", DataType::Int64, true),
+    ]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_event_table_starts_with_the_common_columns() {
+        for t in [Table::ProcessEvents, Table::FileEvents, Table::NetworkEvents, Table::SyscallEvents] {
+            let schema = t.schema();
+            let names: Vec<&str> = schema.fields().iter().take(COMMON_COLUMNS.len()).map(|f| f.name().as_str()).collect();
+            assert_eq!(names, COMMON_COLUMNS, "{t}");
+        }
+    }
+
+    #[test]
+    fn table_names_round_trip() {
+        for t in Table::ALL {
+            assert_eq!(t.name().parse::<Table>().unwrap(), t);
+        }
+        assert!("nope".parse::<Table>().is_err());
+    }
+}
