@@ -1,1 +1,27 @@
-fn main() {}
+//! `sandwatch`: the command line. Parses arguments, starts the parts (runner, collector) and
+//! connects them; everything a person reads on the terminal is written here.
+
+mod cli;
+
+use std::process::ExitCode;
+
+use clap::Parser as _;
+
+fn main() -> ExitCode {
+    let args = cli::Args::parse();
+    cli::init_logging(args.verbose);
+    let runtime = match tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("sandwatch: cannot start the async runtime: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    match runtime.block_on(cli::dispatch(args)) {
+        Ok(code) => ExitCode::from(code),
+        Err(failure) => {
+            eprintln!("sandwatch: {:#}", failure.error);
+            ExitCode::from(failure.code)
+        }
+    }
+}

@@ -1,1 +1,44 @@
+//! The collector: loads sandwatch's probes into the kernel, reads what they record, and turns it
+//! into the audit log.
+//!
+//! Data path, one record at a time only inside the first box:
+//! ```text
+//! ring buffer ──► decode (ABI record → typed event) ──► enrich (process, socket, sandbox)
+//!   ──► Batchers (one Arrow builder per table; sealed by rows, age, hour)
+//!   ──► BatchBus (Arc<TableBatch> to every sink) ──► ParquetSink (<data>/<table>/date=/hour=/)
+//! ```
+//! Kernel-side counters (syscall counts, drops) are drained every window into their own tables.
+//! Nothing is lost silently: a record the kernel could not write, or that the collector could not
+//! decode, is counted in the `drops` table and in the [`Summary`].
 
+mod batcher;
+mod bus;
+mod clock;
+mod decode;
+mod enrich;
+mod parquet_sink;
+mod pipeline;
+mod probes;
+
+use std::{io, path::PathBuf};
+
+pub use batcher::BatchLimits;
+pub use parquet_sink::ParquetOptions;
+pub use pipeline::{Collector, CollectorConfig, DropTotals, Summary, WatchTarget, hostname};
+pub use probes::{DEFAULT_REFUSAL_SYSCALLS, MAX_WATCH_LEVEL, ProbeConfig};
+
+#[derive(Debug, thiserror::Error)]
+pub enum CollectorError {
+    /// Loading, attaching or reading the kernel programs.
+    #[error("{0}")]
+    Probe(String),
+    /// A setting that cannot work.
+    #[error("{0}")]
+    Config(String),
+    #[error("cannot {action} {path}: {source}")]
+    Io { action: &'static str, path: PathBuf, source: io::Error },
+    #[error("writing Parquet file {path}: {source}")]
+    Parquet { path: PathBuf, source: parquet::errors::ParquetError },
+    #[error("internal error: {0}")]
+    Internal(String),
+}

@@ -16,6 +16,17 @@ use crate::{
     events::{Common, CountRow, DropRow, FileEvent, NetworkEvent, ProcessEvent, SyscallEvent},
 };
 
+/// What every table builder can do without knowing its event type: the batching layer seals
+/// builders through this.
+pub trait BatchBuilder: Send {
+    fn table(&self) -> Table;
+    fn len(&self) -> usize;
+    fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+    fn finish(&mut self) -> Result<RecordBatch, ArrowError>;
+}
+
 fn time_builder(capacity: usize) -> TimestampNanosecondBuilder {
     TimestampNanosecondBuilder::with_capacity(capacity).with_timezone("UTC")
 }
@@ -141,6 +152,20 @@ macro_rules! table_builder {
 
             /// The rows appended so far as one batch; the builder starts empty again.
             pub fn finish(&mut self) -> Result<RecordBatch, ArrowError> {
+                <Self as BatchBuilder>::finish(self)
+            }
+        }
+
+        impl BatchBuilder for $name {
+            fn table(&self) -> Table {
+                $table
+            }
+
+            fn len(&self) -> usize {
+                self.rows
+            }
+
+            fn finish(&mut self) -> Result<RecordBatch, ArrowError> {
                 let mut columns: Vec<ArrayRef> = match self.common.as_mut() {
                     Some(c) => c.finish(),
                     None => Vec::new(),

@@ -19,7 +19,7 @@ use arrow_array::RecordBatch;
 use arrow_schema::{DataType, Field, Schema, SchemaRef, TimeUnit};
 
 pub use builders::{
-    CountsBuilder, DropsBuilder, FileEventsBuilder, NetworkEventsBuilder, ProcessEventsBuilder,
+    BatchBuilder,    CountsBuilder, DropsBuilder, FileEventsBuilder, NetworkEventsBuilder, ProcessEventsBuilder,
     SyscallEventsBuilder,
 };
 pub use events::{

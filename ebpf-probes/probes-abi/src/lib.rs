@@ -313,3 +313,10 @@ pub const FATAL_BY_DEFAULT: u64 = {
     }
     m
 };
+
+#[cfg(feature = "user")]
+mod pod {
+    // SAFETY: plain #[repr(C)] data with explicit padding fields; every bit pattern is valid.
+    unsafe impl aya::Pod for super::CountKey {}
+    unsafe impl aya::Pod for super::Inflight {}
+}

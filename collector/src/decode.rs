@@ -1,0 +1,358 @@
+//! Kernel records → typed events: reads the ABI structs out of ring-buffer bytes, enriches them
+//! and appends one row to the right table.
+
+use std::{borrow::Cow, collections::HashSet, mem::size_of, sync::Arc};
+
+use sandwatch_probes_abi::{
+    ArgsRecord, ExecRecord, File2Record, FileRecord, Header, NetRecord, flags, kind, nr,
+};
+use sandwatch_schema::{Common, FileEvent, NetworkEvent, ProcessEvent, SyscallEvent};
+
+use crate::{
+    CollectorError,
+    batcher::Batchers,
+    clock::BootClock,
+    enrich::{
+        ProcessTable, SandboxRegistry, SockInfo, SocketTable, cstr, decode_sockaddr, family_name,
+        open_flags_text, proc_cwd, protocol_name, sock_type_name,
+    },
+};
+
+const EPERM: i64 = 1;
+const CLONE_THREAD: u64 = 0x10000;
+const O_CREAT: u64 = 0o100;
+const O_TMPFILE: u64 = 0o20000000;
+
+/// A record that could not be decoded: counted as a collector-side drop, never ignored.
+#[derive(Debug)]
+pub struct Undecodable {
+    pub kind: u8,
+}
+
+pub struct Decoder {
+    host: Arc<str>,
+    pub clock: BootClock,
+    registry: SandboxRegistry,
+    procs: ProcessTable,
+    sockets: SocketTable,
+    /// Syscall numbers on the policy's deny-list: their -EPERM is a refusal.
+    refusals: HashSet<i64>,
+}
+
+fn read<T: Copy>(bytes: &[u8]) -> Option<T> {
+    // SAFETY: length checked; the ABI structs are plain data valid for any bit pattern; the
+    // ring buffer gives 8-byte aligned records, read_unaligned does not even need that.
+    (bytes.len() >= size_of::<T>()).then(|| unsafe { std::ptr::read_unaligned(bytes.as_ptr().cast::<T>()) })
+}
+
+fn text(bytes: &[u8]) -> Cow<'_, str> {
+    String::from_utf8_lossy(cstr(bytes))
+}
+
+fn syscall_name(syscall_nr: i32) -> &'static str {
+    usize::try_from(syscall_nr).ok().and_then(syscalls::Sysno::new).map_or("unknown", |s| s.name())
+}
+
+impl Decoder {
+    pub fn new(host: &str, registry: SandboxRegistry, refusals: HashSet<i64>) -> Self {
+        Self {
+            host: Arc::from(host),
+            clock: BootClock::now(),
+            registry,
+            procs: ProcessTable::default(),
+            sockets: SocketTable::default(),
+            refusals,
+        }
+    }
+
+    /// Decodes one ring-buffer record into a row of its table.
+    pub fn decode(&mut self, bytes: &[u8], out: &mut Batchers) -> Result<Result<(), Undecodable>, CollectorError> {
+        let Some(h) = read::<Header>(bytes) else { return Ok(Err(Undecodable { kind: 0 })) };
+        let bad = Undecodable { kind: h.kind };
+        match h.kind {
+            kind::EXEC => match read::<ExecRecord>(bytes) {
+                Some(r) => self.exec(&r, out).map(Ok),
+                None => Ok(Err(bad)),
+            },
+            kind::PROCESS | kind::EXIT => match read::<ArgsRecord>(bytes) {
+                Some(r) => self.process(&r, out).map(Ok),
+                None => Ok(Err(bad)),
+            },
+            kind::SYSCALL => match read::<ArgsRecord>(bytes) {
+                Some(r) => self.syscall(&r, out).map(Ok),
+                None => Ok(Err(bad)),
+            },
+            kind::FILE => match read::<FileRecord>(bytes) {
+                Some(r) => self.file(&r, out).map(Ok),
+                None => Ok(Err(bad)),
+            },
+            kind::FILE2 => match read::<File2Record>(bytes) {
+                Some(r) => self.file2(&r, out).map(Ok),
+                None => Ok(Err(bad)),
+            },
+            kind::NET => match read::<NetRecord>(bytes) {
+                Some(r) => self.net(&r, out).map(Ok),
+                None => Ok(Err(bad)),
+            },
+            _ => Ok(Err(bad)),
+        }
+    }
+
+    /// The common columns, with the strings they borrow kept alive by the caller.
+    fn common<'a>(&'a self, h: &Header, comm: &'a str, sandbox: &'a Option<Arc<str>>, exe: &'a Option<Arc<str>>, ppid: Option<u32>) -> Common<'a> {
+        let syscall = (h.syscall_nr >= 0).then(|| syscall_name(h.syscall_nr));
+        Common {
+            time_ns: self.clock.to_unix_ns(h.ts_boot_ns),
+            host: &self.host,
+            sandbox_id: sandbox.as_deref(),
+            cgroup_id: h.cgroup_id,
+            pid: h.pid,
+            tid: h.tid,
+            ppid,
+            uid: h.uid,
+            gid: h.gid,
+            comm,
+            exe: exe.as_deref(),
+            event: syscall.unwrap_or("exit"),
+            syscall,
+            ret: syscall.map(|_| h.ret),
+        }
+    }
+
+    /// Looks up what the row needs besides the record: sandbox, executable, parent.
+    fn context(&mut self, h: &Header) -> (Option<Arc<str>>, Option<Arc<str>>, Option<u32>) {
+        let info = self.procs.get(h.pid);
+        (self.registry.get(h.watch_id), info.exe.clone(), info.ppid)
+    }
+
+    fn exec(&mut self, r: &ExecRecord, out: &mut Batchers) -> Result<(), CollectorError> {
+        let h = r.header;
+        let filename = text(&r.filename);
+        if h.ret == 0 {
+            self.procs.on_exec(h.pid, &filename);
+        }
+        let (sandbox, exe, ppid) = self.context(&h);
+        let comm = text(&h.comm);
+        let cwd = if h.ret == 0 { proc_cwd(h.pid) } else { None };
+        let argv_len = (r.argv_len as usize).min(r.argv.len());
+        let common = self.common(&h, &comm, &sandbox, &exe, ppid);
+        out.process(&ProcessEvent {
+            common,
+            filename: Some(&filename),
+            argv: Some(&r.argv[..argv_len]),
+            argv_truncated: Some(h.flags & flags::TRUNC_ARGV != 0),
+            cwd: cwd.as_deref(),
+            ..Default::default()
+        })
+    }
+
+    fn process(&mut self, r: &ArgsRecord, out: &mut Batchers) -> Result<(), CollectorError> {
+        let h = r.header;
+        let a = r.args;
+        let syscall = h.syscall_nr as i64;
+        if h.kind == kind::PROCESS
+            && matches!(syscall, nr::CLONE | nr::CLONE3 | nr::FORK | nr::VFORK)
+            && h.ret > 0
+            && a[0] & CLONE_THREAD == 0
+        {
+            self.procs.on_fork(h.pid, h.ret as u32);
+        }
+        let (sandbox, exe, ppid) = self.context(&h);
+        let comm = text(&h.comm);
+        let common = self.common(&h, &comm, &sandbox, &exe, ppid);
+        let signed = |v: u64| v as u32 as i32 as i64;
+        let ids: Vec<i64>;
+        let mut e = ProcessEvent { common, ..Default::default() };
+        if h.kind == kind::EXIT {
+            // Prefer the status the process gave exit_group: a fatal signal recorded after it
+            // is the group exit reaching the other threads.
+            if a[0] != u64::MAX {
+                e.exit_code = Some(a[0] as i32);
+            } else if a[1] != 0 {
+                e.exit_signal = Some(a[1] as i32);
+            }
+        } else {
+            match syscall {
+                nr::CLONE | nr::CLONE3 | nr::FORK | nr::VFORK => {
+                    e.clone_flags = Some(match syscall {
+                        nr::FORK => libc::SIGCHLD as u64,
+                        nr::VFORK => (libc::CLONE_VM | libc::CLONE_VFORK | libc::SIGCHLD) as u64,
+                        _ => a[0],
+                    });
+                    e.child_pid = (h.ret > 0).then_some(h.ret as u32);
+                }
+                nr::PTRACE => {
+                    e.ptrace_request = Some(a[0] as i64);
+                    e.target_pid = Some(signed(a[1]));
+                }
+                nr::KILL | nr::TKILL => {
+                    e.target_pid = Some(signed(a[0]));
+                    e.signal = Some(a[1] as i32);
+                }
+                nr::TGKILL => {
+                    e.target_pid = Some(signed(a[0]));
+                    e.signal = Some(a[2] as i32);
+                }
+                _ => {
+                    let n = match syscall {
+                        nr::SETRESUID | nr::SETRESGID => 3,
+                        nr::SETREUID | nr::SETREGID => 2,
+                        _ => 1,
+                    };
+                    ids = a[..n].iter().map(|&v| signed(v)).collect();
+                    e.id_args = Some(&ids);
+                }
+            }
+        }
+        out.process(&e)?;
+        if h.kind == kind::EXIT {
+            self.procs.on_exit(h.pid);
+            self.sockets.forget_process(h.pid);
+        }
+        Ok(())
+    }
+
+    fn syscall(&mut self, r: &ArgsRecord, out: &mut Batchers) -> Result<(), CollectorError> {
+        let h = r.header;
+        let (sandbox, exe, ppid) = self.context(&h);
+        let comm = text(&h.comm);
+        let common = self.common(&h, &comm, &sandbox, &exe, ppid);
+        let refusal_only = h.flags & flags::REFUSAL != 0;
+        out.syscall(&SyscallEvent {
+            common,
+            // A refusal-only probe has no entry probe, hence no arguments.
+            args: (!refusal_only).then_some(&r.args[..]),
+            refused: h.ret == -EPERM && (refusal_only || self.refusals.contains(&(h.syscall_nr as i64))),
+        })
+    }
+
+    fn file(&mut self, r: &FileRecord, out: &mut Batchers) -> Result<(), CollectorError> {
+        let h = r.header;
+        let syscall = h.syscall_nr as i64;
+        let (sandbox, exe, ppid) = self.context(&h);
+        let comm = text(&h.comm);
+        let path = text(&r.path);
+        let common = self.common(&h, &comm, &sandbox, &exe, ppid);
+        let is_open = matches!(syscall, nr::OPEN | nr::OPENAT | nr::OPENAT2 | nr::CREAT);
+        let has_path = !matches!(syscall, nr::FCHMOD | nr::FCHOWN);
+        let flags_text = is_open.then(|| open_flags_text(r.flags));
+        let creates = r.flags & (O_CREAT | O_TMPFILE) != 0;
+        let mode = match syscall {
+            _ if is_open => creates.then_some(r.mode as u32),
+            nr::CHMOD | nr::FCHMOD | nr::FCHMODAT | nr::FCHMODAT2 | nr::MKDIR | nr::MKDIRAT => Some(r.mode as u32),
+            _ => None,
+        };
+        let has_flags = is_open || matches!(syscall, nr::UNLINKAT | nr::FCHMODAT2 | nr::FCHOWNAT | nr::UMOUNT2);
+        let owner = |v: u64| (v != u64::MAX).then_some(v as u32 as i32 as i64);
+        out.file(&FileEvent {
+            common,
+            path: has_path.then_some(&*path),
+            path2: None,
+            path_truncated: h.flags & flags::TRUNC_PATH != 0,
+            dirfd: Some(r.dirfd as i32),
+            flags: has_flags.then_some(r.flags as i64),
+            flags_text: flags_text.as_deref(),
+            mode,
+            owner_uid: owner(r.owner),
+            owner_gid: owner(r.group),
+            fstype: None,
+        })
+    }
+
+    fn file2(&mut self, r: &File2Record, out: &mut Batchers) -> Result<(), CollectorError> {
+        let h = r.header;
+        let syscall = h.syscall_nr as i64;
+        let (sandbox, exe, ppid) = self.context(&h);
+        let comm = text(&h.comm);
+        let (path, path2, fstype) = (text(&r.path), text(&r.path2), text(&r.fstype));
+        let common = self.common(&h, &comm, &sandbox, &exe, ppid);
+        let is_mount = syscall == nr::MOUNT;
+        out.file(&FileEvent {
+            common,
+            path: Some(&path),
+            path2: Some(&path2),
+            path_truncated: h.flags & (flags::TRUNC_PATH | flags::TRUNC_PATH2) != 0,
+            dirfd: Some(r.dirfd as i32),
+            flags: matches!(syscall, nr::RENAMEAT2 | nr::LINKAT | nr::MOUNT).then_some(r.flags as i64),
+            flags_text: None,
+            mode: None,
+            owner_uid: None,
+            owner_gid: None,
+            fstype: (is_mount && !fstype.is_empty()).then_some(&*fstype),
+        })
+    }
+
+    fn net(&mut self, r: &NetRecord, out: &mut Batchers) -> Result<(), CollectorError> {
+        let h = r.header;
+        let syscall = h.syscall_nr as i64;
+        let addr = decode_sockaddr(&r.addr[..(r.addr_len as usize).min(r.addr.len())]);
+        let ok = h.ret >= 0;
+        // Learn about the socket first, so this very row can say what it is.
+        match syscall {
+            nr::SOCKET if ok => self.sockets.created(
+                h.pid,
+                h.ret,
+                SockInfo { domain: Some(r.arg as u16), sock_type: Some(r.arg2 as u32), local: None },
+            ),
+            nr::BIND if ok => {
+                if let Some(a) = &addr {
+                    let s = self.sockets.entry(h.pid, r.fd);
+                    s.domain.get_or_insert(a.family);
+                    s.local = a.addr.clone().map(|ad| (ad, a.port.unwrap_or(0)));
+                }
+            }
+            _ => {}
+        }
+        let sock = self.sockets.get(h.pid, r.fd).cloned().unwrap_or_default();
+        if matches!(syscall, nr::ACCEPT | nr::ACCEPT4) && ok {
+            // The accepted connection: same family, a stream, the listener's local address.
+            self.sockets.created(h.pid, h.ret, SockInfo { domain: sock.domain, sock_type: Some(1), local: sock.local.clone() });
+        }
+        let (sandbox, exe, ppid) = self.context(&h);
+        let comm = text(&h.comm);
+        let common = self.common(&h, &comm, &sandbox, &exe, ppid);
+        let family = addr.as_ref().map(|a| a.family).or(sock.domain);
+        let sock_type = sock.sock_type;
+        let remote = addr.as_ref().and_then(|a| a.addr.as_deref());
+        let remote_port = addr.as_ref().and_then(|a| a.port);
+        let local = sock.local.as_ref().map(|(a, p)| (a.as_str(), *p));
+        let mut e = NetworkEvent {
+            common,
+            fd: Some(if syscall == nr::SOCKET { h.ret } else { r.fd }),
+            family: family.map(family_name),
+            sock_type: sock_type.map(sock_type_name),
+            protocol: family.zip(sock_type).and_then(|(f, t)| protocol_name(f, t)),
+            ..Default::default()
+        };
+        match syscall {
+            nr::CONNECT => (e.daddr, e.dport) = (remote, remote_port),
+            nr::SENDTO | nr::SENDMSG => {
+                (e.daddr, e.dport) = (remote, remote_port);
+                e.bytes = ok.then_some(h.ret);
+            }
+            nr::BIND => (e.saddr, e.sport) = (remote, remote_port),
+            nr::LISTEN => (e.saddr, e.sport) = (local.map(|l| l.0), local.map(|l| l.1)),
+            nr::ACCEPT | nr::ACCEPT4 => {
+                (e.saddr, e.sport) = (remote, remote_port);
+                (e.daddr, e.dport) = (local.map(|l| l.0), local.map(|l| l.1));
+            }
+            _ => {}
+        }
+        out.network(&e)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use sandwatch_probes_abi::TRACED;
+
+    use super::*;
+
+    /// The kernel programs dispatch on the ABI's syscall numbers; they must be this machine's.
+    #[test]
+    fn abi_syscall_numbers_match_the_architecture() {
+        for t in TRACED {
+            assert_eq!(syscall_name(t.nr as i32), t.name, "syscall number {}", t.nr);
+        }
+    }
+}

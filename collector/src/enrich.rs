@@ -1,0 +1,299 @@
+//! What the collector adds to a kernel record: who the process is (parent, executable), what the
+//! socket is (family, type, bound address), which sandbox the cgroup belongs to, and names a
+//! person reads (flags, families, addresses).
+
+use std::{
+    collections::HashMap,
+    fs,
+    net::{Ipv4Addr, Ipv6Addr},
+    sync::{Arc, RwLock},
+};
+
+/// Caches are cleared past this many entries: exit records lost to a full ring buffer must not
+/// make them grow without bound.
+const CACHE_CAP: usize = 1 << 20;
+
+#[derive(Clone, Debug, Default)]
+pub struct ProcInfo {
+    pub ppid: Option<u32>,
+    pub exe: Option<Arc<str>>,
+}
+
+/// pid → parent and executable, learned from fork and exec records, and from /proc for
+/// processes that were running before they were watched.
+#[derive(Default)]
+pub struct ProcessTable {
+    map: HashMap<u32, ProcInfo>,
+}
+
+impl ProcessTable {
+    pub fn get(&mut self, pid: u32) -> &ProcInfo {
+        if self.map.len() > CACHE_CAP {
+            self.map.clear();
+        }
+        self.map.entry(pid).or_insert_with(|| ProcInfo { ppid: proc_ppid(pid), exe: proc_exe(pid).map(Arc::from) })
+    }
+
+    pub fn on_fork(&mut self, parent: u32, child: u32) {
+        // The child's own records may have come first (vfork returns in the parent only after
+        // the child's exec): keep what they taught, add the parent.
+        if let Some(known) = self.map.get_mut(&child) {
+            known.ppid = Some(parent);
+            return;
+        }
+        let exe = self.get(parent).exe.clone();
+        self.map.insert(child, ProcInfo { ppid: Some(parent), exe });
+    }
+
+    /// After a successful exec: the new executable, as the kernel resolved it when the process is
+    /// still there to ask, else as given.
+    pub fn on_exec(&mut self, pid: u32, filename: &str) -> Arc<str> {
+        let exe: Arc<str> = proc_exe(pid).map(Arc::from).unwrap_or_else(|| Arc::from(filename));
+        let ppid = self.map.get(&pid).and_then(|p| p.ppid).or_else(|| proc_ppid(pid));
+        self.map.insert(pid, ProcInfo { ppid, exe: Some(exe.clone()) });
+        exe
+    }
+
+    pub fn on_exit(&mut self, pid: u32) {
+        self.map.remove(&pid);
+    }
+}
+
+fn proc_exe(pid: u32) -> Option<String> {
+    let link = fs::read_link(format!("/proc/{pid}/exe")).ok()?;
+    Some(link.to_string_lossy().into_owned())
+}
+
+pub fn proc_cwd(pid: u32) -> Option<String> {
+    let link = fs::read_link(format!("/proc/{pid}/cwd")).ok()?;
+    Some(link.to_string_lossy().into_owned())
+}
+
+fn proc_ppid(pid: u32) -> Option<u32> {
+    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // "pid (comm) state ppid ...": comm may hold spaces and parentheses; the last ')' ends it.
+    let rest = &stat[stat.rfind(')')? + 1..];
+    rest.split_whitespace().nth(1)?.parse().ok()
+}
+
+/// What a socket is, from its socket() and bind() records.
+#[derive(Clone, Debug, Default)]
+pub struct SockInfo {
+    pub domain: Option<u16>,
+    pub sock_type: Option<u32>,
+    pub local: Option<(String, u16)>,
+}
+
+/// (pid, fd) → socket facts, so that connect/listen/accept records can say tcp or udp and which
+/// local address a listener is on.
+#[derive(Default)]
+pub struct SocketTable {
+    map: HashMap<(u32, i64), SockInfo>,
+}
+
+impl SocketTable {
+    pub fn get(&self, pid: u32, fd: i64) -> Option<&SockInfo> {
+        self.map.get(&(pid, fd))
+    }
+
+    pub fn entry(&mut self, pid: u32, fd: i64) -> &mut SockInfo {
+        if self.map.len() > CACHE_CAP {
+            self.map.clear();
+        }
+        self.map.entry((pid, fd)).or_default()
+    }
+
+    /// A new socket on `fd` replaces whatever was known about the fd before.
+    pub fn created(&mut self, pid: u32, fd: i64, info: SockInfo) {
+        self.map.insert((pid, fd), info);
+    }
+
+    pub fn forget_process(&mut self, pid: u32) {
+        if !self.map.is_empty() {
+            self.map.retain(|(p, _), _| *p != pid);
+        }
+    }
+}
+
+/// Watched cgroup id → sandbox id. Shared between the pipeline (reads per record) and the
+/// handle that adds watches.
+#[derive(Clone, Default)]
+pub struct SandboxRegistry {
+    inner: Arc<RwLock<HashMap<u64, Arc<str>>>>,
+}
+
+impl SandboxRegistry {
+    pub fn insert(&self, cgroup_id: u64, sandbox_id: &str) {
+        self.inner.write().expect("registry lock").insert(cgroup_id, Arc::from(sandbox_id));
+    }
+
+    pub fn get(&self, cgroup_id: u64) -> Option<Arc<str>> {
+        self.inner.read().expect("registry lock").get(&cgroup_id).cloned()
+    }
+}
+
+pub const AF_UNIX: u16 = 1;
+pub const AF_INET: u16 = 2;
+pub const AF_INET6: u16 = 10;
+
+pub fn family_name(family: u16) -> &'static str {
+    match family {
+        0 => "unspec",
+        AF_UNIX => "unix",
+        AF_INET => "inet",
+        AF_INET6 => "inet6",
+        16 => "netlink",
+        17 => "packet",
+        40 => "vsock",
+        _ => "other",
+    }
+}
+
+pub fn sock_type_name(sock_type: u32) -> &'static str {
+    match sock_type & 0xf {
+        1 => "stream",
+        2 => "dgram",
+        3 => "raw",
+        4 => "rdm",
+        5 => "seqpacket",
+        10 => "packet",
+        _ => "other",
+    }
+}
+
+/// The transport a socket speaks, when its family and type say it.
+pub fn protocol_name(domain: u16, sock_type: u32) -> Option<&'static str> {
+    match (domain, sock_type & 0xf) {
+        (AF_INET | AF_INET6, 1) => Some("tcp"),
+        (AF_INET | AF_INET6, 2) => Some("udp"),
+        (AF_INET | AF_INET6, 3) => Some("raw"),
+        (17, _) => Some("packet"),
+        (AF_UNIX, _) => Some("unix"),
+        _ => None,
+    }
+}
+
+/// A decoded socket address: family, printable address, port.
+#[derive(Debug, PartialEq, Eq)]
+pub struct SockAddr {
+    pub family: u16,
+    pub addr: Option<String>,
+    pub port: Option<u16>,
+}
+
+pub fn decode_sockaddr(raw: &[u8]) -> Option<SockAddr> {
+    if raw.len() < 2 {
+        return None;
+    }
+    let family = u16::from_ne_bytes([raw[0], raw[1]]);
+    let port = || raw.get(2..4).map(|p| u16::from_be_bytes([p[0], p[1]]));
+    Some(match family {
+        AF_INET if raw.len() >= 8 => {
+            SockAddr { family, addr: Some(Ipv4Addr::new(raw[4], raw[5], raw[6], raw[7]).to_string()), port: port() }
+        }
+        AF_INET6 if raw.len() >= 24 => {
+            let mut octets = [0u8; 16];
+            octets.copy_from_slice(&raw[8..24]);
+            SockAddr { family, addr: Some(Ipv6Addr::from(octets).to_string()), port: port() }
+        }
+        AF_UNIX => {
+            let path = &raw[2..];
+            let addr = match path.first() {
+                // Abstract socket: a leading NUL, shown the way ss(8) shows it.
+                Some(0) => format!("@{}", String::from_utf8_lossy(cstr(&path[1..]))),
+                _ => String::from_utf8_lossy(cstr(path)).into_owned(),
+            };
+            SockAddr { family, addr: Some(addr), port: None }
+        }
+        _ => SockAddr { family, addr: None, port: None },
+    })
+}
+
+/// The bytes up to the first NUL.
+pub fn cstr(bytes: &[u8]) -> &[u8] {
+    match bytes.iter().position(|&b| b == 0) {
+        Some(n) => &bytes[..n],
+        None => bytes,
+    }
+}
+
+/// open(2) flags as the names a person greps for: `O_WRONLY|O_CREAT|O_TRUNC`.
+pub fn open_flags_text(flags: u64) -> String {
+    let mut out = String::from(match flags & 3 {
+        0 => "O_RDONLY",
+        1 => "O_WRONLY",
+        2 => "O_RDWR",
+        _ => "O_ACCMODE",
+    });
+    // O_TMPFILE includes O_DIRECTORY's bit; name it once.
+    const TMPFILE: u64 = 0o20200000;
+    let mut rest = flags & !3;
+    if rest & TMPFILE == TMPFILE {
+        out.push_str("|O_TMPFILE");
+        rest &= !TMPFILE;
+    }
+    for (bit, name) in [
+        (0o100, "O_CREAT"),
+        (0o200, "O_EXCL"),
+        (0o400, "O_NOCTTY"),
+        (0o1000, "O_TRUNC"),
+        (0o2000, "O_APPEND"),
+        (0o4000, "O_NONBLOCK"),
+        (0o10000, "O_DSYNC"),
+        (0o20000, "O_ASYNC"),
+        (0o40000, "O_DIRECT"),
+        (0o100000, "O_LARGEFILE"),
+        (0o200000, "O_DIRECTORY"),
+        (0o400000, "O_NOFOLLOW"),
+        (0o1000000, "O_NOATIME"),
+        (0o2000000, "O_CLOEXEC"),
+        (0o4000000, "O_SYNC"),
+        (0o10000000, "O_PATH"),
+    ] {
+        if rest & bit != 0 {
+            out.push('|');
+            out.push_str(name);
+            rest &= !bit;
+        }
+    }
+    if rest != 0 {
+        out.push_str(&format!("|0x{rest:x}"));
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn open_flags_read_like_the_man_page() {
+        assert_eq!(open_flags_text(0), "O_RDONLY");
+        assert_eq!(open_flags_text(0o1101), "O_WRONLY|O_CREAT|O_TRUNC");
+        assert_eq!(open_flags_text(0o2000000 | 0o200000), "O_RDONLY|O_DIRECTORY|O_CLOEXEC");
+        assert_eq!(open_flags_text(0o20200002), "O_RDWR|O_TMPFILE");
+    }
+
+    #[test]
+    fn socket_addresses_decode_to_text() {
+        let mut v4 = vec![0u8; 16];
+        v4[..2].copy_from_slice(&AF_INET.to_ne_bytes());
+        v4[2..4].copy_from_slice(&53u16.to_be_bytes());
+        v4[4..8].copy_from_slice(&[127, 0, 0, 1]);
+        assert_eq!(decode_sockaddr(&v4), Some(SockAddr { family: AF_INET, addr: Some("127.0.0.1".into()), port: Some(53) }));
+        let mut v6 = vec![0u8; 28];
+        v6[..2].copy_from_slice(&AF_INET6.to_ne_bytes());
+        v6[2..4].copy_from_slice(&8080u16.to_be_bytes());
+        v6[23] = 1;
+        assert_eq!(decode_sockaddr(&v6).unwrap().addr.as_deref(), Some("::1"));
+        let mut un = AF_UNIX.to_ne_bytes().to_vec();
+        un.extend_from_slice(b"\0hidden\0");
+        assert_eq!(decode_sockaddr(&un).unwrap().addr.as_deref(), Some("@hidden"));
+    }
+
+    #[test]
+    fn proc_ppid_reads_our_own_parent() {
+        let me = std::process::id();
+        assert_eq!(proc_ppid(me), Some(std::os::unix::process::parent_id()));
+    }
+}

@@ -1,0 +1,218 @@
+//! The Parquet audit log: `<data>/<table>/date=YYYY-MM-DD/hour=HH/<seq>.parquet`.
+//!
+//! A file is written under a `.tmp` name and renamed when its footer is on disk, so a reader
+//! (DuckDB, pandas, Spark, our own SQL) never sees a partial file. Files rotate when they reach a
+//! size, an age, or when rows move to another hour. Closing the sink closes every open file.
+
+use std::{
+    collections::HashMap,
+    fs::{self, File},
+    path::{Path, PathBuf},
+    sync::Arc,
+    time::{Duration, Instant},
+};
+
+use chrono::{DateTime, Datelike as _, Timelike as _, Utc};
+use arrow_array::{Array, TimestampNanosecondArray};
+use parquet::{
+    arrow::ArrowWriter,
+    basic::{Compression, ZstdLevel},
+    file::properties::WriterProperties,
+};
+use sandwatch_schema::{Table, TableBatch};
+use tokio::sync::mpsc;
+use tracing::{debug, warn};
+
+use crate::CollectorError;
+
+#[derive(Clone, Debug)]
+pub struct ParquetOptions {
+    /// Close a file once this many bytes are written to it.
+    pub max_file_bytes: u64,
+    /// Close a file this long after it was opened, so readers see recent data.
+    pub max_file_age: Duration,
+    /// Rows per row group.
+    pub row_group_rows: usize,
+}
+
+impl Default for ParquetOptions {
+    fn default() -> Self {
+        Self { max_file_bytes: 128 << 20, max_file_age: Duration::from_secs(60), row_group_rows: 128 * 1024 }
+    }
+}
+
+struct OpenFile {
+    writer: ArrowWriter<File>,
+    tmp: PathBuf,
+    path: PathBuf,
+    opened: Instant,
+    partition: (i32, u32, u32, u32),
+    rows: u64,
+}
+
+/// What the sink wrote, for the summary.
+#[derive(Clone, Debug, Default)]
+pub struct SinkSummary {
+    pub files: Vec<PathBuf>,
+    pub rows: HashMap<Table, u64>,
+    pub bytes: u64,
+}
+
+pub struct ParquetSink {
+    root: PathBuf,
+    options: ParquetOptions,
+    props: WriterProperties,
+    open: HashMap<Table, OpenFile>,
+    next_seq: u64,
+    summary: SinkSummary,
+}
+
+fn io_err<'a>(action: &'static str, path: &'a Path) -> impl FnOnce(std::io::Error) -> CollectorError + 'a {
+    move |source| CollectorError::Io { action, path: path.to_owned(), source }
+}
+
+/// The partition of a batch: the hour of its first row (the batcher keeps a batch in one hour).
+fn partition_of(batch: &TableBatch) -> (i32, u32, u32, u32) {
+    let ns = batch
+        .batch
+        .column_by_name("time")
+        .and_then(|c| c.as_any().downcast_ref::<TimestampNanosecondArray>())
+        .filter(|a| !a.is_empty())
+        .map_or(0, |a| a.value(0));
+    let t: DateTime<Utc> = DateTime::from_timestamp_nanos(ns);
+    (t.year(), t.month(), t.day(), t.hour())
+}
+
+impl ParquetSink {
+    /// Opens the audit log at `root`, creating it if needed. Fails now, before anything is
+    /// recorded, if the directory cannot be written.
+    pub fn open(root: &Path, options: ParquetOptions) -> Result<Self, CollectorError> {
+        fs::create_dir_all(root).map_err(io_err("create the data directory", root))?;
+        let probe = root.join(format!(".sandwatch-write-test-{}", std::process::id()));
+        fs::write(&probe, b"").map_err(io_err("write into the data directory", root))?;
+        let _ = fs::remove_file(&probe);
+        let props = WriterProperties::builder()
+            .set_compression(Compression::ZSTD(ZstdLevel::try_new(1).expect("level 1 is valid")))
+            .set_max_row_group_row_count(Some(options.row_group_rows))
+            .set_created_by(format!("sandwatch {}", env!("CARGO_PKG_VERSION")))
+            .build();
+        Ok(Self { root: root.to_owned(), options, props, open: HashMap::new(), next_seq: 0, summary: SinkSummary::default() })
+    }
+
+    pub fn write(&mut self, batch: &TableBatch) -> Result<(), CollectorError> {
+        if batch.batch.num_rows() == 0 {
+            return Ok(());
+        }
+        let partition = partition_of(batch);
+        if self.open.get(&batch.table).is_some_and(|f| f.partition != partition) {
+            self.close_file(batch.table)?;
+        }
+        if !self.open.contains_key(&batch.table) {
+            let file = self.new_file(batch.table, partition)?;
+            self.open.insert(batch.table, file);
+        }
+        let f = self.open.get_mut(&batch.table).expect("opened above");
+        f.writer
+            .write(&batch.batch)
+            .map_err(|source| CollectorError::Parquet { path: f.tmp.clone(), source })?;
+        f.rows += batch.batch.num_rows() as u64;
+        *self.summary.rows.entry(batch.table).or_default() += batch.batch.num_rows() as u64;
+        if f.writer.bytes_written() as u64 + f.writer.in_progress_size() as u64 >= self.options.max_file_bytes {
+            self.close_file(batch.table)?;
+        }
+        Ok(())
+    }
+
+    /// Closes the files that have been open for `max_file_age`.
+    pub fn rotate_aged(&mut self, now: Instant) -> Result<(), CollectorError> {
+        let aged: Vec<Table> = self
+            .open
+            .iter()
+            .filter(|(_, f)| now.duration_since(f.opened) >= self.options.max_file_age)
+            .map(|(t, _)| *t)
+            .collect();
+        for t in aged {
+            self.close_file(t)?;
+        }
+        Ok(())
+    }
+
+    fn new_file(&mut self, table: Table, (y, m, d, h): (i32, u32, u32, u32)) -> Result<OpenFile, CollectorError> {
+        let dir = self.root.join(table.name()).join(format!("date={y:04}-{m:02}-{d:02}")).join(format!("hour={h:02}"));
+        fs::create_dir_all(&dir).map_err(io_err("create", &dir))?;
+        // Sortable by creation time, unique across concurrent writers on one host.
+        let name = format!(
+            "{:013}-{:06}-{:04}.parquet",
+            Utc::now().timestamp_millis(),
+            std::process::id(),
+            self.next_seq
+        );
+        self.next_seq += 1;
+        let path = dir.join(&name);
+        let tmp = dir.join(format!(".{name}.tmp"));
+        let file = File::create(&tmp).map_err(io_err("create", &tmp))?;
+        let writer = ArrowWriter::try_new(file, table.schema(), Some(self.props.clone()))
+            .map_err(|source| CollectorError::Parquet { path: tmp.clone(), source })?;
+        debug!(path = %path.display(), "parquet file opened");
+        Ok(OpenFile { writer, tmp, path, opened: Instant::now(), partition: (y, m, d, h), rows: 0 })
+    }
+
+    fn close_file(&mut self, table: Table) -> Result<(), CollectorError> {
+        let Some(f) = self.open.remove(&table) else { return Ok(()) };
+        let file = f.writer.into_inner().map_err(|source| CollectorError::Parquet { path: f.tmp.clone(), source })?;
+        // The rename publishes the file; make its bytes durable first.
+        file.sync_all().map_err(io_err("sync", &f.tmp))?;
+        let bytes = file.metadata().map(|m| m.len()).unwrap_or(0);
+        fs::rename(&f.tmp, &f.path).map_err(io_err("rename", &f.tmp))?;
+        debug!(path = %f.path.display(), rows = f.rows, bytes, "parquet file closed");
+        self.summary.bytes += bytes;
+        self.summary.files.push(f.path);
+        Ok(())
+    }
+
+    /// Closes every open file; returns what was written.
+    pub fn close(mut self) -> Result<SinkSummary, CollectorError> {
+        let tables: Vec<Table> = self.open.keys().copied().collect();
+        let mut first_err = None;
+        for t in tables {
+            if let Err(e) = self.close_file(t) {
+                warn!("closing the {t} file: {e}");
+                first_err.get_or_insert(e);
+            }
+        }
+        match first_err {
+            Some(e) => Err(e),
+            None => Ok(std::mem::take(&mut self.summary)),
+        }
+    }
+}
+
+/// Runs the sink on its own thread (Parquet encoding is CPU work that must not stall the reader),
+/// until the bus closes; then closes every file.
+pub fn spawn(
+    mut sink: ParquetSink,
+    mut rx: mpsc::Receiver<Arc<TableBatch>>,
+    runtime: tokio::runtime::Handle,
+) -> std::thread::JoinHandle<Result<SinkSummary, CollectorError>> {
+    std::thread::Builder::new()
+        .name("parquet-sink".into())
+        .spawn(move || {
+            let tick = sink.options.max_file_age.min(Duration::from_secs(1));
+            loop {
+                match runtime.block_on(async { tokio::time::timeout(tick, rx.recv()).await }) {
+                    Ok(Some(batch)) => {
+                        if let Err(e) = sink.write(&batch) {
+                            // Keep what is already on disk readable before reporting.
+                            let _ = sink.close();
+                            return Err(e);
+                        }
+                    }
+                    Ok(None) => break,
+                    Err(_elapsed) => {}
+                }
+                sink.rotate_aged(Instant::now())?;
+            }
+            sink.close()
+        })
+        .expect("spawning the parquet sink thread")
+}

@@ -1,0 +1,317 @@
+//! The running collector: one task reads the ring buffer, decodes and batches; every window it
+//! drains the in-kernel syscall counts and drop counters; sealed batches go on the bus to the
+//! sinks. Shutdown drains what the kernel still holds, seals and flushes everything.
+
+use std::{
+    collections::{HashMap, HashSet},
+    path::PathBuf,
+    sync::{Arc, Mutex},
+    time::{Duration, Instant},
+};
+
+use aya::maps::{MapData, PerCpuArray, PerCpuHashMap, RingBuf};
+use sandwatch_probes_abi::{CountKey, kind};
+use sandwatch_schema::{CountRow, DropRow, Table};
+use tokio::{
+    io::{Interest, unix::AsyncFd},
+    sync::watch,
+    task::JoinHandle,
+};
+use tracing::{debug, warn};
+
+use crate::{
+    CollectorError,
+    batcher::{BatchLimits, Batchers},
+    bus::BatchBus,
+    clock::BootClock,
+    decode::Decoder,
+    enrich::SandboxRegistry,
+    parquet_sink::{self, ParquetOptions, ParquetSink, SinkSummary},
+    probes::{ProbeConfig, ProbeSet, ProbeStreams},
+};
+
+/// Records decoded per wake-up before the reader publishes and yields.
+const DRAIN_CHUNK: usize = 32 * 1024;
+
+#[derive(Clone, Debug)]
+pub struct CollectorConfig {
+    pub data_dir: PathBuf,
+    pub host: String,
+    pub batch: BatchLimits,
+    /// Window of the `syscall_counts` table, and how often drop counters are read.
+    pub counts_window: Duration,
+    pub parquet: ParquetOptions,
+    pub probes: ProbeConfig,
+}
+
+impl CollectorConfig {
+    pub fn new(data_dir: PathBuf) -> Self {
+        Self {
+            data_dir,
+            host: hostname(),
+            batch: BatchLimits::default(),
+            counts_window: Duration::from_secs(1),
+            parquet: ParquetOptions::default(),
+            probes: ProbeConfig::default(),
+        }
+    }
+}
+
+pub fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname").map(|s| s.trim().to_owned()).unwrap_or_else(|_| "unknown".into())
+}
+
+/// A cgroup to record, and the sandbox its events are attributed to.
+#[derive(Clone, Debug)]
+pub struct WatchTarget {
+    pub cgroup_id: u64,
+    pub level: u32,
+    pub sandbox_id: String,
+}
+
+/// Records lost, per source and record kind.
+#[derive(Clone, Debug, Default)]
+pub struct DropTotals {
+    pub kernel: HashMap<&'static str, u64>,
+    pub collector: HashMap<&'static str, u64>,
+}
+
+impl DropTotals {
+    pub fn total(&self) -> u64 {
+        self.kernel.values().sum::<u64>() + self.collector.values().sum::<u64>()
+    }
+}
+
+/// What a collector run recorded.
+#[derive(Clone, Debug, Default)]
+pub struct Summary {
+    pub data_dir: PathBuf,
+    /// Rows per table, as written to Parquet.
+    pub rows: HashMap<Table, u64>,
+    pub drops: DropTotals,
+    pub files: Vec<PathBuf>,
+    pub bytes: u64,
+    pub records: u64,
+}
+
+struct ReaderStats {
+    drops: DropTotals,
+    records: u64,
+}
+
+pub struct Collector {
+    probes: Arc<Mutex<ProbeSet>>,
+    registry: SandboxRegistry,
+    stop: watch::Sender<bool>,
+    reader: JoinHandle<Result<ReaderStats, CollectorError>>,
+    sink: std::thread::JoinHandle<Result<SinkSummary, CollectorError>>,
+    data_dir: PathBuf,
+}
+
+impl Collector {
+    /// Opens the audit log, loads and attaches the probes and starts reading. Call from within a
+    /// tokio runtime.
+    pub fn start(config: CollectorConfig) -> Result<Self, CollectorError> {
+        let sink = ParquetSink::open(&config.data_dir, config.parquet.clone())?;
+        let (probes, streams) = ProbeSet::load(&config.probes)?;
+        let refusals: HashSet<i64> = config
+            .probes
+            .refusal_syscalls
+            .iter()
+            .filter_map(|n| n.parse::<syscalls::Sysno>().ok())
+            .map(|s| s.id() as i64)
+            .collect();
+        let registry = SandboxRegistry::default();
+        let mut bus = BatchBus::default();
+        let parquet_rx = bus.subscribe("parquet", 64);
+        let sink = parquet_sink::spawn(sink, parquet_rx, tokio::runtime::Handle::current());
+        let (stop, stop_rx) = watch::channel(false);
+        let decoder = Decoder::new(&config.host, registry.clone(), refusals);
+        let reader = Reader {
+            decoder,
+            batchers: Batchers::new(config.batch),
+            bus,
+            host: config.host.clone(),
+            registry: registry.clone(),
+            counts_window: config.counts_window,
+            last_counts: HashMap::new(),
+            last_kernel_drops: [0; kind::COUNT as usize],
+            collector_drops: [0; kind::COUNT as usize],
+            reported_collector_drops: [0; kind::COUNT as usize],
+            last_poll: Instant::now(),
+            records: 0,
+        };
+        let reader = tokio::spawn(reader.run(streams, stop_rx));
+        Ok(Self { probes: Arc::new(Mutex::new(probes)), registry, stop, reader, sink, data_dir: config.data_dir })
+    }
+
+    /// Starts recording a cgroup (and its descendants), attributing its events to a sandbox.
+    pub fn watch(&self, target: &WatchTarget) -> Result<(), CollectorError> {
+        self.registry.insert(target.cgroup_id, &target.sandbox_id);
+        self.probes.lock().expect("probe lock").watch(target.cgroup_id, target.level)
+    }
+
+    pub fn unwatch(&self, target: &WatchTarget) -> Result<(), CollectorError> {
+        self.probes.lock().expect("probe lock").unwatch(target.cgroup_id, target.level)
+    }
+
+    /// Number of tracepoints and programs attached.
+    pub fn attached(&self) -> usize {
+        self.probes.lock().expect("probe lock").attached
+    }
+
+    /// Stops reading after draining everything the kernel recorded, flushes every table to disk
+    /// and reports what was recorded.
+    pub async fn shutdown(self) -> Result<Summary, CollectorError> {
+        let _ = self.stop.send(true);
+        let reader = self.reader.await.map_err(|e| CollectorError::Internal(format!("reader task: {e}")));
+        // The reader dropped the bus: the sink sees the end of its queue and closes its files.
+        let sink = tokio::task::spawn_blocking(move || self.sink.join())
+            .await
+            .map_err(|e| CollectorError::Internal(format!("sink thread: {e}")))?
+            .map_err(|_| CollectorError::Internal("the parquet sink thread panicked".into()))?;
+        let stats = reader??;
+        let sink = sink?;
+        Ok(Summary { data_dir: self.data_dir, rows: sink.rows, drops: stats.drops, files: sink.files, bytes: sink.bytes, records: stats.records })
+    }
+}
+
+struct Reader {
+    decoder: Decoder,
+    batchers: Batchers,
+    bus: BatchBus,
+    host: String,
+    registry: SandboxRegistry,
+    counts_window: Duration,
+    last_counts: HashMap<CountKey, u64>,
+    last_kernel_drops: [u64; kind::COUNT as usize],
+    collector_drops: [u64; kind::COUNT as usize],
+    reported_collector_drops: [u64; kind::COUNT as usize],
+    last_poll: Instant,
+    records: u64,
+}
+
+impl Reader {
+    async fn run(mut self, streams: ProbeStreams, mut stop: watch::Receiver<bool>) -> Result<ReaderStats, CollectorError> {
+        let ProbeStreams { events, counts, drops } = streams;
+        // SAFETY: the ring buffer owns its map fd and keeps it open, unchanged, for as long as
+        // the AsyncFd owns the ring buffer.
+        let mut events = unsafe { AsyncFd::register_with_interest(events, Interest::READABLE) }
+            .map_err(|e| CollectorError::Probe(format!("polling the ring buffer: {e}")))?;
+        let mut tick = tokio::time::interval(self.counts_window);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            let deadline = self.batchers.next_deadline().map(tokio::time::Instant::from_std);
+            tokio::select! {
+                guard = events.readable_mut() => {
+                    let mut guard = guard.map_err(|e| CollectorError::Probe(format!("polling the ring buffer: {e}")))?;
+                    if self.drain(guard.get_inner_mut(), DRAIN_CHUNK)? {
+                        guard.clear_ready();
+                    }
+                }
+                _ = tokio::time::sleep_until(deadline.unwrap_or_else(tokio::time::Instant::now)), if deadline.is_some() => {
+                    self.batchers.seal_aged(Instant::now())?;
+                }
+                _ = tick.tick() => {
+                    self.poll_counters(&counts, &drops)?;
+                }
+                _ = stop.changed() => break,
+            }
+            self.publish().await?;
+        }
+        // Everything the job did is in the ring buffer by now: the probes run synchronously in
+        // the job's own syscalls.
+        while !self.drain(events.get_mut(), DRAIN_CHUNK)? {
+            self.publish().await?;
+        }
+        self.poll_counters(&counts, &drops)?;
+        self.batchers.seal_all()?;
+        self.publish().await?;
+        Ok(ReaderStats { drops: self.drop_totals(), records: self.records })
+    }
+
+    /// Decodes up to `max` records; true when the ring buffer is empty.
+    fn drain(&mut self, rb: &mut RingBuf<MapData>, max: usize) -> Result<bool, CollectorError> {
+        for _ in 0..max {
+            let Some(item) = rb.next() else { return Ok(true) };
+            self.records += 1;
+            if let Err(bad) = self.decoder.decode(&item, &mut self.batchers)? {
+                self.collector_drops[(bad.kind as usize).min(kind::COUNT as usize - 1)] += 1;
+            }
+        }
+        Ok(false)
+    }
+
+    async fn publish(&mut self) -> Result<(), CollectorError> {
+        for batch in self.batchers.take_sealed() {
+            self.bus.publish(batch).await?;
+        }
+        Ok(())
+    }
+
+    fn poll_counters(
+        &mut self,
+        counts: &PerCpuHashMap<MapData, CountKey, u64>,
+        drops: &PerCpuArray<MapData, u64>,
+    ) -> Result<(), CollectorError> {
+        let now_ns = BootClock::unix_now_ns();
+        let window_ms = self.last_poll.elapsed().as_millis().min(u32::MAX as u128) as u32;
+        self.last_poll = Instant::now();
+        self.decoder.clock = BootClock::now();
+        for item in counts.iter() {
+            let (key, per_cpu) = item.map_err(|e| CollectorError::Probe(format!("reading syscall counts: {e}")))?;
+            let total: u64 = per_cpu.iter().sum();
+            let last = self.last_counts.insert(key, total).unwrap_or(0);
+            if total > last {
+                let sandbox = self.registry.get(key.watch_id);
+                let nr = key.nr as i32;
+                let name = usize::try_from(nr).ok().and_then(syscalls::Sysno::new).map_or("unknown", |s| s.name());
+                self.batchers.count(&CountRow {
+                    time_ns: now_ns,
+                    host: &self.host,
+                    sandbox_id: sandbox.as_deref(),
+                    cgroup_id: key.watch_id,
+                    syscall: name,
+                    syscall_nr: nr,
+                    count: total - last,
+                    window_ms,
+                })?;
+            }
+        }
+        for k in 0..kind::COUNT {
+            let total: u64 = drops
+                .get(&k, 0)
+                .map_err(|e| CollectorError::Probe(format!("reading drop counters: {e}")))?
+                .iter()
+                .sum();
+            let last = std::mem::replace(&mut self.last_kernel_drops[k as usize], total);
+            if total > last {
+                let kind_name = kind::name(k as u8);
+                warn!(kind = kind_name, lost = total - last, total, "kernel dropped records (ring buffer full)");
+                self.batchers.drop_row(&DropRow { time_ns: now_ns, host: &self.host, source: "kernel", kind: kind_name, count: total - last, total })?;
+            }
+            let total = self.collector_drops[k as usize];
+            let last = std::mem::replace(&mut self.reported_collector_drops[k as usize], total);
+            if total > last {
+                let kind_name = kind::name(k as u8);
+                warn!(kind = kind_name, lost = total - last, "undecodable records");
+                self.batchers.drop_row(&DropRow { time_ns: now_ns, host: &self.host, source: "collector", kind: kind_name, count: total - last, total })?;
+            }
+        }
+        debug!(records = self.records, "counters polled");
+        Ok(())
+    }
+
+    fn drop_totals(&self) -> DropTotals {
+        let mut d = DropTotals::default();
+        for k in 0..kind::COUNT as usize {
+            if self.last_kernel_drops[k] > 0 {
+                d.kernel.insert(kind::name(k as u8), self.last_kernel_drops[k]);
+            }
+            if self.collector_drops[k] > 0 {
+                d.collector.insert(kind::name(k as u8), self.collector_drops[k]);
+            }
+        }
+        d
+    }
+}

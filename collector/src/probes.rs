@@ -1,0 +1,292 @@
+//! Loading and attaching the kernel programs, and the watch list they filter on.
+
+use std::{collections::BTreeMap, path::Path};
+
+use aya::{
+    Ebpf, EbpfLoader,
+    maps::{Array, HashMap, MapData, PerCpuArray, PerCpuHashMap, RingBuf},
+    programs::{ProgramError, RawTracePoint, TracePoint, trace_point::TracePointLink},
+};
+use sandwatch_probes_abi::{CountKey, TRACED, kind, settings};
+use tracing::{debug, info, warn};
+
+use crate::CollectorError;
+
+/// The compiled kernel programs, built by this crate's build script.
+static PROBES_OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/sandwatch-probes"));
+
+/// Deepest cgroup level the probes check ancestors at (see the kernel side's MAX_WATCH_LEVEL).
+pub const MAX_WATCH_LEVEL: u32 = 31;
+
+/// Syscalls that agent jobs have no business making and that no probe records otherwise: traced
+/// at exit only, for their `-EPERM` (a seccomp refusal). The runner's deny-list joins these.
+pub const DEFAULT_REFUSAL_SYSCALLS: &[&str] = &[
+    "reboot", "swapon", "swapoff", "settimeofday", "clock_settime", "clock_adjtime", "adjtimex",
+    "acct", "quotactl", "open_by_handle_at", "iopl", "ioperm", "delete_module", "sethostname",
+    "setdomainname", "process_vm_readv", "process_vm_writev", "kcmp", "fsopen", "fsmount",
+    "move_mount", "open_tree", "io_uring_setup", "lookup_dcookie", "vhangup", "syslog",
+];
+
+#[derive(Clone, Debug)]
+pub struct ProbeConfig {
+    /// Size of the event ring buffer in bytes: a power of two, at least one page.
+    pub ring_buffer_bytes: u32,
+    /// Count every syscall of watched cgroups (a raw `sys_enter` program, which every syscall on
+    /// the host pays for), instead of only the syscalls the probes trace anyway.
+    pub full_counting: bool,
+    /// Syscalls traced only for their refusals (`-EPERM`).
+    pub refusal_syscalls: Vec<String>,
+}
+
+impl Default for ProbeConfig {
+    fn default() -> Self {
+        Self {
+            ring_buffer_bytes: 16 << 20,
+            full_counting: false,
+            refusal_syscalls: DEFAULT_REFUSAL_SYSCALLS.iter().map(|s| s.to_string()).collect(),
+        }
+    }
+}
+
+/// The maps the pipeline drains: events, syscall counts, drop counters.
+pub struct ProbeStreams {
+    pub events: RingBuf<MapData>,
+    pub counts: PerCpuHashMap<MapData, CountKey, u64>,
+    pub drops: PerCpuArray<MapData, u64>,
+}
+
+/// The loaded, attached programs and the watch list. Dropping it detaches everything.
+pub struct ProbeSet {
+    _ebpf: Ebpf,
+    watched: HashMap<MapData, u64, u32>,
+    settings: Array<MapData, u64>,
+    /// Watched cgroups per level: the kernel checks a task's ancestors only at these levels.
+    levels: BTreeMap<u32, usize>,
+    /// Tracepoints attached, for the summary.
+    pub attached: usize,
+    /// Owned here so that they live exactly as long as the set (see `Drop`).
+    _links: Vec<TracePointLink>,
+}
+
+impl Drop for ProbeSet {
+    fn drop(&mut self) {
+        // Detaching a syscall tracepoint program waits for RCU grace periods under the kernel's
+        // event_mutex: ~40 ms each here, 6 s for all of them, one after another, whoever closes
+        // the fds. Hand that wait to a detached grandchild holding its own copies of the fds;
+        // our closes then only drop references and return at once.
+        detach_in_background();
+    }
+}
+
+fn detach_in_background() {
+    let mut pipe = [0i32; 2];
+    // SAFETY: plain syscalls; between fork and _exit the children call only async-signal-safe
+    // functions.
+    unsafe {
+        if libc::pipe2(pipe.as_mut_ptr(), libc::O_CLOEXEC) != 0 {
+            warn!("pipe failed; detaching the probes in this process (takes a few seconds)");
+            return;
+        }
+        let child = libc::fork();
+        if child == 0 {
+            if libc::fork() == 0 {
+                libc::setsid();
+                // Keep nothing the caller waits on (pipes to a terminal or a test harness).
+                let null = libc::open(c"/dev/null".as_ptr(), libc::O_RDWR);
+                for fd in 0..3 {
+                    libc::dup2(null, fd);
+                }
+                libc::close(pipe[1]);
+                // Wait until this process is gone: its closes then were mere reference drops,
+                // and ours are the last, slow ones.
+                let mut byte = 0u8;
+                while libc::read(pipe[0], (&mut byte as *mut u8).cast(), 1) != 0 {
+                    if *libc::__errno_location() != libc::EINTR {
+                        break;
+                    }
+                }
+                libc::syscall(libc::SYS_close_range, 3u32, u32::MAX, 0u32);
+                libc::_exit(0);
+            }
+            libc::_exit(0);
+        } else if child > 0 {
+            let mut status = 0;
+            libc::waitpid(child, &mut status, 0);
+            libc::close(pipe[0]);
+            // The write end stays open until this process exits.
+        } else {
+            libc::close(pipe[0]);
+            libc::close(pipe[1]);
+            warn!("fork failed; detaching the probes in this process (takes a few seconds)");
+        }
+    }
+}
+
+fn prog_err(what: &str) -> impl FnOnce(ProgramError) -> CollectorError + '_ {
+    move |e| CollectorError::Probe(format!("{what}: {e}"))
+}
+
+/// Makes sure tracefs is reachable: aya finds tracepoint ids there. Mounting tracefs at its
+/// standard place is what systemd does at boot; some minimal hosts skip it.
+fn ensure_tracefs() -> Result<(), CollectorError> {
+    if Path::new("/sys/kernel/tracing/events").exists() || Path::new("/sys/kernel/debug/tracing/events").exists() {
+        return Ok(());
+    }
+    info!("tracefs is not mounted; mounting it at /sys/kernel/tracing");
+    // SAFETY: constant NUL-terminated strings, no data argument.
+    let rc = unsafe {
+        libc::mount(c"nodev".as_ptr(), c"/sys/kernel/tracing".as_ptr(), c"tracefs".as_ptr(), 0, std::ptr::null())
+    };
+    if rc != 0 {
+        return Err(CollectorError::Probe(format!(
+            "tracefs is not mounted and mounting it at /sys/kernel/tracing failed: {}; mount it with `mount -t tracefs nodev /sys/kernel/tracing`",
+            std::io::Error::last_os_error()
+        )));
+    }
+    Ok(())
+}
+
+impl ProbeSet {
+    /// Loads the programs into the kernel and attaches them. Nothing is recorded until a cgroup
+    /// is [watched](Self::watch).
+    pub fn load(config: &ProbeConfig) -> Result<(Self, ProbeStreams), CollectorError> {
+        let rb = config.ring_buffer_bytes;
+        if !rb.is_power_of_two() || rb < 4096 {
+            return Err(CollectorError::Config(format!(
+                "ring buffer size {rb} bytes: it must be a power of two of at least 4096"
+            )));
+        }
+        ensure_tracefs()?;
+        let mut ebpf = EbpfLoader::new()
+            .map_max_entries("EVENTS", rb)
+            .load(PROBES_OBJECT)
+            .map_err(|e| CollectorError::Probe(format!("loading the eBPF object: {e}")))?;
+
+        let mut attached = 0usize;
+        let mut links = Vec::new();
+        let mut missing = Vec::new();
+        let exit_prog = |k: u8| match k {
+            kind::EXEC => "sys_exit_exec",
+            kind::PROCESS => "sys_exit_process",
+            kind::FILE => "sys_exit_file",
+            kind::FILE2 => "sys_exit_file2",
+            kind::NET => "sys_exit_net",
+            _ => "sys_exit_sensitive",
+        };
+        let names = [
+            "sys_enter", "sys_enter_exec", "sys_exit_exec", "sys_exit_process", "sys_exit_file",
+            "sys_exit_file2", "sys_exit_net", "sys_exit_sensitive", "sys_exit_refusal",
+            "sched_process_exit", "signal_deliver",
+        ];
+        for name in names {
+            let prog: &mut TracePoint = ebpf
+                .program_mut(name)
+                .ok_or_else(|| CollectorError::Probe(format!("program {name} missing from the object")))?
+                .try_into()
+                .map_err(prog_err(name))?;
+            prog.load().map_err(|e| CollectorError::Probe(format!("verifier refused {name}: {e:#}")))?;
+        }
+        let mut attach = |ebpf: &mut Ebpf, prog: &str, category: &str, tp: &str| -> Result<bool, CollectorError> {
+            let p: &mut TracePoint = ebpf.program_mut(prog).expect("loaded above").try_into().map_err(prog_err(prog))?;
+            match p.attach(category, tp) {
+                Ok(id) => {
+                    links.push(p.take_link(id).map_err(prog_err(prog))?);
+                    attached += 1;
+                    Ok(true)
+                }
+                // A syscall this kernel does not have (or was built without): not an error.
+                Err(e) => {
+                    debug!("{category}:{tp}: {e}");
+                    Ok(false)
+                }
+            }
+        };
+        for t in TRACED {
+            let enter = if t.kind == kind::EXEC { "sys_enter_exec" } else { "sys_enter" };
+            if !attach(&mut ebpf, enter, "syscalls", &format!("sys_enter_{}", t.name))? {
+                missing.push(t.name.to_string());
+                continue;
+            }
+            if t.kind != kind::EXIT {
+                attach(&mut ebpf, exit_prog(t.kind), "syscalls", &format!("sys_exit_{}", t.name))?;
+            }
+        }
+        for name in &config.refusal_syscalls {
+            if TRACED.iter().any(|t| t.name == name) {
+                continue;
+            }
+            if !attach(&mut ebpf, "sys_exit_refusal", "syscalls", &format!("sys_exit_{name}"))? {
+                missing.push(name.clone());
+            }
+        }
+        for (prog, category, tp) in [("sched_process_exit", "sched", "sched_process_exit"), ("signal_deliver", "signal", "signal_deliver")] {
+            if !attach(&mut ebpf, prog, category, tp)? {
+                return Err(CollectorError::Probe(format!("cannot attach to tracepoint {category}:{tp}")));
+            }
+        }
+        if attached == 0 {
+            return Err(CollectorError::Probe("no syscall tracepoint could be attached (is CONFIG_FTRACE_SYSCALLS set?)".into()));
+        }
+        if !missing.is_empty() {
+            warn!("this kernel has no tracepoint for: {} (not recorded)", missing.join(", "));
+        }
+        if config.full_counting {
+            let p: &mut RawTracePoint = ebpf
+                .program_mut("count_all_syscalls")
+                .ok_or_else(|| CollectorError::Probe("program count_all_syscalls missing".into()))?
+                .try_into()
+                .map_err(prog_err("count_all_syscalls"))?;
+            p.load().map_err(prog_err("count_all_syscalls"))?;
+            p.attach("sys_enter").map_err(prog_err("attaching count_all_syscalls to sys_enter"))?;
+            attached += 1;
+        }
+
+        let take = |ebpf: &mut Ebpf, name: &str| {
+            ebpf.take_map(name).ok_or_else(|| CollectorError::Probe(format!("map {name} missing from the object")))
+        };
+        let map_err = |name: &'static str| move |e: aya::maps::MapError| CollectorError::Probe(format!("map {name}: {e}"));
+        let mut settings_map: Array<MapData, u64> = Array::try_from(take(&mut ebpf, "SETTINGS")?).map_err(map_err("SETTINGS"))?;
+        settings_map
+            .set(settings::FULL_COUNTING, u64::from(config.full_counting), 0)
+            .map_err(map_err("SETTINGS"))?;
+        let watched = HashMap::try_from(take(&mut ebpf, "WATCHED")?).map_err(map_err("WATCHED"))?;
+        let streams = ProbeStreams {
+            events: RingBuf::try_from(take(&mut ebpf, "EVENTS")?).map_err(map_err("EVENTS"))?,
+            counts: PerCpuHashMap::try_from(take(&mut ebpf, "COUNTS")?).map_err(map_err("COUNTS"))?,
+            drops: PerCpuArray::try_from(take(&mut ebpf, "DROPS")?).map_err(map_err("DROPS"))?,
+        };
+        info!(attached, "probes attached");
+        Ok((Self { _ebpf: ebpf, watched, settings: settings_map, levels: BTreeMap::new(), attached, _links: links }, streams))
+    }
+
+    /// Starts recording the processes of cgroup `id` (at depth `level`) and of its descendants.
+    pub fn watch(&mut self, id: u64, level: u32) -> Result<(), CollectorError> {
+        if level == 0 || level > MAX_WATCH_LEVEL {
+            return Err(CollectorError::Config(format!(
+                "cgroup at depth {level} cannot be watched: watch the root's descendants, at most {MAX_WATCH_LEVEL} deep"
+            )));
+        }
+        self.watched.insert(id, level, 0).map_err(|e| CollectorError::Probe(format!("watch list: {e}")))?;
+        *self.levels.entry(level).or_default() += 1;
+        self.write_levels()
+    }
+
+    pub fn unwatch(&mut self, id: u64, level: u32) -> Result<(), CollectorError> {
+        if self.watched.remove(&id).is_ok()
+            && let Some(n) = self.levels.get_mut(&level)
+        {
+            *n -= 1;
+            if *n == 0 {
+                self.levels.remove(&level);
+            }
+        }
+        self.write_levels()
+    }
+
+    fn write_levels(&mut self) -> Result<(), CollectorError> {
+        let mask = self.levels.keys().fold(0u64, |m, l| m | (1 << l));
+        self.settings
+            .set(settings::WATCH_LEVELS, mask, 0)
+            .map_err(|e| CollectorError::Probe(format!("settings map: {e}")))
+    }
+}

@@ -1,0 +1,236 @@
+//! The unified (v2) cgroup hierarchy: finding it, naming cgroups in it, and the job cgroups
+//! sandwatch creates there.
+//!
+//! Hosts differ: pure cgroup2 mounts it at `/sys/fs/cgroup`; hybrid hosts (these machines) mount
+//! it at `/sys/fs/cgroup/unified` with no controllers. Either way the unified hierarchy gives the
+//! ids `bpf_get_current_cgroup_id()` returns, `cgroup.procs`, `cgroup.events` and `cgroup.kill`.
+//! We never touch a cgroup we did not create, and never mount or unmount a hierarchy.
+
+use std::{
+    fs::{self, File, OpenOptions},
+    io::{self, Write as _},
+    os::{fd::AsRawFd, unix::fs::MetadataExt as _},
+    path::{Component, Path, PathBuf},
+    thread,
+    time::{Duration, Instant},
+};
+
+#[derive(Debug, thiserror::Error)]
+pub enum CgroupError {
+    #[error("no cgroup2 (unified) hierarchy is mounted (looked in /proc/self/mountinfo); sandwatch needs one to attribute events to jobs")]
+    NoUnifiedHierarchy,
+    #[error("cgroup {path} does not exist (give a path under {root}, or one relative to it such as /system.slice/foo.service)")]
+    NotFound { path: PathBuf, root: PathBuf },
+    #[error("{path} is not a cgroup in the unified hierarchy mounted at {root}")]
+    NotACgroup { path: PathBuf, root: PathBuf },
+    #[error("{action} {path}: {source}")]
+    Io { action: &'static str, path: PathBuf, source: io::Error },
+    #[error("cgroup {path} still has processes after {waited:?}; it was left in place")]
+    Busy { path: PathBuf, waited: Duration },
+}
+
+fn io_err<'a>(action: &'static str, path: &'a Path) -> impl FnOnce(io::Error) -> CgroupError + 'a {
+    move |source| CgroupError::Io { action, path: path.to_owned(), source }
+}
+
+/// Where the unified hierarchy is mounted.
+#[derive(Clone, Debug)]
+pub struct CgroupRoot {
+    mount: PathBuf,
+}
+
+/// A cgroup in the unified hierarchy, by path, id and depth.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CgroupRef {
+    /// Absolute path in the mounted hierarchy.
+    pub path: PathBuf,
+    /// The cgroup's id: the inode of its directory, as the kernel's BPF helpers report it.
+    pub id: u64,
+    /// Depth below the root (the root is level 0).
+    pub level: u32,
+    /// The path relative to the hierarchy's root, starting with `/`.
+    pub name: String,
+}
+
+impl CgroupRoot {
+    /// Finds the cgroup2 mount of this mount namespace.
+    pub fn discover() -> Result<Self, CgroupError> {
+        let info = fs::read_to_string("/proc/self/mountinfo")
+            .map_err(io_err("read", Path::new("/proc/self/mountinfo")))?;
+        // mountinfo: "id parent major:minor root mountpoint options ... - fstype source superopts"
+        let mut mounts: Vec<PathBuf> = info
+            .lines()
+            .filter_map(|line| {
+                let (pre, post) = line.split_once(" - ")?;
+                let fstype = post.split_whitespace().next()?;
+                let fields: Vec<&str> = pre.split_whitespace().collect();
+                let mountpoint = fields.get(4)?;
+                (fstype == "cgroup2" && fields.get(3) == Some(&"/"))
+                    .then(|| PathBuf::from(unescape_mount_path(mountpoint)))
+            })
+            .collect();
+        // Prefer the conventional places when a hierarchy is mounted more than once.
+        mounts.sort_by_key(|p| match p.to_str() {
+            Some("/sys/fs/cgroup") => 0,
+            Some("/sys/fs/cgroup/unified") => 1,
+            _ => 2,
+        });
+        mounts.into_iter().next().map(|mount| Self { mount }).ok_or(CgroupError::NoUnifiedHierarchy)
+    }
+
+    pub fn mount(&self) -> &Path {
+        &self.mount
+    }
+
+    /// Names an existing cgroup: an absolute path under the mount, or a path relative to the
+    /// hierarchy's root (`/system.slice/ssh.service`).
+    pub fn resolve(&self, path: &Path) -> Result<CgroupRef, CgroupError> {
+        let full = if path.starts_with(&self.mount) { path.to_owned() } else { self.mount.join(path.strip_prefix("/").unwrap_or(path)) };
+        let not_found = || CgroupError::NotFound { path: path.to_owned(), root: self.mount.clone() };
+        if full.components().any(|c| matches!(c, Component::ParentDir)) {
+            return Err(not_found());
+        }
+        let meta = match fs::metadata(&full) {
+            Ok(m) => m,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Err(not_found()),
+            Err(e) => return Err(io_err("stat", &full)(e)),
+        };
+        if !meta.is_dir() || !full.join("cgroup.procs").exists() {
+            return Err(CgroupError::NotACgroup { path: path.to_owned(), root: self.mount.clone() });
+        }
+        let rel = full.strip_prefix(&self.mount).unwrap_or(Path::new(""));
+        let level = rel.components().count() as u32;
+        Ok(CgroupRef { id: meta.ino(), level, name: format!("/{}", rel.display()), path: full })
+    }
+}
+
+/// Undoes the octal escapes (`\040` for a space) of /proc/self/mountinfo.
+fn unescape_mount_path(s: &str) -> String {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'\\' && i + 3 < b.len() && b[i + 1..i + 4].iter().all(|c| (b'0'..=b'7').contains(c)) {
+            out.push((b[i + 1] - b'0') * 64 + (b[i + 2] - b'0') * 8 + (b[i + 3] - b'0'));
+            i += 4;
+        } else {
+            out.push(b[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// A cgroup sandwatch created for one job, under `<root>/sandwatch/`. Removed on [`remove`] or
+/// drop, after killing whatever is left in it.
+///
+/// [`remove`]: JobCgroup::remove
+#[derive(Debug)]
+pub struct JobCgroup {
+    cgroup: CgroupRef,
+    procs: File,
+    removed: bool,
+}
+
+/// The directory under the hierarchy's root that holds every cgroup sandwatch creates.
+pub const PARENT: &str = "sandwatch";
+
+impl JobCgroup {
+    pub fn create(root: &CgroupRoot, name: &str) -> Result<Self, CgroupError> {
+        let parent = root.mount.join(PARENT);
+        match fs::create_dir(&parent) {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
+            Err(e) => return Err(io_err("create cgroup", &parent)(e)),
+        }
+        let path = parent.join(name);
+        fs::create_dir(&path).map_err(io_err("create cgroup", &path))?;
+        let cgroup = root.resolve(&path)?;
+        let procs_path = path.join("cgroup.procs");
+        let procs = OpenOptions::new().write(true).open(&procs_path).map_err(io_err("open", &procs_path))?;
+        Ok(Self { cgroup, procs, removed: false })
+    }
+
+    pub fn cgroup(&self) -> &CgroupRef {
+        &self.cgroup
+    }
+
+    /// An open `cgroup.procs` to write "0" to from a child between fork and exec: the child
+    /// then runs in this cgroup from its first instruction of the job on.
+    pub fn procs_fd(&self) -> std::os::fd::RawFd {
+        self.procs.as_raw_fd()
+    }
+
+    /// Moves a running process into the cgroup.
+    pub fn add(&self, pid: u32) -> Result<(), CgroupError> {
+        (&self.procs).write_all(pid.to_string().as_bytes()).map_err(io_err("add a process to", &self.cgroup.path))
+    }
+
+    /// Whether any process is still in the cgroup (or below it).
+    pub fn populated(&self) -> Result<bool, CgroupError> {
+        let events = self.cgroup.path.join("cgroup.events");
+        let text = fs::read_to_string(&events).map_err(io_err("read", &events))?;
+        Ok(text.lines().any(|l| l.trim() == "populated 1"))
+    }
+
+    /// Number of processes in the cgroup itself.
+    pub fn process_count(&self) -> Result<usize, CgroupError> {
+        let path = self.cgroup.path.join("cgroup.procs");
+        Ok(fs::read_to_string(&path).map_err(io_err("read", &path))?.lines().count())
+    }
+
+    /// Kills every process in the cgroup at once (`cgroup.kill`).
+    pub fn kill(&self) -> Result<(), CgroupError> {
+        let path = self.cgroup.path.join("cgroup.kill");
+        fs::write(&path, "1").map_err(io_err("write", &path))
+    }
+
+    /// Kills what is left, waits for the cgroup to empty and removes it.
+    pub fn remove(mut self) -> Result<(), CgroupError> {
+        self.removed = true;
+        remove_cgroup(&self.cgroup.path, Duration::from_secs(5))
+    }
+}
+
+impl Drop for JobCgroup {
+    fn drop(&mut self) {
+        if !self.removed
+            && let Err(e) = remove_cgroup(&self.cgroup.path, Duration::from_secs(5))
+        {
+            tracing::warn!("leaving job cgroup behind: {e}");
+        }
+    }
+}
+
+fn remove_cgroup(path: &Path, patience: Duration) -> Result<(), CgroupError> {
+    let start = Instant::now();
+    let mut killed = false;
+    loop {
+        match fs::remove_dir(path) {
+            Ok(()) => return Ok(()),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+            Err(e) if e.raw_os_error() == Some(libc::EBUSY) => {
+                if !killed {
+                    let _ = fs::write(path.join("cgroup.kill"), "1");
+                    killed = true;
+                }
+                if start.elapsed() > patience {
+                    return Err(CgroupError::Busy { path: path.to_owned(), waited: patience });
+                }
+                thread::sleep(Duration::from_millis(10));
+            }
+            Err(e) => return Err(io_err("remove cgroup", path)(e)),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn mountinfo_escapes_are_undone() {
+        assert_eq!(unescape_mount_path(r"/a\040b"), "/a b");
+        assert_eq!(unescape_mount_path("/sys/fs/cgroup"), "/sys/fs/cgroup");
+    }
+}
