@@ -1,1 +1,177 @@
-fn main() {}
+//! `cargo xtask`: the commands the README names.
+//!
+//! - `setup`: installs what building and testing need, idempotently (nightly `rust-src`,
+//!   `bpf-linker` against the nightly's own LLVM, the Python readers the tests use).
+//! - `test`: unit tests of every default crate, then the root-only integration tests that load
+//!   the real probes into this kernel.
+//! - `bench probes`: the probe overhead and throughput benchmarks of the README.
+
+mod bench;
+
+use std::{
+    env,
+    path::{Path, PathBuf},
+    process::Command,
+};
+
+use anyhow::{Context as _, bail};
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(name = "cargo xtask")]
+struct Args {
+    #[command(subcommand)]
+    command: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Install the eBPF toolchain and test dependencies (idempotent).
+    Setup,
+    /// Run every test: unit tests, then the integration tests (root, real kernel).
+    Test {
+        /// Extra arguments for the integration test binary (e.g. a test name filter).
+        #[arg(last = true)]
+        filter: Vec<String>,
+    },
+    /// Run a benchmark suite and print its table.
+    Bench {
+        #[command(subcommand)]
+        suite: bench::Suite,
+    },
+}
+
+fn main() -> anyhow::Result<()> {
+    match Args::parse().command {
+        Cmd::Setup => setup(),
+        Cmd::Test { filter } => test(&filter),
+        Cmd::Bench { suite } => bench::run(suite),
+    }
+}
+
+pub fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("xtask lives in the workspace").to_owned()
+}
+
+pub fn cargo() -> Command {
+    let mut c = Command::new(env::var_os("CARGO").unwrap_or_else(|| "cargo".into()));
+    c.current_dir(workspace_root());
+    c
+}
+
+/// Runs a command, failing with its name when it fails.
+pub fn run(cmd: &mut Command) -> anyhow::Result<()> {
+    let shown = format!("{cmd:?}");
+    let status = cmd.status().with_context(|| format!("cannot start {shown}"))?;
+    if !status.success() {
+        bail!("{shown} failed ({status})");
+    }
+    Ok(())
+}
+
+fn output(cmd: &mut Command) -> Option<String> {
+    let out = cmd.output().ok()?;
+    out.status.success().then(|| String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+fn step(what: &str) {
+    eprintln!("xtask setup: {what}");
+}
+
+fn setup() -> anyhow::Result<()> {
+    let mut failures = Vec::new();
+
+    // 1. The nightly toolchain and its rust-src: the probes build with -Z build-std=core.
+    let toolchains = output(Command::new("rustup").args(["toolchain", "list"])).unwrap_or_default();
+    if !toolchains.lines().any(|l| l.starts_with("nightly")) {
+        step("installing the nightly toolchain");
+        if let Err(e) = run(Command::new("rustup").args(["toolchain", "install", "nightly", "--profile", "minimal"])) {
+            failures.push(format!("nightly toolchain: {e:#} (the probes need a nightly rustc; install one with rustup)"));
+        }
+    }
+    step("nightly rust-src");
+    if let Err(e) = run(Command::new("rustup").args(["component", "add", "rust-src", "--toolchain", "nightly"])) {
+        failures.push(format!("rust-src for nightly: {e:#}"));
+    }
+
+    // 2. bpf-linker, linked against the LLVM inside the nightly toolchain: no system LLVM needed.
+    if let Err(e) = ensure_bpf_linker() {
+        failures.push(format!("bpf-linker: {e:#}"));
+    }
+
+    // 3. The independent Parquet readers the integration tests check our files with.
+    let have_py = Command::new("python3").args(["-c", "import pyarrow, duckdb"]).output().is_ok_and(|o| o.status.success());
+    if have_py {
+        step("python pyarrow and duckdb: present");
+    } else {
+        step("installing python packages pyarrow and duckdb");
+        if let Err(e) = run(Command::new("python3").args(["-m", "pip", "install", "--quiet", "--disable-pip-version-check", "pyarrow", "duckdb"])) {
+            failures.push(format!("python packages pyarrow, duckdb: {e:#}"));
+        }
+    }
+
+    if !failures.is_empty() {
+        for f in &failures {
+            eprintln!("xtask setup: FAILED {f}");
+        }
+        bail!("setup incomplete: {} step(s) failed", failures.len());
+    }
+    eprintln!("xtask setup: done; `cargo build` now builds the probes too");
+    Ok(())
+}
+
+fn ensure_bpf_linker() -> anyhow::Result<()> {
+    // `rustup run nightly` puts the nightly's libLLVM on the library path, as the build does.
+    if output(Command::new("rustup").args(["run", "nightly", "bpf-linker", "--version"])).is_some() {
+        step("bpf-linker: present");
+        return Ok(());
+    }
+    let sysroot = output(Command::new("rustc").args(["+nightly", "--print", "sysroot"])).context("no nightly rustc")?;
+    let lib_dir = Path::new(sysroot.trim()).join("lib");
+    let libllvm = std::fs::read_dir(&lib_dir)
+        .with_context(|| format!("reading {}", lib_dir.display()))?
+        .filter_map(|e| e.ok())
+        .map(|e| e.path())
+        .find(|p| p.file_name().and_then(|n| n.to_str()).is_some_and(|n| n.starts_with("libLLVM.so.") && n.ends_with("-nightly")))
+        .with_context(|| format!("no libLLVM.so.*-nightly in {}", lib_dir.display()))?;
+    let verbose = output(Command::new("rustc").args(["+nightly", "-vV"])).context("rustc +nightly -vV")?;
+    let major = verbose
+        .lines()
+        .find_map(|l| l.strip_prefix("LLVM version: "))
+        .and_then(|v| v.split('.').next())
+        .context("the nightly rustc does not say its LLVM version")?
+        .to_owned();
+    let prefix = home().join(".cache/sandwatch/llvm");
+    std::fs::create_dir_all(prefix.join("lib"))?;
+    let link = prefix.join("lib/libLLVM.so");
+    let _ = std::fs::remove_file(&link);
+    std::os::unix::fs::symlink(&libllvm, &link).with_context(|| format!("linking {}", link.display()))?;
+    step(&format!("building bpf-linker against the nightly's LLVM {major} (a few minutes)"));
+    run(Command::new("cargo")
+        .args(["install", "bpf-linker", "--locked", "--no-default-features", "--features", &format!("llvm-{major}")])
+        .env("LLVM_PREFIX", &prefix)
+        // Find the nightly's libLLVM at run time without the rustup proxy too.
+        .env("RUSTFLAGS", format!("-C link-args=-Wl,-rpath,{}", lib_dir.display())))
+}
+
+fn home() -> PathBuf {
+    env::var_os("HOME").map(PathBuf::from).unwrap_or_else(|| PathBuf::from("/root"))
+}
+
+fn test(filter: &[String]) -> anyhow::Result<()> {
+    eprintln!("xtask test: unit tests");
+    run(cargo().args(["test", "--workspace"]))?;
+    eprintln!("xtask test: integration tests (real kernel, real cgroups, real probes)");
+    // SAFETY: geteuid cannot fail.
+    if unsafe { libc::geteuid() } != 0 {
+        bail!("the integration tests load eBPF programs and create cgroups: run `cargo xtask test` as root");
+    }
+    run(cargo().args(["build", "--bin", "sandwatch"]))?;
+    let bin = workspace_root().join("target/debug/sandwatch");
+    let target = env::var_os("CARGO_TARGET_DIR").map(PathBuf::from);
+    let bin = target.map(|t| t.join("debug/sandwatch")).filter(|p| p.exists()).unwrap_or(bin);
+    run(cargo()
+        .args(["test", "-p", "sandwatch-tests", "--"])
+        .args(filter)
+        .env("SANDWATCH_BIN", bin))
+}
