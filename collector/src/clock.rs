@@ -23,7 +23,7 @@ impl BootClock {
         Self { offset_ns: real - (b0 + (b1 - b0) / 2) }
     }
 
-    pub fn to_unix_ns(&self, boot_ns: u64) -> i64 {
+    pub fn to_unix_ns(self, boot_ns: u64) -> i64 {
         boot_ns as i64 + self.offset_ns
     }
 

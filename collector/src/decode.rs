@@ -1,7 +1,12 @@
 //! Kernel records → typed events: reads the ABI structs out of ring-buffer bytes, enriches them
 //! and appends one row to the right table.
 
-use std::{borrow::Cow, collections::HashSet, mem::size_of, sync::Arc};
+use std::{
+    borrow::Cow,
+    collections::{HashMap, HashSet},
+    mem::size_of,
+    sync::Arc,
+};
 
 use sandwatch_probes_abi::{
     ArgsRecord, ExecRecord, File2Record, FileRecord, Header, NetRecord, flags, kind, nr,
@@ -13,7 +18,7 @@ use crate::{
     batcher::Batchers,
     clock::BootClock,
     enrich::{
-        ProcessTable, SandboxRegistry, SockInfo, SocketTable, cstr, decode_sockaddr, family_name,
+        ProcessTable, RegistryView, SandboxRegistry, SockInfo, SocketTable, cstr, decode_sockaddr, family_name,
         open_flags_text, proc_cwd, protocol_name, sock_type_name,
     },
 };
@@ -32,7 +37,9 @@ pub struct Undecodable {
 pub struct Decoder {
     host: Arc<str>,
     pub clock: BootClock,
-    registry: SandboxRegistry,
+    registry: RegistryView,
+    /// `flags_text` per distinct flags value: a handful of values, millions of rows.
+    flag_names: HashMap<u64, String>,
     procs: ProcessTable,
     sockets: SocketTable,
     /// Syscall numbers on the policy's deny-list: their -EPERM is a refusal.
@@ -58,7 +65,8 @@ impl Decoder {
         Self {
             host: Arc::from(host),
             clock: BootClock::now(),
-            registry,
+            registry: registry.view(),
+            flag_names: HashMap::new(),
             procs: ProcessTable::default(),
             sockets: SocketTable::default(),
             refusals,
@@ -122,7 +130,8 @@ impl Decoder {
     /// Looks up what the row needs besides the record: sandbox, executable, parent.
     fn context(&mut self, h: &Header) -> (Option<Arc<str>>, Option<Arc<str>>, Option<u32>) {
         let info = self.procs.get(h.pid);
-        (self.registry.get(h.watch_id), info.exe.clone(), info.ppid)
+        let (exe, ppid) = (info.exe.clone(), info.ppid);
+        (self.registry.get(h.watch_id), exe, ppid)
     }
 
     fn exec(&mut self, r: &ExecRecord, out: &mut Batchers) -> Result<(), CollectorError> {
@@ -232,10 +241,13 @@ impl Decoder {
         let (sandbox, exe, ppid) = self.context(&h);
         let comm = text(&h.comm);
         let path = text(&r.path);
-        let common = self.common(&h, &comm, &sandbox, &exe, ppid);
         let is_open = matches!(syscall, nr::OPEN | nr::OPENAT | nr::OPENAT2 | nr::CREAT);
+        if is_open && !self.flag_names.contains_key(&r.flags) {
+            self.flag_names.insert(r.flags, open_flags_text(r.flags));
+        }
+        let common = self.common(&h, &comm, &sandbox, &exe, ppid);
         let has_path = !matches!(syscall, nr::FCHMOD | nr::FCHOWN);
-        let flags_text = is_open.then(|| open_flags_text(r.flags));
+        let flags_text = if is_open { self.flag_names.get(&r.flags).map(String::as_str) } else { None };
         let creates = r.flags & (O_CREAT | O_TMPFILE) != 0;
         let mode = match syscall {
             _ if is_open => creates.then_some(r.mode as u32),
@@ -251,7 +263,7 @@ impl Decoder {
             path_truncated: h.flags & flags::TRUNC_PATH != 0,
             dirfd: Some(r.dirfd as i32),
             flags: has_flags.then_some(r.flags as i64),
-            flags_text: flags_text.as_deref(),
+            flags_text,
             mode,
             owner_uid: owner(r.owner),
             owner_gid: owner(r.group),
@@ -298,7 +310,7 @@ impl Decoder {
                 if let Some(a) = &addr {
                     let s = self.sockets.entry(h.pid, r.fd);
                     s.domain.get_or_insert(a.family);
-                    s.local = a.addr.clone().map(|ad| (ad, a.port.unwrap_or(0)));
+                    s.local = a.addr.clone().map(|ad| (ad, a.port.filter(|p| *p != 0)));
                 }
             }
             _ => {}
@@ -331,10 +343,10 @@ impl Decoder {
                 e.bytes = ok.then_some(h.ret);
             }
             nr::BIND => (e.saddr, e.sport) = (remote, remote_port),
-            nr::LISTEN => (e.saddr, e.sport) = (local.map(|l| l.0), local.map(|l| l.1)),
+            nr::LISTEN => (e.saddr, e.sport) = (local.map(|l| l.0), local.and_then(|l| l.1)),
             nr::ACCEPT | nr::ACCEPT4 => {
                 (e.saddr, e.sport) = (remote, remote_port);
-                (e.daddr, e.dport) = (local.map(|l| l.0), local.map(|l| l.1));
+                (e.daddr, e.dport) = (local.map(|l| l.0), local.and_then(|l| l.1));
             }
             _ => {}
         }

@@ -6,7 +6,10 @@ use std::{
     collections::HashMap,
     fs,
     net::{Ipv4Addr, Ipv6Addr},
-    sync::{Arc, RwLock},
+    sync::{
+        Arc, RwLock,
+        atomic::{AtomicU64, Ordering},
+    },
 };
 
 /// Caches are cleared past this many entries: exit records lost to a full ring buffer must not
@@ -81,7 +84,8 @@ fn proc_ppid(pid: u32) -> Option<u32> {
 pub struct SockInfo {
     pub domain: Option<u16>,
     pub sock_type: Option<u32>,
-    pub local: Option<(String, u16)>,
+    /// The bound address; the port is unknown (None) when bind asked for any port (0).
+    pub local: Option<(String, Option<u16>)>,
 }
 
 /// (pid, fd) → socket facts, so that connect/listen/accept records can say tcp or udp and which
@@ -115,20 +119,41 @@ impl SocketTable {
     }
 }
 
-/// Watched cgroup id → sandbox id. Shared between the pipeline (reads per record) and the
-/// handle that adds watches.
+/// Watched cgroup id → sandbox id. Written by the handle that adds watches, read by the
+/// pipeline through a [`RegistryView`].
 #[derive(Clone, Default)]
 pub struct SandboxRegistry {
     inner: Arc<RwLock<HashMap<u64, Arc<str>>>>,
+    version: Arc<AtomicU64>,
 }
 
 impl SandboxRegistry {
     pub fn insert(&self, cgroup_id: u64, sandbox_id: &str) {
         self.inner.write().expect("registry lock").insert(cgroup_id, Arc::from(sandbox_id));
+        self.version.fetch_add(1, Ordering::Release);
     }
 
-    pub fn get(&self, cgroup_id: u64) -> Option<Arc<str>> {
-        self.inner.read().expect("registry lock").get(&cgroup_id).cloned()
+    pub fn view(&self) -> RegistryView {
+        RegistryView { registry: self.clone(), seen: u64::MAX, local: HashMap::new() }
+    }
+}
+
+/// The pipeline's copy of the registry: a lookup per record without a lock, refreshed when a
+/// watch was added.
+pub struct RegistryView {
+    registry: SandboxRegistry,
+    seen: u64,
+    local: HashMap<u64, Arc<str>>,
+}
+
+impl RegistryView {
+    pub fn get(&mut self, cgroup_id: u64) -> Option<Arc<str>> {
+        let now = self.registry.version.load(Ordering::Acquire);
+        if now != self.seen {
+            self.local = self.registry.inner.read().expect("registry lock").clone();
+            self.seen = now;
+        }
+        self.local.get(&cgroup_id).cloned()
     }
 }
 

@@ -25,7 +25,7 @@ use crate::{
     bus::BatchBus,
     clock::BootClock,
     decode::Decoder,
-    enrich::SandboxRegistry,
+    enrich::{RegistryView, SandboxRegistry},
     parquet_sink::{self, ParquetOptions, ParquetSink, SinkSummary},
     probes::{ProbeConfig, ProbeSet, ProbeStreams},
 };
@@ -132,7 +132,7 @@ impl Collector {
             batchers: Batchers::new(config.batch),
             bus,
             host: config.host.clone(),
-            registry: registry.clone(),
+            registry: registry.view(),
             counts_window: config.counts_window,
             last_counts: HashMap::new(),
             last_kernel_drops: [0; kind::COUNT as usize],
@@ -181,7 +181,7 @@ struct Reader {
     batchers: Batchers,
     bus: BatchBus,
     host: String,
-    registry: SandboxRegistry,
+    registry: RegistryView,
     counts_window: Duration,
     last_counts: HashMap<CountKey, u64>,
     last_kernel_drops: [u64; kind::COUNT as usize],
@@ -193,7 +193,9 @@ struct Reader {
 
 impl Reader {
     async fn run(mut self, streams: ProbeStreams, mut stop: watch::Receiver<bool>) -> Result<ReaderStats, CollectorError> {
-        let ProbeStreams { events, counts, drops } = streams;
+        let ProbeStreams { events, counts, drops, log } = streams;
+        // SAFETY: the logger owns its ring buffer's fd for as long as the AsyncFd owns the logger.
+        let mut log = log.and_then(|l| unsafe { AsyncFd::register_with_interest(l, Interest::READABLE) }.ok());
         // SAFETY: the ring buffer owns its map fd and keeps it open, unchanged, for as long as
         // the AsyncFd owns the ring buffer.
         let mut events = unsafe { AsyncFd::register_with_interest(events, Interest::READABLE) }
@@ -214,6 +216,12 @@ impl Reader {
                 }
                 _ = tick.tick() => {
                     self.poll_counters(&counts, &drops)?;
+                }
+                guard = async { log.as_mut().expect("guarded by the if").readable_mut().await }, if log.is_some() => {
+                    if let Ok(mut guard) = guard {
+                        guard.get_inner_mut().flush();
+                        guard.clear_ready();
+                    }
                 }
                 _ = stop.changed() => break,
             }

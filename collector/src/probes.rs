@@ -51,6 +51,8 @@ impl Default for ProbeConfig {
 /// The maps the pipeline drains: events, syscall counts, drop counters.
 pub struct ProbeStreams {
     pub events: RingBuf<MapData>,
+    /// The probes' own log lines (aya-log), forwarded to `tracing`.
+    pub log: Option<aya_log::EbpfLogger<&'static dyn log::Log>>,
     pub counts: PerCpuHashMap<MapData, CountKey, u64>,
     pub drops: PerCpuArray<MapData, u64>,
 }
@@ -162,6 +164,14 @@ impl ProbeSet {
             .load(PROBES_OBJECT)
             .map_err(|e| CollectorError::Probe(format!("loading the eBPF object: {e}")))?;
 
+        // The probes log only on rare failures; without the logger those lines are lost, not fatal.
+        let log = match aya_log::EbpfLogger::init(&mut ebpf) {
+            Ok(l) => Some(l),
+            Err(e) => {
+                warn!("probe log unavailable: {e}");
+                None
+            }
+        };
         let mut attached = 0usize;
         let mut links = Vec::new();
         let mut missing = Vec::new();
@@ -252,6 +262,7 @@ impl ProbeSet {
         let watched = HashMap::try_from(take(&mut ebpf, "WATCHED")?).map_err(map_err("WATCHED"))?;
         let streams = ProbeStreams {
             events: RingBuf::try_from(take(&mut ebpf, "EVENTS")?).map_err(map_err("EVENTS"))?,
+            log,
             counts: PerCpuHashMap::try_from(take(&mut ebpf, "COUNTS")?).map_err(map_err("COUNTS"))?,
             drops: PerCpuArray::try_from(take(&mut ebpf, "DROPS")?).map_err(map_err("DROPS"))?,
         };

@@ -234,6 +234,7 @@ mod probes {
         let saved = Inflight { nr: syscall, watch_id, args };
         if INFLIGHT.insert(&tid, &saved, 0).is_err() {
             dropped(kind_of(syscall));
+            aya_log_ebpf::warn!(&ctx, "in-flight map full: syscall {} of tid {} not recorded", syscall, tid);
         }
         0
     }
@@ -304,6 +305,7 @@ mod probes {
         let tgid = rec.header.pid;
         if EXEC_PENDING.insert(&tgid, &*rec, 0).is_err() {
             dropped(kind::EXEC);
+            aya_log_ebpf::warn!(&ctx, "exec map full: exec of pid {} not recorded", tgid);
         }
         0
     }
