@@ -9,8 +9,8 @@ use std::{
     time::{Duration, Instant},
 };
 
-use aya::maps::{MapData, PerCpuArray, PerCpuHashMap, RingBuf};
-use sandwatch_probes_abi::{CountKey, kind};
+use aya::maps::{Array, MapData, PerCpuArray, RingBuf};
+use sandwatch_probes_abi::{NR_SLOTS, kind};
 use sandwatch_schema::{CountRow, DropRow, Table};
 use tokio::{
     io::{Interest, unix::AsyncFd},
@@ -27,11 +27,13 @@ use crate::{
     decode::Decoder,
     enrich::{RegistryView, SandboxRegistry},
     parquet_sink::{self, ParquetOptions, ParquetSink, SinkSummary},
-    probes::{ProbeConfig, ProbeSet, ProbeStreams},
+    probes::{CounterSlots, ProbeConfig, ProbeSet, ProbeStreams},
 };
 
 /// Records decoded per wake-up before the reader publishes and yields.
 const DRAIN_CHUNK: usize = 32 * 1024;
+/// How often the reader looks at the ring buffer without being woken.
+const RING_POLL: Duration = Duration::from_millis(10);
 
 #[derive(Clone, Debug)]
 pub struct CollectorConfig {
@@ -183,7 +185,8 @@ struct Reader {
     host: String,
     registry: RegistryView,
     counts_window: Duration,
-    last_counts: HashMap<CountKey, u64>,
+    /// Last total read per (slot, syscall number).
+    last_counts: HashMap<(u32, u32), u64>,
     last_kernel_drops: [u64; kind::COUNT as usize],
     collector_drops: [u64; kind::COUNT as usize],
     reported_collector_drops: [u64; kind::COUNT as usize],
@@ -193,13 +196,17 @@ struct Reader {
 
 impl Reader {
     async fn run(mut self, streams: ProbeStreams, mut stop: watch::Receiver<bool>) -> Result<ReaderStats, CollectorError> {
-        let ProbeStreams { events, counts, drops, log } = streams;
+        let ProbeStreams { events, mut counts, slots, counted, drops, log } = streams;
         // SAFETY: the logger owns its ring buffer's fd for as long as the AsyncFd owns the logger.
         let mut log = log.and_then(|l| unsafe { AsyncFd::register_with_interest(l, Interest::READABLE) }.ok());
         // SAFETY: the ring buffer owns its map fd and keeps it open, unchanged, for as long as
         // the AsyncFd owns the ring buffer.
         let mut events = unsafe { AsyncFd::register_with_interest(events, Interest::READABLE) }
             .map_err(|e| CollectorError::Probe(format!("polling the ring buffer: {e}")))?;
+        // Records below the wakeup threshold do not wake us (see settings::WAKEUP_BYTES): look
+        // for them on this timer.
+        let mut poll = tokio::time::interval(RING_POLL);
+        poll.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut tick = tokio::time::interval(self.counts_window);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
@@ -214,8 +221,13 @@ impl Reader {
                 _ = tokio::time::sleep_until(deadline.unwrap_or_else(tokio::time::Instant::now)), if deadline.is_some() => {
                     self.batchers.seal_aged(Instant::now())?;
                 }
+                _ = poll.tick() => {
+                    while !self.drain(events.get_mut(), DRAIN_CHUNK)? {
+                        self.publish().await?;
+                    }
+                }
                 _ = tick.tick() => {
-                    self.poll_counters(&counts, &drops)?;
+                    self.poll_counters(&mut counts, &slots, &counted, &drops)?;
                 }
                 guard = async { log.as_mut().expect("guarded by the if").readable_mut().await }, if log.is_some() => {
                     if let Ok(mut guard) = guard {
@@ -232,7 +244,7 @@ impl Reader {
         while !self.drain(events.get_mut(), DRAIN_CHUNK)? {
             self.publish().await?;
         }
-        self.poll_counters(&counts, &drops)?;
+        self.poll_counters(&mut counts, &slots, &counted, &drops)?;
         self.batchers.seal_all()?;
         self.publish().await?;
         Ok(ReaderStats { drops: self.drop_totals(), records: self.records })
@@ -259,32 +271,48 @@ impl Reader {
 
     fn poll_counters(
         &mut self,
-        counts: &PerCpuHashMap<MapData, CountKey, u64>,
+        counts: &mut Array<MapData, u64>,
+        slots: &Mutex<CounterSlots>,
+        counted: &[u32],
         drops: &PerCpuArray<MapData, u64>,
     ) -> Result<(), CollectorError> {
         let now_ns = BootClock::unix_now_ns();
         let window_ms = self.last_poll.elapsed().as_millis().min(u32::MAX as u128) as u32;
         self.last_poll = Instant::now();
         self.decoder.clock = BootClock::now();
-        for item in counts.iter() {
-            let (key, per_cpu) = item.map_err(|e| CollectorError::Probe(format!("reading syscall counts: {e}")))?;
-            let total: u64 = per_cpu.iter().sum();
-            let last = self.last_counts.insert(key, total).unwrap_or(0);
-            if total > last {
-                let sandbox = self.registry.get(key.watch_id);
-                let nr = key.nr as i32;
-                let name = usize::try_from(nr).ok().and_then(syscalls::Sysno::new).map_or("unknown", |s| s.name());
-                self.batchers.count(&CountRow {
-                    time_ns: now_ns,
-                    host: &self.host,
-                    sandbox_id: sandbox.as_deref(),
-                    cgroup_id: key.watch_id,
-                    syscall: name,
-                    syscall_nr: nr,
-                    count: total - last,
-                    window_ms,
-                })?;
+        let (active, retired) = {
+            let mut slots = slots.lock().expect("slot lock");
+            let active: Vec<(u64, u32)> = slots.active.iter().map(|(id, slot)| (*id, *slot)).collect();
+            (active, std::mem::take(&mut slots.retired))
+        };
+        let count_err = |e: aya::maps::MapError| CollectorError::Probe(format!("reading syscall counts: {e}"));
+        for &(watch_id, slot) in active.iter().chain(&retired) {
+            let sandbox = self.registry.get(watch_id);
+            for &nr in counted {
+                let total = counts.get(&(slot * NR_SLOTS + nr), 0).map_err(count_err)?;
+                let last = self.last_counts.insert((slot, nr), total).unwrap_or(0);
+                if total > last {
+                    let name = syscalls::Sysno::new(nr as usize).map_or("unknown", |s| s.name());
+                    self.batchers.count(&CountRow {
+                        time_ns: now_ns,
+                        host: &self.host,
+                        sandbox_id: sandbox.as_deref(),
+                        cgroup_id: watch_id,
+                        syscall: name,
+                        syscall_nr: nr as i32,
+                        count: total - last,
+                        window_ms,
+                    })?;
+                }
             }
+        }
+        // Unwatched since the last window: their final counts are in; clean the slot for reuse.
+        for &(_, slot) in &retired {
+            for nr in 0..NR_SLOTS {
+                counts.set(slot * NR_SLOTS + nr, 0, 0).map_err(count_err)?;
+            }
+            self.last_counts.retain(|(s, _), _| *s != slot);
+            slots.lock().expect("slot lock").release(slot);
         }
         for k in 0..kind::COUNT {
             let total: u64 = drops

@@ -1,13 +1,17 @@
 //! Loading and attaching the kernel programs, and the watch list they filter on.
 
-use std::{collections::BTreeMap, path::Path};
+use std::{
+    collections::{BTreeMap, HashMap as StdHashMap},
+    path::Path,
+    sync::{Arc, Mutex},
+};
 
 use aya::{
     Ebpf, EbpfLoader,
-    maps::{Array, HashMap, MapData, PerCpuArray, PerCpuHashMap, RingBuf},
+    maps::{Array, HashMap, MapData, PerCpuArray, RingBuf},
     programs::{ProgramError, RawTracePoint, TracePoint, trace_point::TracePointLink},
 };
-use sandwatch_probes_abi::{CountKey, TRACED, kind, settings};
+use sandwatch_probes_abi::{COUNT_SLOTS, NR_SLOTS, TRACED, kind, settings};
 use tracing::{debug, info, warn};
 
 use crate::CollectorError;
@@ -48,12 +52,37 @@ impl Default for ProbeConfig {
     }
 }
 
+/// Which row of the in-kernel `COUNTS` array each watched cgroup counts into.
+///
+/// A slot is taken on watch; on unwatch it is retired, and the pipeline frees it after reading
+/// its last counts and zeroing it, so no count is lost and no slot is reused dirty.
+#[derive(Debug)]
+pub struct CounterSlots {
+    free: Vec<u32>,
+    pub active: StdHashMap<u64, u32>,
+    pub retired: Vec<(u64, u32)>,
+}
+
+impl CounterSlots {
+    fn new() -> Self {
+        Self { free: (0..COUNT_SLOTS).rev().collect(), active: StdHashMap::new(), retired: Vec::new() }
+    }
+
+    /// A retired slot, read and zeroed, can be used again.
+    pub fn release(&mut self, slot: u32) {
+        self.free.push(slot);
+    }
+}
+
 /// The maps the pipeline drains: events, syscall counts, drop counters.
 pub struct ProbeStreams {
     pub events: RingBuf<MapData>,
     /// The probes' own log lines (aya-log), forwarded to `tracing`.
     pub log: Option<aya_log::EbpfLogger<&'static dyn log::Log>>,
-    pub counts: PerCpuHashMap<MapData, CountKey, u64>,
+    pub counts: Array<MapData, u64>,
+    pub slots: Arc<Mutex<CounterSlots>>,
+    /// The syscall numbers whose counters are read each window.
+    pub counted: Vec<u32>,
     pub drops: PerCpuArray<MapData, u64>,
 }
 
@@ -64,6 +93,7 @@ pub struct ProbeSet {
     settings: Array<MapData, u64>,
     /// Watched cgroups per level: the kernel checks a task's ancestors only at these levels.
     levels: BTreeMap<u32, usize>,
+    slots: Arc<Mutex<CounterSlots>>,
     /// Tracepoints attached, for the summary.
     pub attached: usize,
     /// Owned here so that they live exactly as long as the set (see `Drop`).
@@ -184,7 +214,7 @@ impl ProbeSet {
             _ => "sys_exit_sensitive",
         };
         let names = [
-            "sys_enter", "sys_enter_exec", "sys_exit_exec", "sys_exit_process", "sys_exit_file",
+            "sys_enter_exit", "sys_enter_exec", "sys_exit_exec", "sys_exit_process", "sys_exit_file",
             "sys_exit_file2", "sys_exit_net", "sys_exit_sensitive", "sys_exit_refusal",
             "sched_process_exit", "signal_deliver",
         ];
@@ -211,14 +241,19 @@ impl ProbeSet {
                 }
             }
         };
+        // Exit probes only, but for exec (arguments captured at entry too) and exit/exit_group
+        // (entry only: they never return).
         for t in TRACED {
-            let enter = if t.kind == kind::EXEC { "sys_enter_exec" } else { "sys_enter" };
-            if !attach(&mut ebpf, enter, "syscalls", &format!("sys_enter_{}", t.name))? {
+            let ok = match t.kind {
+                kind::EXIT => attach(&mut ebpf, "sys_enter_exit", "syscalls", &format!("sys_enter_{}", t.name))?,
+                kind::EXEC => {
+                    attach(&mut ebpf, "sys_enter_exec", "syscalls", &format!("sys_enter_{}", t.name))?
+                        && attach(&mut ebpf, "sys_exit_exec", "syscalls", &format!("sys_exit_{}", t.name))?
+                }
+                k => attach(&mut ebpf, exit_prog(k), "syscalls", &format!("sys_exit_{}", t.name))?,
+            };
+            if !ok {
                 missing.push(t.name.to_string());
-                continue;
-            }
-            if t.kind != kind::EXIT {
-                attach(&mut ebpf, exit_prog(t.kind), "syscalls", &format!("sys_exit_{}", t.name))?;
             }
         }
         for name in &config.refusal_syscalls {
@@ -259,15 +294,30 @@ impl ProbeSet {
         settings_map
             .set(settings::FULL_COUNTING, u64::from(config.full_counting), 0)
             .map_err(map_err("SETTINGS"))?;
+        settings_map.set(settings::WAKEUP_BYTES, u64::from(rb / 16), 0).map_err(map_err("SETTINGS"))?;
         let watched = HashMap::try_from(take(&mut ebpf, "WATCHED")?).map_err(map_err("WATCHED"))?;
+        let slots = Arc::new(Mutex::new(CounterSlots::new()));
+        // Full counting counts every number; otherwise only the syscalls with probes can move.
+        let counted: Vec<u32> = if config.full_counting {
+            (0..NR_SLOTS).collect()
+        } else {
+            let mut nrs: Vec<u32> = TRACED.iter().map(|t| t.nr as u32).collect();
+            nrs.extend(config.refusal_syscalls.iter().filter_map(|n| n.parse::<syscalls::Sysno>().ok()).map(|s| s.id() as u32));
+            nrs.retain(|n| *n < NR_SLOTS);
+            nrs.sort_unstable();
+            nrs.dedup();
+            nrs
+        };
         let streams = ProbeStreams {
             events: RingBuf::try_from(take(&mut ebpf, "EVENTS")?).map_err(map_err("EVENTS"))?,
             log,
-            counts: PerCpuHashMap::try_from(take(&mut ebpf, "COUNTS")?).map_err(map_err("COUNTS"))?,
+            counts: Array::try_from(take(&mut ebpf, "COUNTS")?).map_err(map_err("COUNTS"))?,
+            slots: slots.clone(),
+            counted,
             drops: PerCpuArray::try_from(take(&mut ebpf, "DROPS")?).map_err(map_err("DROPS"))?,
         };
         info!(attached, "probes attached");
-        Ok((Self { _ebpf: ebpf, watched, settings: settings_map, levels: BTreeMap::new(), attached, _links: links }, streams))
+        Ok((Self { _ebpf: ebpf, watched, settings: settings_map, levels: BTreeMap::new(), slots, attached, _links: links }, streams))
     }
 
     /// Starts recording the processes of cgroup `id` (at depth `level`) and of its descendants.
@@ -277,12 +327,29 @@ impl ProbeSet {
                 "cgroup at depth {level} cannot be watched: watch the root's descendants, at most {MAX_WATCH_LEVEL} deep"
             )));
         }
-        self.watched.insert(id, level, 0).map_err(|e| CollectorError::Probe(format!("watch list: {e}")))?;
+        let mut slots = self.slots.lock().expect("slot lock");
+        if slots.active.contains_key(&id) {
+            return Ok(());
+        }
+        let slot = slots.free.pop().ok_or_else(|| {
+            CollectorError::Config(format!("{COUNT_SLOTS} cgroups are watched already; unwatch one first"))
+        })?;
+        if let Err(e) = self.watched.insert(id, slot, 0) {
+            slots.free.push(slot);
+            return Err(CollectorError::Probe(format!("watch list: {e}")));
+        }
+        slots.active.insert(id, slot);
+        drop(slots);
         *self.levels.entry(level).or_default() += 1;
         self.write_levels()
     }
 
     pub fn unwatch(&mut self, id: u64, level: u32) -> Result<(), CollectorError> {
+        let mut slots = self.slots.lock().expect("slot lock");
+        if let Some(slot) = slots.active.remove(&id) {
+            slots.retired.push((id, slot));
+        }
+        drop(slots);
         if self.watched.remove(&id).is_ok()
             && let Some(n) = self.levels.get_mut(&level)
         {

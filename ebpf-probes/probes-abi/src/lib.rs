@@ -76,6 +76,10 @@ pub mod settings {
     /// Non-zero: every syscall is counted by the raw `sys_enter` counter, so the traced-syscall
     /// probes must not count again.
     pub const FULL_COUNTING: u32 = 1;
+    /// Unread bytes in the ring buffer past which a record wakes the reader. Below it records are
+    /// submitted without a wakeup and the collector polls on a short timer: one wakeup per record
+    /// would cost a context switch per event.
+    pub const WAKEUP_BYTES: u32 = 2;
     pub const LEN: u32 = 4;
 }
 
@@ -174,23 +178,10 @@ pub struct NetRecord {
     pub addr: [u8; SOCKADDR_CAP],
 }
 
-/// What the entry probe keeps for the exit probe, per thread.
-#[repr(C)]
-#[derive(Clone, Copy, Debug)]
-pub struct Inflight {
-    pub nr: i64,
-    pub watch_id: u64,
-    pub args: [u64; 6],
-}
-
-/// Key of the per-CPU syscall counter map.
-#[repr(C)]
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub struct CountKey {
-    pub watch_id: u64,
-    pub nr: u32,
-    pub _pad: u32,
-}
+/// Watched cgroups that can hold a counter slot at once (the `COUNTS` array's rows).
+pub const COUNT_SLOTS: u32 = 1024;
+/// Counters per slot: one per syscall number (x86_64 numbers are below 512).
+pub const NR_SLOTS: u32 = 512;
 
 /// One syscall the probes trace: its tracepoint name, its number and the record kind it yields.
 #[derive(Clone, Copy, Debug)]
@@ -208,8 +199,8 @@ macro_rules! traced_syscalls {
             $( pub const $konst: i64 = $nr; )*
         }
 
-        /// Every syscall with a probe: the entry probe on all of them, the exit probe of `kind`
-        /// on all but `exit`/`exit_group` (they never return).
+        /// Every syscall with a probe: the exit probe of `kind`, plus an entry probe for exec
+        /// (arguments) and only an entry probe for `exit`/`exit_group` (they never return).
         pub const TRACED: &[Traced] = &[
             $( Traced { name: $name, nr: $nr, kind: kind::$kind }, )*
         ];
@@ -314,9 +305,3 @@ pub const FATAL_BY_DEFAULT: u64 = {
     m
 };
 
-#[cfg(feature = "user")]
-mod pod {
-    // SAFETY: plain #[repr(C)] data with explicit padding fields; every bit pattern is valid.
-    unsafe impl aya::Pod for super::CountKey {}
-    unsafe impl aya::Pod for super::Inflight {}
-}

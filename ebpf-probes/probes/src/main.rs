@@ -1,11 +1,13 @@
 //! sandwatch's kernel programs: what the kernel records about processes in watched cgroups.
 //!
 //! Attach points, chosen for their cost on everyone else (see docs/architecture.md):
-//! - `syscalls:sys_enter_*` / `sys_exit_*` tracepoints for the syscalls in
-//!   [`sandwatch_probes_abi::TRACED`] only. The entry probe keeps the raw arguments per thread;
-//!   the exit probe of the syscall's family reads strings and addresses (the memory is paged in
-//!   by then) and writes ONE record carrying arguments and result. execve is the exception: its
-//!   arguments live in the old image, so they are captured at entry.
+//! - `syscalls:sys_exit_*` tracepoints for the syscalls in [`sandwatch_probes_abi::TRACED`] only.
+//!   The exit probe of the syscall's family takes the arguments from the task's saved user
+//!   registers (`bpf_task_pt_regs`: a syscall does not change them), reads strings and addresses
+//!   (the memory is paged in by then) and writes ONE record carrying arguments and result. No
+//!   entry probe, no per-thread map between entry and exit. The exceptions: execve, whose
+//!   arguments live in the old image and are captured at entry, and exit/exit_group, which never
+//!   return and are seen at entry only.
 //! - `sched:sched_process_exit` and `signal:signal_deliver` (not syscall tracepoints: they cost
 //!   nothing on the syscall path) for how a process ended.
 //! - optionally a raw `sys_enter` that counts every syscall of watched cgroups (full counting).
@@ -13,30 +15,34 @@
 //! Every failed ring-buffer reservation or map insert is counted per record kind in `DROPS`.
 #![cfg_attr(target_arch = "bpf", no_std)]
 #![cfg_attr(target_arch = "bpf", no_main)]
+// An atomic add on a map value: core's AtomicU64 has no fetch_add on this target (no CAS), but
+// the BPF instruction set has atomic add, which the intrinsic lowers to.
+#![cfg_attr(target_arch = "bpf", feature(core_intrinsics))]
+#![cfg_attr(target_arch = "bpf", allow(internal_features))]
 #![cfg_attr(not(target_arch = "bpf"), allow(dead_code, unused_imports))]
 
 #[cfg(target_arch = "bpf")]
 mod probes {
-    use core::ffi::c_void;
+    use core::{ffi::c_void, intrinsics::AtomicOrdering};
 
     use aya_ebpf::{
         EbpfContext as _,
-        bindings::BPF_NOEXIST,
         helpers::{
             bpf_get_current_comm, bpf_get_current_pid_tgid, bpf_get_current_uid_gid,
             generated::{
                 bpf_get_current_ancestor_cgroup_id, bpf_get_current_cgroup_id,
-                bpf_ktime_get_boot_ns, bpf_probe_read_user, bpf_probe_read_user_str,
+                bpf_get_current_task_btf, bpf_ktime_get_boot_ns, bpf_probe_read_kernel,
+                bpf_probe_read_user, bpf_probe_read_user_str, bpf_task_pt_regs,
             },
         },
         macros::{map, raw_tracepoint, tracepoint},
-        maps::{Array, HashMap, LruHashMap, PerCpuArray, PerCpuHashMap, RingBuf},
+        maps::{Array, HashMap, LruHashMap, PerCpuArray, RingBuf},
         programs::{RawTracePointContext, TracePointContext},
     };
     use sandwatch_probes_abi::{
-        ARG_CAP, ARGV_CAP, ArgsRecord, COMM_LEN, CountKey, ExecRecord, FATAL_BY_DEFAULT,
-        FSTYPE_CAP, File2Record, FileRecord, Header, Inflight, MAX_ARGS, NetRecord, PATH_CAP,
-        SOCKADDR_CAP, flags, kind, kind_of, nr, settings,
+        ARG_CAP, ARGV_CAP, ArgsRecord, COMM_LEN, COUNT_SLOTS, ExecRecord, FATAL_BY_DEFAULT, NR_SLOTS,
+        FSTYPE_CAP, File2Record, FileRecord, Header, MAX_ARGS, NetRecord, PATH_CAP,
+        SOCKADDR_CAP, flags, kind, nr, settings,
     };
 
     const AT_FDCWD: i64 = -100;
@@ -59,14 +65,11 @@ mod probes {
     #[map]
     static DROPS: PerCpuArray<u64> = PerCpuArray::with_max_entries(kind::COUNT, 0);
 
-    /// Syscall counts per watched cgroup and syscall number.
+    /// Syscall counts: `[slot * NR_SLOTS + nr]`, the slot being the watched cgroup's (the value
+    /// of its WATCHED entry). An array, not a hash: its lookups are inlined by the verifier, and
+    /// an atomic add needs no per-CPU copy.
     #[map]
-    static COUNTS: PerCpuHashMap<CountKey, u64> = PerCpuHashMap::with_max_entries(16384, 0);
-
-    /// Arguments of the syscall each thread is in, from entry to exit. LRU: a thread that dies
-    /// inside a syscall must not leak its slot forever.
-    #[map]
-    static INFLIGHT: LruHashMap<u32, Inflight> = LruHashMap::with_max_entries(65536, 0);
+    static COUNTS: Array<u64> = Array::with_max_entries(COUNT_SLOTS * NR_SLOTS, 0);
 
     /// exec records captured at entry, per thread group (a multithreaded exec returns in the
     /// thread that took over the group leader's pid, so the tid is not stable; the tgid is).
@@ -89,12 +92,21 @@ mod probes {
         SETTINGS.get(key).copied().unwrap_or(0)
     }
 
+    /// Why a task is recorded: the watched cgroup (itself or an ancestor of the task's cgroup),
+    /// its counter slot, and the task's own cgroup.
+    #[derive(Clone, Copy)]
+    struct Watch {
+        id: u64,
+        slot: u32,
+        leaf: u64,
+    }
+
     /// The watched cgroup this task belongs to: its own cgroup or an ancestor at a watched level.
     #[inline(always)]
-    fn watched() -> Option<u64> {
+    fn watched() -> Option<Watch> {
         let leaf = unsafe { bpf_get_current_cgroup_id() };
-        if unsafe { WATCHED.get(&leaf) }.is_some() {
-            return Some(leaf);
+        if let Some(slot) = unsafe { WATCHED.get(&leaf) } {
+            return Some(Watch { id: leaf, slot: *slot, leaf });
         }
         let levels = setting(settings::WATCH_LEVELS);
         if levels == 0 {
@@ -104,13 +116,29 @@ mod probes {
         while level < MAX_WATCH_LEVEL {
             if levels & (1u64 << level) != 0 {
                 let id = unsafe { bpf_get_current_ancestor_cgroup_id(level as i32) };
-                if id != 0 && unsafe { WATCHED.get(&id) }.is_some() {
-                    return Some(id);
+                if id != 0
+                    && let Some(slot) = unsafe { WATCHED.get(&id) }
+                {
+                    return Some(Watch { id, slot: *slot, leaf });
                 }
             }
             level += 1;
         }
         None
+    }
+
+    const BPF_RB_AVAIL_DATA: u64 = 0;
+    const BPF_RB_NO_WAKEUP: u64 = 1;
+    const BPF_RB_FORCE_WAKEUP: u64 = 2;
+
+    /// Submit flags: wake the reader only once enough is waiting (see settings::WAKEUP_BYTES).
+    #[inline(always)]
+    fn wakeup_flags() -> u64 {
+        if EVENTS.query(BPF_RB_AVAIL_DATA) >= setting(settings::WAKEUP_BYTES) {
+            BPF_RB_FORCE_WAKEUP
+        } else {
+            BPF_RB_NO_WAKEUP
+        }
     }
 
     #[inline(always)]
@@ -121,26 +149,24 @@ mod probes {
     }
 
     #[inline(always)]
-    fn count(watch_id: u64, syscall: i64) {
+    fn count(watch: Watch, syscall: i64) {
         if setting(settings::FULL_COUNTING) != 0 {
             return;
         }
-        count_always(watch_id, syscall);
+        count_always(watch, syscall);
     }
 
     #[inline(always)]
-    fn count_always(watch_id: u64, syscall: i64) {
-        let key = CountKey { watch_id, nr: syscall as u32, _pad: 0 };
-        match COUNTS.get_ptr_mut(&key) {
-            Some(p) => unsafe { *p += 1 },
-            None => {
-                let _ = COUNTS.insert(&key, &1, BPF_NOEXIST as u64);
-            }
+    fn count_always(watch: Watch, syscall: i64) {
+        let index = watch.slot.wrapping_mul(NR_SLOTS).wrapping_add(syscall as u32 & (NR_SLOTS - 1));
+        if let Some(p) = COUNTS.get_ptr_mut(index) {
+            // SAFETY: a valid, aligned u64 in the map's value area.
+            unsafe { core::intrinsics::atomic_xadd::<u64, u64, { AtomicOrdering::Relaxed }>(p, 1) };
         }
     }
 
     #[inline(always)]
-    fn fill_header(h: &mut Header, record_kind: u8, syscall: i64, watch_id: u64, ret: i64) {
+    fn fill_header(h: &mut Header, record_kind: u8, syscall: i64, watch: Watch, ret: i64) {
         let pid_tgid = bpf_get_current_pid_tgid();
         let uid_gid = bpf_get_current_uid_gid();
         h.kind = record_kind;
@@ -148,8 +174,8 @@ mod probes {
         h._pad = 0;
         h.syscall_nr = syscall as i32;
         h.ts_boot_ns = unsafe { bpf_ktime_get_boot_ns() };
-        h.cgroup_id = unsafe { bpf_get_current_cgroup_id() };
-        h.watch_id = watch_id;
+        h.cgroup_id = watch.leaf;
+        h.watch_id = watch.id;
         h.pid = (pid_tgid >> 32) as u32;
         h.tid = pid_tgid as u32;
         h.uid = uid_gid as u32;
@@ -202,49 +228,62 @@ mod probes {
         unsafe { (*(base.add(8).cast::<i32>()) as i64, *(base.add(16).cast::<i64>())) }
     }
 
-    /// The entry probe's saved arguments for this thread, if it is in the syscall that is
-    /// returning now; the slot is freed either way.
-    #[inline(always)]
-    fn take_inflight(syscall: i64) -> Option<Inflight> {
-        let tid = bpf_get_current_pid_tgid() as u32;
-        let saved = unsafe { *INFLIGHT.get_ptr(&tid)? };
-        let _ = INFLIGHT.remove(&tid);
-        if saved.nr != syscall {
-            return None;
-        }
-        Some(saved)
+    /// What a syscall exit probe starts from.
+    struct Exit {
+        watch: Watch,
+        syscall: i64,
+        ret: i64,
+        args: [u64; 6],
     }
 
-    /// Entry of every traced syscall but exec: keep the arguments for the exit probe.
+    /// The syscall's six arguments, from the user registers saved at entry (x86_64: rdi, rsi,
+    /// rdx, r10, r8, r9). One read covers them: in `struct pt_regs` they lie between offsets 56
+    /// (r10) and 120 (end of rdi).
+    #[cfg(bpf_target_arch = "x86_64")]
+    #[inline(always)]
+    fn syscall_args() -> [u64; 6] {
+        // r10, r9, r8, ax, cx, dx, si, di. Not zeroed first: the helper writes all 64 bytes (or
+        // zeroes them on failure), and a zeroing loop is a memset call in BPF.
+        let mut regs = core::mem::MaybeUninit::<[u64; 8]>::uninit();
+        let regs = unsafe {
+            let task = bpf_get_current_task_btf();
+            let pt_regs = bpf_task_pt_regs(task) as *const u8;
+            bpf_probe_read_kernel(regs.as_mut_ptr().cast::<c_void>(), 64, pt_regs.add(56).cast::<c_void>());
+            regs.assume_init()
+        };
+        [regs[7], regs[6], regs[5], regs[0], regs[2], regs[1]]
+    }
+
+    /// The start of every exit probe: is the task watched, which syscall returned what, and with
+    /// which arguments. Counts the syscall.
+    #[inline(always)]
+    fn exit_of(ctx: &TracePointContext) -> Option<Exit> {
+        let watch = watched()?;
+        let (syscall, ret) = exit_nr_ret(ctx);
+        count(watch, syscall);
+        Some(Exit { watch, syscall, ret, args: syscall_args() })
+    }
+
+    /// Entry of exit/exit_group: they never return, so remember the status for the process-exit
+    /// record.
     #[tracepoint]
-    pub fn sys_enter(ctx: TracePointContext) -> u32 {
-        let Some(watch_id) = watched() else { return 0 };
+    pub fn sys_enter_exit(ctx: TracePointContext) -> u32 {
+        let Some(watch) = watched() else { return 0 };
         let syscall = unsafe { *(ctx.as_ptr().cast::<u8>().add(8).cast::<i32>()) } as i64;
-        count(watch_id, syscall);
-        // One helper call for all six: syscalls with fewer arguments have a shorter tracepoint
-        // record, so a direct context read past it would be refused at attach time.
-        let args: [u64; 6] = unsafe { ctx.read_at(16) }.unwrap_or([0; 6]);
-        if syscall == nr::EXIT_GROUP || syscall == nr::EXIT {
-            // These never return: remember the status for the process-exit record instead.
-            let tgid = (bpf_get_current_pid_tgid() >> 32) as u32;
-            let _ = EXIT_CODES.insert(&tgid, &(args[0] & 0xff), 0);
-            return 0;
-        }
-        let tid = bpf_get_current_pid_tgid() as u32;
-        let saved = Inflight { nr: syscall, watch_id, args };
-        if INFLIGHT.insert(&tid, &saved, 0).is_err() {
-            dropped(kind_of(syscall));
-            aya_log_ebpf::warn!(&ctx, "in-flight map full: syscall {} of tid {} not recorded", syscall, tid);
-        }
+        count(watch, syscall);
+        // Both take the status as their only argument, at offset 16 of the record.
+        let status: u64 = unsafe { *(ctx.as_ptr().cast::<u8>().add(16).cast::<u64>()) };
+        let tgid = (bpf_get_current_pid_tgid() >> 32) as u32;
+        let _ = EXIT_CODES.insert(&tgid, &(status & 0xff), 0);
         0
     }
 
     /// Entry of execve/execveat: capture filename and argv while the old image still exists.
     #[tracepoint]
     pub fn sys_enter_exec(ctx: TracePointContext) -> u32 {
-        let Some(watch_id) = watched() else { return 0 };
+        let Some(watch) = watched() else { return 0 };
         let syscall = unsafe { *(ctx.as_ptr().cast::<u8>().add(8).cast::<i32>()) } as i64;
-        count(watch_id, syscall);
+        count(watch, syscall);
         let args: [u64; 6] = unsafe { ctx.read_at(16) }.unwrap_or([0; 6]);
         let (dirfd, filename, argv, exec_flags) = if syscall == nr::EXECVEAT {
             (args[0] as i64, args[1], args[2], args[4])
@@ -253,7 +292,7 @@ mod probes {
         };
         let Some(rec) = EXEC_SCRATCH.get_ptr_mut(0) else { return 0 };
         let rec = unsafe { &mut *rec };
-        fill_header(&mut rec.header, kind::EXEC, syscall, watch_id, 0);
+        fill_header(&mut rec.header, kind::EXEC, syscall, watch, 0);
         rec.dirfd = dirfd;
         rec.exec_flags = exec_flags;
         let mut fl = unsafe { read_user_str(rec.filename.as_mut_ptr(), PATH_CAP, filename, flags::TRUNC_PATH) };
@@ -318,10 +357,12 @@ mod probes {
         let rec = unsafe { &mut *rec };
         if rec.header.syscall_nr as i64 == syscall {
             // Identity after exec: the new comm, and setuid binaries change the credentials.
-            let (fl, watch_id) = (rec.header.flags, rec.header.watch_id);
-            fill_header(&mut rec.header, kind::EXEC, syscall, watch_id, ret);
+            let fl = rec.header.flags;
+            let leaf = unsafe { bpf_get_current_cgroup_id() };
+            let watch = Watch { id: rec.header.watch_id, slot: 0, leaf };
+            fill_header(&mut rec.header, kind::EXEC, syscall, watch, ret);
             rec.header.flags = fl;
-            if EVENTS.output::<ExecRecord>(&*rec, 0).is_err() {
+            if EVENTS.output::<ExecRecord>(&*rec, wakeup_flags()).is_err() {
                 dropped(kind::EXEC);
             }
         }
@@ -332,40 +373,38 @@ mod probes {
     /// fork/clone, setuid family, ptrace, kill.
     #[tracepoint]
     pub fn sys_exit_process(ctx: TracePointContext) -> u32 {
-        let (syscall, ret) = exit_nr_ret(&ctx);
-        let Some(saved) = take_inflight(syscall) else { return 0 };
+        let Some(Exit { watch, syscall, ret, args }) = exit_of(&ctx) else { return 0 };
         let Some(mut entry) = EVENTS.reserve::<ArgsRecord>(0) else {
             dropped(kind::PROCESS);
             return 0;
         };
         let rec = unsafe { &mut *entry.as_mut_ptr() };
-        fill_header(&mut rec.header, kind::PROCESS, syscall, saved.watch_id, ret);
-        rec.args = saved.args;
+        fill_header(&mut rec.header, kind::PROCESS, syscall, watch, ret);
+        rec.args = args;
         if syscall == nr::CLONE3 {
             // clone3 passes a struct clone_args; its first field is the flags.
             let mut cl_flags: u64 = 0;
             unsafe {
-                bpf_probe_read_user((&mut cl_flags as *mut u64).cast::<c_void>(), 8, saved.args[0] as *const c_void)
+                bpf_probe_read_user((&mut cl_flags as *mut u64).cast::<c_void>(), 8, args[0] as *const c_void)
             };
             rec.args[0] = cl_flags;
         }
-        entry.submit(0);
+        entry.submit(wakeup_flags());
         0
     }
 
     /// Security-sensitive syscalls: recorded with their raw arguments.
     #[tracepoint]
     pub fn sys_exit_sensitive(ctx: TracePointContext) -> u32 {
-        let (syscall, ret) = exit_nr_ret(&ctx);
-        let Some(saved) = take_inflight(syscall) else { return 0 };
+        let Some(Exit { watch, syscall, ret, args }) = exit_of(&ctx) else { return 0 };
         let Some(mut entry) = EVENTS.reserve::<ArgsRecord>(0) else {
             dropped(kind::SYSCALL);
             return 0;
         };
         let rec = unsafe { &mut *entry.as_mut_ptr() };
-        fill_header(&mut rec.header, kind::SYSCALL, syscall, saved.watch_id, ret);
-        rec.args = saved.args;
-        entry.submit(0);
+        fill_header(&mut rec.header, kind::SYSCALL, syscall, watch, ret);
+        rec.args = args;
+        entry.submit(wakeup_flags());
         0
     }
 
@@ -373,9 +412,7 @@ mod probes {
     /// syscalls a policy denies cost nothing but this exit check.
     #[tracepoint]
     pub fn sys_exit_refusal(ctx: TracePointContext) -> u32 {
-        let Some(watch_id) = watched() else { return 0 };
-        let (syscall, ret) = exit_nr_ret(&ctx);
-        count(watch_id, syscall);
+        let Some(Exit { watch, syscall, ret, args }) = exit_of(&ctx) else { return 0 };
         if ret != -1 {
             return 0;
         }
@@ -384,25 +421,24 @@ mod probes {
             return 0;
         };
         let rec = unsafe { &mut *entry.as_mut_ptr() };
-        fill_header(&mut rec.header, kind::SYSCALL, syscall, watch_id, ret);
+        fill_header(&mut rec.header, kind::SYSCALL, syscall, watch, ret);
         rec.header.flags = flags::REFUSAL;
-        rec.args = [0; 6];
-        entry.submit(0);
+        rec.args = args;
+        entry.submit(wakeup_flags());
         0
     }
 
     /// One-path file syscalls.
     #[tracepoint]
     pub fn sys_exit_file(ctx: TracePointContext) -> u32 {
-        let (syscall, ret) = exit_nr_ret(&ctx);
-        let Some(saved) = take_inflight(syscall) else { return 0 };
+        let Some(Exit { watch, syscall, ret, args }) = exit_of(&ctx) else { return 0 };
         let Some(mut entry) = EVENTS.reserve::<FileRecord>(0) else {
             dropped(kind::FILE);
             return 0;
         };
         let rec = unsafe { &mut *entry.as_mut_ptr() };
-        fill_header(&mut rec.header, kind::FILE, syscall, saved.watch_id, ret);
-        let a = saved.args;
+        fill_header(&mut rec.header, kind::FILE, syscall, watch, ret);
+        let a = args;
         // (dirfd, path, flags, mode, owner, group) per syscall's argument order.
         let (dirfd, path, fl, mode, owner, group) = match syscall {
             nr::OPEN => (AT_FDCWD, a[0], a[1], a[2], NONE, NONE),
@@ -439,22 +475,21 @@ mod probes {
             rec.resolve = how[2];
         }
         rec.header.flags = unsafe { read_user_str(rec.path.as_mut_ptr(), PATH_CAP, path, flags::TRUNC_PATH) };
-        entry.submit(0);
+        entry.submit(wakeup_flags());
         0
     }
 
     /// Two-path file syscalls: rename family, link, symlink, mount.
     #[tracepoint]
     pub fn sys_exit_file2(ctx: TracePointContext) -> u32 {
-        let (syscall, ret) = exit_nr_ret(&ctx);
-        let Some(saved) = take_inflight(syscall) else { return 0 };
+        let Some(Exit { watch, syscall, ret, args }) = exit_of(&ctx) else { return 0 };
         let Some(mut entry) = EVENTS.reserve::<File2Record>(0) else {
             dropped(kind::FILE2);
             return 0;
         };
         let rec = unsafe { &mut *entry.as_mut_ptr() };
-        fill_header(&mut rec.header, kind::FILE2, syscall, saved.watch_id, ret);
-        let a = saved.args;
+        fill_header(&mut rec.header, kind::FILE2, syscall, watch, ret);
+        let a = args;
         // (dirfd, path, dirfd2, path2, flags, fstype)
         let (dirfd, path, dirfd2, path2, fl, fstype) = match syscall {
             nr::RENAME | nr::LINK | nr::SYMLINK => (AT_FDCWD, a[0], AT_FDCWD, a[1], 0, 0),
@@ -473,7 +508,7 @@ mod probes {
         hf |= unsafe { read_user_str(rec.path2.as_mut_ptr(), PATH_CAP, path2, flags::TRUNC_PATH2) };
         unsafe { read_user_str(rec.fstype.as_mut_ptr(), FSTYPE_CAP, fstype, 0) };
         rec.header.flags = hf;
-        entry.submit(0);
+        entry.submit(wakeup_flags());
         0
     }
 
@@ -481,9 +516,8 @@ mod probes {
     /// (datagrams: DNS and other UDP; a connected socket's sends are covered by its connect).
     #[tracepoint]
     pub fn sys_exit_net(ctx: TracePointContext) -> u32 {
-        let (syscall, ret) = exit_nr_ret(&ctx);
-        let Some(saved) = take_inflight(syscall) else { return 0 };
-        let a = saved.args;
+        let Some(Exit { watch, syscall, ret, args }) = exit_of(&ctx) else { return 0 };
+        let a = args;
         // (address pointer, its length, whether the length is a pointer to it)
         let (addr, addr_len, fd, arg, arg2) = match syscall {
             nr::SOCKET => (0, 0, ret, a[0], a[1]),
@@ -520,13 +554,13 @@ mod probes {
             return 0;
         };
         let rec = unsafe { &mut *entry.as_mut_ptr() };
-        fill_header(&mut rec.header, kind::NET, syscall, saved.watch_id, ret);
+        fill_header(&mut rec.header, kind::NET, syscall, watch, ret);
         rec.fd = fd;
         rec.arg = arg;
         rec.arg2 = arg2;
         rec._pad = 0;
         rec.addr_len = unsafe { read_sockaddr(rec.addr.as_mut_ptr(), addr, addr_len) };
-        entry.submit(0);
+        entry.submit(wakeup_flags());
         0
     }
 
@@ -537,7 +571,7 @@ mod probes {
         if group_dead == 0 {
             return 0;
         }
-        let Some(watch_id) = watched() else { return 0 };
+        let Some(watch) = watched() else { return 0 };
         let tgid = (bpf_get_current_pid_tgid() >> 32) as u32;
         let code = unsafe { EXIT_CODES.get(&tgid) }.copied().unwrap_or(NONE);
         let signal = unsafe { FATAL_SIGNALS.get(&tgid) }.copied().unwrap_or(0);
@@ -548,9 +582,9 @@ mod probes {
             return 0;
         };
         let rec = unsafe { &mut *entry.as_mut_ptr() };
-        fill_header(&mut rec.header, kind::EXIT, -1, watch_id, 0);
+        fill_header(&mut rec.header, kind::EXIT, -1, watch, 0);
         rec.args = [code, signal, 0, 0, 0, 0];
-        entry.submit(0);
+        entry.submit(wakeup_flags());
         0
     }
 
@@ -576,9 +610,9 @@ mod probes {
     /// syscall on the host a program run; attached only when asked for.
     #[raw_tracepoint(tracepoint = "sys_enter")]
     pub fn count_all_syscalls(ctx: RawTracePointContext) -> i32 {
-        let Some(watch_id) = watched() else { return 0 };
+        let Some(watch) = watched() else { return 0 };
         let syscall: i64 = ctx.arg(1);
-        count_always(watch_id, syscall);
+        count_always(watch, syscall);
         0
     }
 
