@@ -3,7 +3,7 @@
 
 use std::{
     borrow::Cow,
-    collections::{HashMap, HashSet},
+    collections::HashSet,
     mem::size_of,
     sync::Arc,
 };
@@ -18,7 +18,7 @@ use crate::{
     batcher::Batchers,
     clock::BootClock,
     enrich::{
-        ProcessTable, RegistryView, SandboxRegistry, SockInfo, SocketTable, cstr, decode_sockaddr, family_name,
+        FastMap, ProcessTable, RegistryView, SandboxRegistry, SockInfo, SocketTable, cstr, decode_sockaddr, family_name,
         open_flags_text, proc_cwd, protocol_name, sock_type_name,
     },
 };
@@ -39,21 +39,32 @@ pub struct Decoder {
     pub clock: BootClock,
     registry: RegistryView,
     /// `flags_text` per distinct flags value: a handful of values, millions of rows.
-    flag_names: HashMap<u64, String>,
+    flag_names: FastMap<u64, String>,
     procs: ProcessTable,
     sockets: SocketTable,
     /// Syscall numbers on the policy's deny-list: their -EPERM is a refusal.
     refusals: HashSet<i64>,
 }
 
-fn read<T: Copy>(bytes: &[u8]) -> Option<T> {
-    // SAFETY: length checked; the ABI structs are plain data valid for any bit pattern; the
-    // ring buffer gives 8-byte aligned records, read_unaligned does not even need that.
-    (bytes.len() >= size_of::<T>()).then(|| unsafe { std::ptr::read_unaligned(bytes.as_ptr().cast::<T>()) })
+/// The record at the start of `bytes`, borrowed in place: records are up to 2 KiB, and copying
+/// each one out of the ring buffer was the collector's largest single cost.
+fn view<T: Copy>(bytes: &[u8]) -> Option<Cow<'_, T>> {
+    if bytes.len() < size_of::<T>() {
+        return None;
+    }
+    let ptr = bytes.as_ptr().cast::<T>();
+    // SAFETY: length checked; the ABI structs are plain #[repr(C)] data valid for any bit
+    // pattern. The ring buffer hands out 8-byte aligned records; should one not be aligned, it
+    // is copied instead.
+    Some(if ptr.is_aligned() { Cow::Borrowed(unsafe { &*ptr }) } else { Cow::Owned(unsafe { ptr.read_unaligned() }) })
 }
 
 fn text(bytes: &[u8]) -> Cow<'_, str> {
-    String::from_utf8_lossy(cstr(bytes))
+    let bytes = cstr(bytes);
+    match std::str::from_utf8(bytes) {
+        Ok(s) => Cow::Borrowed(s),
+        Err(_) => String::from_utf8_lossy(bytes),
+    }
 }
 
 fn syscall_name(syscall_nr: i32) -> &'static str {
@@ -66,7 +77,7 @@ impl Decoder {
             host: Arc::from(host),
             clock: BootClock::now(),
             registry: registry.view(),
-            flag_names: HashMap::new(),
+            flag_names: FastMap::default(),
             procs: ProcessTable::default(),
             sockets: SocketTable::default(),
             refusals,
@@ -75,30 +86,30 @@ impl Decoder {
 
     /// Decodes one ring-buffer record into a row of its table.
     pub fn decode(&mut self, bytes: &[u8], out: &mut Batchers) -> Result<Result<(), Undecodable>, CollectorError> {
-        let Some(h) = read::<Header>(bytes) else { return Ok(Err(Undecodable { kind: 0 })) };
+        let Some(h) = view::<Header>(bytes) else { return Ok(Err(Undecodable { kind: 0 })) };
         let bad = Undecodable { kind: h.kind };
         match h.kind {
-            kind::EXEC => match read::<ExecRecord>(bytes) {
+            kind::EXEC => match view::<ExecRecord>(bytes) {
                 Some(r) => self.exec(&r, out).map(Ok),
                 None => Ok(Err(bad)),
             },
-            kind::PROCESS | kind::EXIT => match read::<ArgsRecord>(bytes) {
+            kind::PROCESS | kind::EXIT => match view::<ArgsRecord>(bytes) {
                 Some(r) => self.process(&r, out).map(Ok),
                 None => Ok(Err(bad)),
             },
-            kind::SYSCALL => match read::<ArgsRecord>(bytes) {
+            kind::SYSCALL => match view::<ArgsRecord>(bytes) {
                 Some(r) => self.syscall(&r, out).map(Ok),
                 None => Ok(Err(bad)),
             },
-            kind::FILE => match read::<FileRecord>(bytes) {
+            kind::FILE => match view::<FileRecord>(bytes) {
                 Some(r) => self.file(&r, out).map(Ok),
                 None => Ok(Err(bad)),
             },
-            kind::FILE2 => match read::<File2Record>(bytes) {
+            kind::FILE2 => match view::<File2Record>(bytes) {
                 Some(r) => self.file2(&r, out).map(Ok),
                 None => Ok(Err(bad)),
             },
-            kind::NET => match read::<NetRecord>(bytes) {
+            kind::NET => match view::<NetRecord>(bytes) {
                 Some(r) => self.net(&r, out).map(Ok),
                 None => Ok(Err(bad)),
             },

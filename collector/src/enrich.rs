@@ -12,6 +12,10 @@ use std::{
     },
 };
 
+/// The per-record lookups' map: a fast, non-cryptographic hasher (keys are pids and cgroup ids
+/// the kernel hands us, not attacker-chosen strings).
+pub type FastMap<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
+
 /// Caches are cleared past this many entries: exit records lost to a full ring buffer must not
 /// make them grow without bound.
 const CACHE_CAP: usize = 1 << 20;
@@ -26,7 +30,7 @@ pub struct ProcInfo {
 /// processes that were running before they were watched.
 #[derive(Default)]
 pub struct ProcessTable {
-    map: HashMap<u32, ProcInfo>,
+    map: FastMap<u32, ProcInfo>,
 }
 
 impl ProcessTable {
@@ -92,7 +96,7 @@ pub struct SockInfo {
 /// local address a listener is on.
 #[derive(Default)]
 pub struct SocketTable {
-    map: HashMap<(u32, i64), SockInfo>,
+    map: FastMap<(u32, i64), SockInfo>,
 }
 
 impl SocketTable {
@@ -134,7 +138,7 @@ impl SandboxRegistry {
     }
 
     pub fn view(&self) -> RegistryView {
-        RegistryView { registry: self.clone(), seen: u64::MAX, local: HashMap::new() }
+        RegistryView { registry: self.clone(), seen: u64::MAX, local: FastMap::default() }
     }
 }
 
@@ -143,14 +147,14 @@ impl SandboxRegistry {
 pub struct RegistryView {
     registry: SandboxRegistry,
     seen: u64,
-    local: HashMap<u64, Arc<str>>,
+    local: FastMap<u64, Arc<str>>,
 }
 
 impl RegistryView {
     pub fn get(&mut self, cgroup_id: u64) -> Option<Arc<str>> {
         let now = self.registry.version.load(Ordering::Acquire);
         if now != self.seen {
-            self.local = self.registry.inner.read().expect("registry lock").clone();
+            self.local = self.registry.inner.read().expect("registry lock").iter().map(|(k, v)| (*k, v.clone())).collect();
             self.seen = now;
         }
         self.local.get(&cgroup_id).cloned()

@@ -18,6 +18,7 @@ use parquet::{
     arrow::ArrowWriter,
     basic::{Compression, ZstdLevel},
     file::properties::WriterProperties,
+    schema::types::ColumnPath,
 };
 use sandwatch_schema::{Table, TableBatch};
 use tokio::sync::mpsc;
@@ -94,7 +95,13 @@ impl ParquetSink {
         let props = WriterProperties::builder()
             .set_compression(Compression::ZSTD(ZstdLevel::try_new(1).expect("level 1 is valid")))
             .set_max_row_group_row_count(Some(options.row_group_rows))
-            .set_created_by(format!("sandwatch {}", env!("CARGO_PKG_VERSION")))
+            .set_created_by(format!("sandwatch {}", env!("CARGO_PKG_VERSION")));
+        // Dictionary-encoding paths costs a hash and a compare per row, the largest part of the
+        // sink's CPU; zstd already folds their repetition. Low-cardinality text keeps it.
+        // (Measured: the same bytes on disk for a python/coreutils job, 15k file rows.)
+        let props = ["path", "path2"]
+            .into_iter()
+            .fold(props, |p, c| p.set_column_dictionary_enabled(ColumnPath::from(c), false))
             .build();
         Ok(Self { root: root.to_owned(), options, props, open: HashMap::new(), next_seq: 0, summary: SinkSummary::default() })
     }
