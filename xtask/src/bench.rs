@@ -10,7 +10,13 @@
 //! 2. **Watched**: the same workloads inside `sandwatch run`, against the same baseline.
 //! 3. **Full counting**: as 1, with `sandwatch watch --count-all-syscalls`.
 //! 4. **Throughput**: `sandwatch run -- sw-event-gen TOTAL RATE` for increasing rates; the rows
-//!    that reach the Parquet files are counted (from the summary and, with duckdb, from the files).
+//!    that reach the Parquet files are counted (from the summary and, with duckdb, from the files),
+//!    and sandwatch's own CPU time is sampled from /proc.
+//!
+//! And, when `perf` is installed, a reference in the same rounds (not sandwatch): `perf stat -a`
+//! counting one syscall's enter/exit tracepoints. Any enabled syscall tracepoint sets the
+//! syscall-tracepoint work flag on every task, so this is the floor under section 1 for any
+//! design built on syscall tracepoints.
 //!
 //! Method:
 //!
@@ -71,6 +77,10 @@ pub struct ProbesArgs {
     /// ceiling when that is lower) [default: 3, --quick: 1].
     #[arg(long, value_name = "SECS")]
     pub event_seconds: Option<f64>,
+    /// Generator threads of the throughput runs: one thread's syscalls cannot keep sandwatch
+    /// busy on this machine, two share the cores with the collector [default: 2].
+    #[arg(long, value_name = "N", default_value_t = 2)]
+    pub generators: u64,
     /// Skip the overhead sections (1-3).
     #[arg(long)]
     pub no_overhead: bool,
@@ -96,7 +106,7 @@ const TARGET_WATCHED: f64 = 1.50;
 const TARGET_RATE: f64 = 500_000.0;
 const STRETCH_RATE: f64 = 1_000_000.0;
 /// The path sw-event-gen opens (see tests/src/bin/sw-event-gen.rs).
-const EVENT_PATH: &str = "/nonexistent-sandwatch-bench";
+const EVENT_PATH: &str = "nonexistent-sandwatch-bench";
 /// How long to wait for other sandwatch processes to go before measuring anyway (flagged).
 const QUIET_TIMEOUT: Duration = Duration::from_secs(180);
 /// Attempts per sample when another sandwatch process shows up during it.
@@ -112,6 +122,7 @@ struct Plan {
     min_total: u64,
     overhead: bool,
     throughput: bool,
+    generators: u64,
 }
 
 impl Plan {
@@ -126,6 +137,7 @@ impl Plan {
             min_total: if a.quick { 300_000 } else { 1_000_000 },
             overhead: !a.no_overhead,
             throughput: !a.no_throughput,
+            generators: a.generators.max(1),
         };
         if plan.reps == 0 {
             bail!("--reps must be at least 1");
@@ -212,17 +224,21 @@ enum Mode {
     WatchFull,
     /// The workload runs under `sandwatch run`.
     Run,
+    /// Reference, not sandwatch: `perf stat -a` counts the enter and exit tracepoints of one
+    /// syscall nobody makes (reboot). That sets the syscall-tracepoint work flag on every task and
+    /// hooks perf's callbacks on the raw sys_enter/sys_exit tracepoints, as any set of attached
+    /// syscall tracepoints does: the floor under every probe design built on them.
+    Reference,
 }
 
 impl Mode {
-    const ALL: [Mode; 4] = [Mode::Baseline, Mode::Watch, Mode::WatchFull, Mode::Run];
-
     fn name(self) -> &'static str {
         match self {
             Mode::Baseline => "baseline",
             Mode::Watch => "watch",
             Mode::WatchFull => "watch --count-all-syscalls",
             Mode::Run => "sandwatch run",
+            Mode::Reference => "reference: perf, 1 syscall",
         }
     }
 }
@@ -316,7 +332,10 @@ impl Monitor {
             let mut seen: BTreeMap<i32, String> = BTreeMap::new();
             while !flag.load(Ordering::SeqCst) {
                 for p in sandwatch_procs() {
-                    if !allowed(&p, marker.as_deref()) {
+                    // An empty command line: a process past exit_mm, i.e. exiting (typically the
+                    // short-lived middle process of a detach, whose closes are mere reference
+                    // drops). Whoever's it is, it holds no probes a moment later.
+                    if !p.cmdline.is_empty() && !allowed(&p, marker.as_deref()) {
                         seen.entry(p.pid).or_insert(p.cmdline);
                     }
                 }
@@ -547,6 +566,118 @@ impl Drop for BgWatch {
     }
 }
 
+/// The reference: `perf stat -a` counting one syscall's enter and exit tracepoints. Dropping it
+/// stops perf with SIGINT and waits for it.
+struct BgPerf {
+    child: Option<Child>,
+}
+
+impl BgPerf {
+    const ARGS: [&str; 6] = ["stat", "-a", "-e", "syscalls:sys_enter_reboot", "-e", "syscalls:sys_exit_reboot"];
+
+    /// Whether `perf stat` can count syscall tracepoints here (a 0.2 s trial).
+    fn usable() -> anyhow::Result<()> {
+        let out = Command::new("perf")
+            .args(Self::ARGS)
+            .args(["--", "sleep", "0.2"])
+            .stdin(Stdio::null())
+            .output()
+            .context("perf is not installed")?;
+        if !out.status.success() {
+            bail!("perf stat cannot count syscalls:sys_enter_reboot: {}", String::from_utf8_lossy(&out.stderr).trim());
+        }
+        Ok(())
+    }
+
+    fn start() -> anyhow::Result<Self> {
+        let child = Command::new("perf")
+            .args(Self::ARGS)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .context("starting perf stat")?;
+        let pid = child.id();
+        let mut me = Self { child: Some(child) };
+        // perf prints nothing until it stops: it is counting once it holds its perf events
+        // (two events on every CPU).
+        let want = 2 * thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
+        let started = Instant::now();
+        loop {
+            check_interrupt()?;
+            let events = fs::read_dir(format!("/proc/{pid}/fd"))
+                .map(|d| {
+                    d.filter_map(|e| e.ok())
+                        .filter(|e| fs::read_link(e.path()).is_ok_and(|l| l.to_string_lossy().contains("perf_event")))
+                        .count()
+                })
+                .unwrap_or(0);
+            if events >= want {
+                thread::sleep(Duration::from_millis(100));
+                return Ok(me);
+            }
+            me.check_alive()?;
+            if started.elapsed() > Duration::from_secs(30) {
+                bail!("perf stat holds {events} perf events after 30 s, not {want}");
+            }
+            thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    fn check_alive(&mut self) -> anyhow::Result<()> {
+        match self.child.as_mut().map(|c| c.try_wait()) {
+            Some(Ok(None)) => Ok(()),
+            other => bail!("perf stat is not running ({other:?})"),
+        }
+    }
+}
+
+impl Drop for BgPerf {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            // SAFETY: signalling our own child, which we have not reaped yet.
+            unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
+            let start = Instant::now();
+            while start.elapsed() < Duration::from_secs(10) {
+                if !matches!(child.try_wait(), Ok(None)) {
+                    return;
+                }
+                thread::sleep(Duration::from_millis(20));
+            }
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+/// What runs in the background during a sample.
+enum Background {
+    /// A sandwatch watch and its data directory (which identifies it among sandwatch processes).
+    Watch(BgWatch, String),
+    Perf(BgPerf),
+}
+
+impl Background {
+    fn marker(&self) -> Option<&str> {
+        match self {
+            Background::Watch(_, m) => Some(m),
+            Background::Perf(_) => None,
+        }
+    }
+
+    fn check_alive(&mut self) -> anyhow::Result<()> {
+        match self {
+            Background::Watch(w, _) => {
+                if !w.alive() {
+                    bail!("the background sandwatch watch died:\n{}", w.stderr_text());
+                }
+                Ok(())
+            }
+            Background::Perf(p) => p.check_alive(),
+        }
+    }
+}
+
 // ---------------------------------------------------------------------------------------------
 // Measurements
 
@@ -559,6 +690,8 @@ struct Sample {
 
 struct Bench {
     plan: Plan,
+    /// The modes of every round (the perf reference only when perf works here).
+    modes: Vec<Mode>,
     bins: Bins,
     scratch: Scratch,
     samples: BTreeMap<(Mode, Workload), Vec<Sample>>,
@@ -566,6 +699,7 @@ struct Bench {
     notes: Vec<String>,
     /// Seconds spent waiting for other sandwatch processes to go.
     waited: f64,
+    load_start: String,
 }
 
 impl Bench {
@@ -609,16 +743,14 @@ impl Bench {
         }
     }
 
-    /// One timed run of `w` in `mode`. For the watch modes, `bg` is the running sandwatch watch
-    /// and `bg_marker` its data directory.
-    fn sample(&mut self, mode: Mode, w: Workload, mut bg: Option<(&mut BgWatch, &str)>) -> anyhow::Result<Sample> {
+    /// One timed run of `w` in `mode`, with `bg` running in the background for the watch and
+    /// reference modes.
+    fn sample(&mut self, mode: Mode, w: Workload, mut bg: Option<&mut Background>) -> anyhow::Result<Sample> {
         let mut last = None;
         for attempt in 1..=ATTEMPTS {
             check_interrupt()?;
-            if let Some((watch, _)) = bg.as_mut()
-                && !watch.alive()
-            {
-                bail!("the background sandwatch watch died:\n{}", watch.stderr_text());
+            if let Some(b) = bg.as_mut() {
+                b.check_alive()?;
             }
             let argv = w.argv(&self.plan, &self.bins);
             let (mut cmd, marker, data) = match mode {
@@ -631,11 +763,11 @@ impl Bench {
                 _ => {
                     let mut cmd = Command::new(&argv[0]);
                     cmd.args(&argv[1..]);
-                    (cmd, bg.as_ref().map(|(_, m)| m.to_string()), None)
+                    (cmd, bg.as_ref().and_then(|b| b.marker()).map(str::to_owned), None)
                 }
             };
             // The Run sample's own sandwatch does not exist yet: wait for everyone else.
-            let quiet = self.wait_quiet(bg.as_ref().map(|(_, m)| *m))?;
+            let quiet = self.wait_quiet(bg.as_ref().and_then(|b| b.marker()))?;
             cmd.env("LC_ALL", "C").stdin(Stdio::null());
             let monitor = Monitor::start(marker);
             let out = cmd.output().with_context(|| format!("running {cmd:?}"));
@@ -687,7 +819,7 @@ impl Bench {
 
     fn overhead(&mut self, cgroup: &BenchCgroup) -> anyhow::Result<()> {
         for round in 0..self.plan.reps {
-            let mut modes = Mode::ALL;
+            let mut modes = self.modes.clone();
             if round % 2 == 1 {
                 modes.reverse();
             }
@@ -702,16 +834,26 @@ impl Bench {
                         self.wait_quiet(None)?;
                         let data = self.scratch.data_dir(if mode == Mode::Watch { "watch" } else { "watch-full" });
                         let marker = data.to_string_lossy().into_owned();
-                        let mut bg = BgWatch::start(&self.bins.sandwatch, &data, &cgroup.path, mode == Mode::WatchFull)?;
+                        let watch = BgWatch::start(&self.bins.sandwatch, &data, &cgroup.path, mode == Mode::WatchFull)?;
+                        let mut bg = Background::Watch(watch, marker);
                         for w in order {
-                            let s = self.sample(mode, w, Some((&mut bg, &marker)))?;
+                            let s = self.sample(mode, w, Some(&mut bg))?;
                             self.record(round, mode, w, s);
                         }
-                        let summary = bg.stop()?;
+                        let Background::Watch(watch, _) = bg else { unreachable!() };
+                        let summary = watch.stop()?;
                         if !summary.contains("no records lost") {
                             self.notes.push(format!("A `{}` lost records: {}", mode.name(), summary.replace('\n', " / ")));
                         }
                         let _ = fs::remove_dir_all(&data);
+                    }
+                    Mode::Reference => {
+                        self.wait_quiet(None)?;
+                        let mut bg = Background::Perf(BgPerf::start()?);
+                        for w in order {
+                            let s = self.sample(mode, w, Some(&mut bg))?;
+                            self.record(round, mode, w, s);
+                        }
                     }
                     Mode::Baseline | Mode::Run => {
                         for w in order {
@@ -822,7 +964,68 @@ struct RateRow {
     /// sent - rows, when the Parquet files could be counted.
     missing: Option<i64>,
     wall_secs: f64,
+    /// CPU time of the sandwatch process (all its threads) from the job's start to its exit.
+    collector_cpu: Option<f64>,
     flagged: bool,
+}
+
+/// Samples the CPU time (utime + stime of all its threads) a process uses from the moment its
+/// first child (the job) appears until it exits: sandwatch's own cost of collecting and writing
+/// the events, without the probe loading before the job starts. The BPF programs themselves run
+/// in the job's syscalls and are not part of it.
+struct CpuSampler {
+    stop: Arc<AtomicBool>,
+    handle: thread::JoinHandle<Option<f64>>,
+}
+
+fn stat_fields(pid: i32) -> Option<Vec<String>> {
+    let text = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // "pid (comm) state ppid ...": comm may hold spaces and parentheses.
+    Some(text[text.rfind(')')? + 1..].split_whitespace().map(str::to_owned).collect())
+}
+
+/// utime + stime in clock ticks (fields 14 and 15).
+fn cpu_ticks(pid: i32) -> Option<u64> {
+    let f = stat_fields(pid)?;
+    Some(f.get(11)?.parse::<u64>().ok()? + f.get(12)?.parse::<u64>().ok()?)
+}
+
+fn has_child(pid: i32) -> bool {
+    let Ok(dir) = fs::read_dir("/proc") else { return false };
+    dir.filter_map(|e| e.ok())
+        .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
+        .any(|p| stat_fields(p).and_then(|f| f.get(1)?.parse::<i32>().ok()) == Some(pid))
+}
+
+impl CpuSampler {
+    fn start(pid: u32) -> Self {
+        let pid = pid as i32;
+        let stop = Arc::new(AtomicBool::new(false));
+        let flag = stop.clone();
+        let handle = thread::spawn(move || {
+            // SAFETY: sysconf has no preconditions.
+            let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as f64;
+            let mut first = None;
+            let mut last = None;
+            while !flag.load(Ordering::SeqCst) {
+                // A zombie's times stay readable until it is reaped, which is when we stop.
+                if let Some(t) = cpu_ticks(pid) {
+                    if first.is_none() && has_child(pid) {
+                        first = Some(t);
+                    }
+                    last = Some(t);
+                }
+                thread::sleep(Duration::from_millis(20));
+            }
+            Some((last? - first?) as f64 / hz)
+        });
+        Self { stop, handle }
+    }
+
+    fn finish(self) -> Option<f64> {
+        self.stop.store(true, Ordering::SeqCst);
+        self.handle.join().ok().flatten()
+    }
 }
 
 impl RateRow {
@@ -846,7 +1049,7 @@ impl Bench {
         // The generator's own ceiling, with no probes attached: faster targets are meaningless.
         self.wait_quiet(None)?;
         let out = Command::new(&self.bins.event_gen)
-            .args([self.plan.min_total.to_string(), "0".into()])
+            .args([self.plan.min_total.to_string(), "0".into(), self.plan.generators.to_string()])
             .output()
             .context("running sw-event-gen")?;
         let (sent, ns) = parse_gen(&String::from_utf8_lossy(&out.stdout)).context("sw-event-gen printed no sent=/elapsed_ns=")?;
@@ -865,16 +1068,26 @@ impl Bench {
             progress(format!("throughput: target {} events/s, {total} events under sandwatch run", rate_name(target)));
             let monitor = Monitor::start(Some(marker));
             let started = Instant::now();
-            let out = Command::new(&self.bins.sandwatch)
+            let child = Command::new(&self.bins.sandwatch)
                 .arg("run")
                 .arg("--data")
                 .arg(&data)
                 .arg("--")
                 .arg(&self.bins.event_gen)
-                .args([total.to_string(), target.to_string()])
+                .args([total.to_string(), target.to_string(), self.plan.generators.to_string()])
                 .stdin(Stdio::null())
-                .output()
-                .context("running sandwatch run -- sw-event-gen");
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .spawn()
+                .context("starting sandwatch run -- sw-event-gen");
+            let (out, collector_cpu) = match child {
+                Ok(child) => {
+                    let cpu = CpuSampler::start(child.id());
+                    let out = child.wait_with_output().context("waiting for sandwatch run -- sw-event-gen");
+                    (out, cpu.finish())
+                }
+                Err(e) => (Err(e), None),
+            };
             let wall_secs = started.elapsed().as_secs_f64();
             let intruders = monitor.finish();
             let out = out?;
@@ -911,6 +1124,7 @@ impl Bench {
                 parquet_drops,
                 missing,
                 wall_secs,
+                collector_cpu,
                 flagged: !quiet || !intruders.is_empty(),
             };
             if !intruders.is_empty() {
@@ -970,6 +1184,12 @@ fn command_output(cmd: &mut Command) -> Option<String> {
     out.status.success().then(|| String::from_utf8_lossy(&out.stdout).trim().to_owned())
 }
 
+fn loadavg() -> String {
+    fs::read_to_string("/proc/loadavg")
+        .map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
+        .unwrap_or_else(|_| "?".into())
+}
+
 fn machine_line() -> String {
     let cores = thread::available_parallelism().map(|n| n.get()).unwrap_or(0);
     let kernel = fs::read_to_string("/proc/sys/kernel/osrelease").map(|s| s.trim().to_owned()).unwrap_or_else(|_| "?".into());
@@ -988,21 +1208,35 @@ fn machine_line() -> String {
 struct Section {
     title: &'static str,
     mode: Mode,
+    /// Header of the measured column.
+    with: &'static str,
     target: Option<f64>,
     explain: &'static str,
 }
 
-const SECTIONS: [Section; 3] = [
+const SECTIONS: [Section; 4] = [
     Section {
         title: "1. Unwatched host: `sandwatch watch` of another cgroup running",
         mode: Mode::Watch,
+        with: "With sandwatch median",
         target: Some(TARGET_UNWATCHED),
         explain: "The workload runs outside the watched cgroup (which holds a `sleep`), so sandwatch records \
                   nothing of it: this is what the attached probes cost every other process on the host.",
     },
     Section {
+        title: "1r. Reference, not sandwatch: one syscall's tracepoints enabled with `perf stat -a`",
+        mode: Mode::Reference,
+        with: "With perf median",
+        target: None,
+        explain: "`perf stat -a -e syscalls:sys_enter_reboot -e syscalls:sys_exit_reboot` counts a syscall nobody \
+                  makes. Enabling any syscall tracepoint sets the syscall-tracepoint work flag on every task, so every \
+                  syscall takes the slow entry/exit path and calls the tracepoint callbacks: the floor of any probe \
+                  design built on syscall tracepoints, measured in the same rounds as 1.",
+    },
+    Section {
         title: "2. Watched: the workload under `sandwatch run`",
         mode: Mode::Run,
+        with: "With sandwatch median",
         target: Some(TARGET_WATCHED),
         explain: "The workload runs in sandwatch's job cgroup and is recorded; its own elapsed time is compared \
                   (sandwatch's start and flush are not timed).",
@@ -1010,6 +1244,7 @@ const SECTIONS: [Section; 3] = [
     Section {
         title: "3. Full counting: `sandwatch watch --count-all-syscalls` of another cgroup running",
         mode: Mode::WatchFull,
+        with: "With sandwatch median",
         target: None,
         explain: "As 1, with a BPF program on the raw `sys_enter` tracepoint counting every syscall of watched \
                   cgroups: every syscall on the host runs it. No target; this states the cost.",
@@ -1019,7 +1254,7 @@ const SECTIONS: [Section; 3] = [
 fn render(plan: &Plan, bench: &Bench, throughput: Option<&Throughput>, started: Instant) -> String {
     let mut md = String::new();
     let _ = writeln!(md, "### Probe benchmarks (`cargo xtask bench probes{}`)\n", if plan.quick { " --quick" } else { "" });
-    let _ = writeln!(md, "Machine: {}.\n", machine_line());
+    let _ = writeln!(md, "Machine: {}; load average {} at the start, {} at the end.\n", machine_line(), bench.load_start, loadavg());
     if plan.overhead {
         let _ = writeln!(
             md,
@@ -1027,17 +1262,21 @@ fn render(plan: &Plan, bench: &Bench, throughput: Option<&Throughput>, started: 
              reversed every other round; times are the workloads' own (dd's \"copied, X s\", \
              `sw-getppid-loop --elapsed`). Before every sample the benchmark waits until no other sandwatch process \
              (including the background detach of one that exited) is left. \"Δ/syscall\" is the median difference \
-             divided by the syscalls the workload makes (W1: a read and a write per block).\n",
+             divided by the syscalls the workload makes (W1: a read and a write per block). \
+             \"Ratio of minima\" (fastest with / fastest without) is less exposed to a noisy host, which only ever \
+             adds time; the target applies to the median ratio.\n",
             plan.reps
         );
-        for sec in &SECTIONS {
+        for sec in SECTIONS.iter().filter(|s| bench.modes.contains(&s.mode)) {
             let _ = writeln!(md, "#### {}\n\n{}\n", sec.title, sec.explain);
-            let _ = writeln!(md, "| Workload | Baseline median | With sandwatch median | Ratio | Δ/syscall | Target |");
-            let _ = writeln!(md, "|---|---:|---:|---:|---:|---|");
+            let _ = writeln!(md, "| Workload | Baseline median | {} | Ratio | Δ/syscall | Ratio of minima | Target |", sec.with);
+            let _ = writeln!(md, "|---|---:|---:|---:|---:|---:|---|");
             for w in [Workload::Dd, Workload::Getppid] {
                 let base: Vec<f64> = bench.samples.get(&(Mode::Baseline, w)).map(|v| v.iter().map(|s| s.secs).collect()).unwrap_or_default();
                 let with: Vec<f64> = bench.samples.get(&(sec.mode, w)).map(|v| v.iter().map(|s| s.secs).collect()).unwrap_or_default();
                 let (a, b) = (median(&base), median(&with));
+                let min = |v: &[f64]| v.iter().copied().fold(f64::INFINITY, f64::min);
+                let ratio_min = min(&with) / min(&base);
                 let ratio = b / a;
                 let per_syscall = (b - a) * 1e9 / w.syscalls(plan) as f64;
                 let target = match sec.target {
@@ -1046,12 +1285,13 @@ fn render(plan: &Plan, bench: &Bench, throughput: Option<&Throughput>, started: 
                 };
                 let _ = writeln!(
                     md,
-                    "| {} | {:.3} s | {:.3} s | **{:.3}** | {:+.0} ns | {} |",
+                    "| {} | {:.3} s | {:.3} s | **{:.3}** | {:+.0} ns | {:.3} | {} |",
                     w.label(plan),
                     a,
                     b,
                     ratio,
                     per_syscall,
+                    ratio_min,
                     target
                 );
             }
@@ -1070,22 +1310,28 @@ fn render(plan: &Plan, bench: &Bench, throughput: Option<&Throughput>, started: 
         let _ = writeln!(md, "#### 4. Highest sustained loss-free event rate written to Parquet\n");
         let _ = writeln!(
             md,
-            "`sandwatch run --data DIR -- sw-event-gen TOTAL RATE` (default 16 MiB ring buffer): failed `openat` calls \
-             paced by a busy-wait, ~{} s' worth each (at least {} events). \"Rows\" are the generator's events found \
+            "`sandwatch run --data DIR -- sw-event-gen TOTAL RATE {}` (default 16 MiB ring buffer; {} generator thread(s)): `openat` calls of a \
+             relative path against an invalid directory fd (refused with EBADF before any lookup: the cheapest \
+             recorded file event) paced by a busy-wait, ~{} s' worth each (at least {} events). \"Rows\" are the generator's events found \
              in the Parquet files{}; \"Achieved\" = rows / the generator's elapsed time; \"Drops\" are the losses the \
              summary reports; \"Missing\" = sent − rows. The generator alone, unthrottled and unwatched, makes {} \
              events/s on this machine.\n",
+            plan.generators,
+            plan.generators,
             plan.event_secs,
             group(plan.min_total),
             if t.rows.iter().all(|r| r.rows_from_parquet) { " (counted with duckdb)" } else { "" },
             group(t.ceiling as u64)
         );
-        let _ = writeln!(md, "| Target rate | Events sent | Generator time | Rows in Parquet | Achieved | Drops | Missing | sandwatch wall time | Loss-free |");
-        let _ = writeln!(md, "|---:|---:|---:|---:|---:|---:|---:|---:|---|");
+        let _ = writeln!(
+            md,
+            "| Target rate | Events sent | Generator time | Rows in Parquet | Achieved | Drops | Missing | sandwatch wall time | sandwatch CPU | Loss-free |"
+        );
+        let _ = writeln!(md, "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|");
         for r in &t.rows {
             let _ = writeln!(
                 md,
-                "| {} | {} | {:.2} s | {} | **{}/s** | {} | {} | {:.2} s | {}{} |",
+                "| {} | {} | {:.2} s | {} | **{}/s** | {} | {} | {:.2} s | {} | {}{} |",
                 rate_name(r.target),
                 group(r.sent),
                 r.gen_secs,
@@ -1094,10 +1340,16 @@ fn render(plan: &Plan, bench: &Bench, throughput: Option<&Throughput>, started: 
                 group(r.drops),
                 r.missing.map(|m| m.to_string()).unwrap_or_else(|| "?".into()),
                 r.wall_secs,
+                r.collector_cpu.map(|c| format!("{c:.2} s")).unwrap_or_else(|| "?".into()),
                 if r.loss_free() { "yes" } else { "**no**" },
                 if r.flagged { " (another sandwatch ran meanwhile)" } else { "" }
             );
         }
+        let _ = writeln!(
+            md,
+            "\n\"sandwatch CPU\" is the CPU time of the sandwatch process (reading the ring buffer, decoding, \
+             writing Parquet) from the job's start to its exit; the probes' own cost is in the generator's syscalls."
+        );
         let best = t.rows.iter().filter(|r| r.loss_free()).max_by(|a, b| a.achieved().total_cmp(&b.achieved()));
         let _ = writeln!(md);
         match best {
@@ -1120,6 +1372,43 @@ fn render(plan: &Plan, bench: &Bench, throughput: Option<&Throughput>, started: 
             None => {
                 let _ = writeln!(md, "No run was loss-free ❌.\n");
             }
+        }
+        if !t.rows.is_empty() && t.rows.iter().all(RateRow::loss_free) {
+            let _ = writeln!(
+                md,
+                "Every run was loss-free, the unthrottled one included: the highest rate measured here is the \
+                 generator's ceiling (one thread making recorded `openat` calls), not sandwatch's.\n"
+            );
+        }
+        let per_event: Vec<f64> =
+            t.rows.iter().filter_map(|r| Some(r.collector_cpu? / r.rows.max(1) as f64)).filter(|c| *c > 0.0).collect();
+        if !per_event.is_empty() {
+            let m = median(&per_event);
+            let _ = writeln!(
+                md,
+                "sandwatch spent a median {:.2} µs of CPU per recorded event: one fully busy CPU would absorb \
+                 ~{}/s (an extrapolation, not a measurement).\n",
+                m * 1e6,
+                group((1.0 / m) as u64)
+            );
+        }
+        // The machine's own limit: what one event costs in CPU, producing it and recording it.
+        if let Some(r) = t.rows.iter().find(|r| r.target == 0)
+            && let Some(cpu) = r.collector_cpu
+        {
+            let cores = thread::available_parallelism().map(|n| n.get()).unwrap_or(1) as f64;
+            let gen_cost = r.gen_secs / r.sent.max(1) as f64;
+            let sw_cost = cpu / r.rows.max(1) as f64;
+            let _ = writeln!(
+                md,
+                "Unthrottled, one event took {:.2} µs of the generator's time (the recorded `openat`, probes included) \
+                 and {:.2} µs of sandwatch's CPU: on {} cores no generator on this same machine can produce and record \
+                 more than ~{}/s, whatever the pipeline's capacity.\n",
+                gen_cost * 1e6,
+                sw_cost * 1e6,
+                cores,
+                group((cores / (gen_cost + sw_cost)) as u64)
+            );
         }
         if let Some(n) = &t.parquet_note {
             let _ = writeln!(md, "{n}\n");
@@ -1165,7 +1454,16 @@ fn probes(args: ProbesArgs) -> anyhow::Result<()> {
     }
     install_signal_handlers();
 
-    let mut bench = Bench { plan, bins, scratch: Scratch::create()?, samples: BTreeMap::new(), notes: Vec::new(), waited: 0.0 };
+    let load_start = loadavg();
+    let mut modes = vec![Mode::Baseline, Mode::Watch, Mode::WatchFull, Mode::Run];
+    if plan.overhead {
+        match BgPerf::usable() {
+            Ok(()) => modes.push(Mode::Reference),
+            Err(e) => progress(format!("no perf reference rows: {e:#}")),
+        }
+    }
+    let mut bench =
+        Bench { plan, modes, bins, scratch: Scratch::create()?, samples: BTreeMap::new(), notes: Vec::new(), waited: 0.0, load_start };
     let foreign = sandwatch_procs();
     if !foreign.is_empty() {
         let list = foreign.iter().map(|p| format!("{} `{}`", p.pid, p.cmdline)).collect::<Vec<_>>().join(", ");
@@ -1173,8 +1471,9 @@ fn probes(args: ProbesArgs) -> anyhow::Result<()> {
     }
     let plan = &bench.plan;
     progress(format!(
-        "plan: {} rounds × 4 modes × 2 workloads (dd count={}, getppid {}), then {} throughput runs; expect ~{} minutes",
+        "plan: {} rounds × {} modes × 2 workloads (dd count={}, getppid {}), then {} throughput runs; expect ~{} minutes",
         plan.reps,
+        bench.modes.len(),
         plan.dd_count,
         plan.getppid_n,
         plan.rates.len(),

@@ -161,7 +161,7 @@ fn home() -> PathBuf {
 fn test(filter: &[String]) -> anyhow::Result<()> {
     eprintln!("xtask test: unit tests");
     // The default members: everything but the kernel crate and the root-only integration tests.
-    run(&mut cargo().arg("test"))?;
+    run(cargo().arg("test"))?;
     eprintln!("xtask test: integration tests (real kernel, real cgroups, real probes)");
     // SAFETY: geteuid cannot fail.
     if unsafe { libc::geteuid() } != 0 {
