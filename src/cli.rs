@@ -15,7 +15,11 @@ use tokio::signal::unix::{SignalKind, signal};
 pub const EXIT_USAGE: u8 = 2;
 
 #[derive(Parser, Debug)]
-#[command(name = "sandwatch", version, about = "Run untrusted jobs, record what they do with eBPF, keep it as a Parquet audit log")]
+#[command(
+    name = "sandwatch",
+    version,
+    about = "Run untrusted jobs, record what they do with eBPF, keep it as a Parquet audit log"
+)]
 pub struct Args {
     /// More log output on stderr (-v info, -vv debug); RUST_LOG overrides.
     #[arg(short, long, action = clap::ArgAction::Count, global = true)]
@@ -72,11 +76,17 @@ pub struct Failure {
 }
 
 fn usage(error: impl Into<anyhow::Error>) -> Failure {
-    Failure { code: EXIT_USAGE, error: error.into() }
+    Failure {
+        code: EXIT_USAGE,
+        error: error.into(),
+    }
 }
 
 fn runtime(error: impl Into<anyhow::Error>) -> Failure {
-    Failure { code: 1, error: error.into() }
+    Failure {
+        code: 1,
+        error: error.into(),
+    }
 }
 
 pub fn init_logging(verbose: u8) {
@@ -85,8 +95,13 @@ pub fn init_logging(verbose: u8) {
         1 => "info",
         _ => "debug",
     };
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
-    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_target(false).init();
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .init();
 }
 
 fn parse_size(s: &str) -> Result<u32, String> {
@@ -94,7 +109,11 @@ fn parse_size(s: &str) -> Result<u32, String> {
     let (digits, mult) = match s.char_indices().find(|(_, c)| !c.is_ascii_digit()) {
         None => (s, 1u64),
         Some((i, _)) => {
-            let mult = match s[i..].to_ascii_uppercase().trim_end_matches("IB").trim_end_matches('B') {
+            let mult = match s[i..]
+                .to_ascii_uppercase()
+                .trim_end_matches("IB")
+                .trim_end_matches('B')
+            {
                 "" => 1,
                 "K" => 1 << 10,
                 "M" => 1 << 20,
@@ -105,16 +124,25 @@ fn parse_size(s: &str) -> Result<u32, String> {
         }
     };
     let n: u64 = digits.parse().map_err(|_| format!("{s:?} is not a size"))?;
-    let bytes = n.checked_mul(mult).filter(|b| *b <= u32::MAX as u64).ok_or_else(|| format!("{s} is too large"))?;
+    let bytes = n
+        .checked_mul(mult)
+        .filter(|b| *b <= u32::MAX as u64)
+        .ok_or_else(|| format!("{s} is too large"))?;
     if !bytes.is_power_of_two() || bytes < 4096 {
-        return Err(format!("{s} = {bytes} bytes: the ring buffer size must be a power of two of at least 4096"));
+        return Err(format!(
+            "{s} = {bytes} bytes: the ring buffer size must be a power of two of at least 4096"
+        ));
     }
     Ok(bytes as u32)
 }
 
 pub async fn dispatch(args: Args) -> Result<u8, Failure> {
     match args.command {
-        Command::Run { record, sandbox_id, command } => run(record, sandbox_id, command).await,
+        Command::Run {
+            record,
+            sandbox_id,
+            command,
+        } => run(record, sandbox_id, command).await,
         Command::Watch { record, cgroups } => watch(record, cgroups).await,
     }
 }
@@ -145,16 +173,26 @@ fn new_sandbox_id() -> String {
     format!("sw-{:08x}", rand::random::<u32>())
 }
 
-async fn run(record: RecordOptions, sandbox_id: Option<String>, command: Vec<String>) -> Result<u8, Failure> {
+async fn run(
+    record: RecordOptions,
+    sandbox_id: Option<String>,
+    command: Vec<String>,
+) -> Result<u8, Failure> {
     require_root()?;
     let sandbox_id = sandbox_id.unwrap_or_else(new_sandbox_id);
     if sandbox_id.is_empty() || sandbox_id.contains('/') || sandbox_id.starts_with('.') {
-        return Err(usage(anyhow!("sandbox id {sandbox_id:?}: use letters, digits, '-' and '_' only")));
+        return Err(usage(anyhow!(
+            "sandbox id {sandbox_id:?}: use letters, digits, '-' and '_' only"
+        )));
     }
     let root = CgroupRoot::discover().map_err(usage)?;
     let collector = start_collector(&record)?;
     let job = JobCgroup::create(&root, &sandbox_id).map_err(usage)?;
-    let target = WatchTarget { cgroup_id: job.cgroup().id, level: job.cgroup().level, sandbox_id: sandbox_id.clone() };
+    let target = WatchTarget {
+        cgroup_id: job.cgroup().id,
+        level: job.cgroup().level,
+        sandbox_id: sandbox_id.clone(),
+    };
     collector.watch(&target).map_err(usage)?;
 
     let started = Instant::now();
@@ -196,7 +234,11 @@ async fn run_job(job: &JobCgroup, command: &[String]) -> Result<u8, Failure> {
     let mut child = match cmd.spawn() {
         Ok(c) => c,
         Err(e) => {
-            let code = if e.kind() == std::io::ErrorKind::NotFound { 127 } else { 126 };
+            let code = if e.kind() == std::io::ErrorKind::NotFound {
+                127
+            } else {
+                126
+            };
             eprintln!("sandwatch: cannot run {:?}: {e}", command[0]);
             return Ok(code);
         }
@@ -229,7 +271,9 @@ async fn run_job(job: &JobCgroup, command: &[String]) -> Result<u8, Failure> {
     while job.populated().map_err(runtime)? {
         if !announced && waiting_since.elapsed() > Duration::from_secs(2) {
             let n = job.process_count().unwrap_or(0);
-            eprintln!("sandwatch: the job left {n} process(es) running; waiting for them (Ctrl-C twice kills them)");
+            eprintln!(
+                "sandwatch: the job left {n} process(es) running; waiting for them (Ctrl-C twice kills them)"
+            );
             announced = true;
         }
         tokio::select! {
@@ -248,9 +292,16 @@ async fn watch(record: RecordOptions, cgroups: Vec<PathBuf>) -> Result<u8, Failu
     for path in &cgroups {
         let cg = root.resolve(path).map_err(usage)?;
         if cg.level == 0 {
-            return Err(usage(anyhow!("{}: the root cgroup is the whole host; watch a cgroup below it", path.display())));
+            return Err(usage(anyhow!(
+                "{}: the root cgroup is the whole host; watch a cgroup below it",
+                path.display()
+            )));
         }
-        targets.push(WatchTarget { cgroup_id: cg.id, level: cg.level, sandbox_id: cg.name.clone() });
+        targets.push(WatchTarget {
+            cgroup_id: cg.id,
+            level: cg.level,
+            sandbox_id: cg.name.clone(),
+        });
     }
     let mut sigint = signal(SignalKind::interrupt()).map_err(runtime)?;
     let mut sigterm = signal(SignalKind::terminate()).map_err(runtime)?;
@@ -261,7 +312,11 @@ async fn watch(record: RecordOptions, cgroups: Vec<PathBuf>) -> Result<u8, Failu
     eprintln!(
         "sandwatch: watching {} cgroup(s) ({}); Ctrl-C or SIGTERM stops and flushes",
         targets.len(),
-        targets.iter().map(|t| t.sandbox_id.as_str()).collect::<Vec<_>>().join(", ")
+        targets
+            .iter()
+            .map(|t| t.sandbox_id.as_str())
+            .collect::<Vec<_>>()
+            .join(", ")
     );
     tokio::select! {
         _ = sigint.recv() => {}
@@ -277,7 +332,10 @@ async fn watch(record: RecordOptions, cgroups: Vec<PathBuf>) -> Result<u8, Failu
 
 fn print_summary(s: &Summary) {
     use sandwatch_schema::Table;
-    let rows: Vec<String> = Table::ALL.iter().map(|t| format!("{} {}", t.name(), s.rows.get(t).copied().unwrap_or(0))).collect();
+    let rows: Vec<String> = Table::ALL
+        .iter()
+        .map(|t| format!("{} {}", t.name(), s.rows.get(t).copied().unwrap_or(0)))
+        .collect();
     let total: u64 = s.rows.values().sum();
     eprintln!("sandwatch: recorded {total} rows: {}", rows.join(", "));
     if s.drops.total() == 0 {
@@ -296,10 +354,19 @@ fn print_summary(s: &Summary) {
             );
         }
         if !s.drops.collector.is_empty() {
-            eprintln!("sandwatch: LOST {} undecodable records: {}", s.drops.collector.values().sum::<u64>(), list(&s.drops.collector));
+            eprintln!(
+                "sandwatch: LOST {} undecodable records: {}",
+                s.drops.collector.values().sum::<u64>(),
+                list(&s.drops.collector)
+            );
         }
     }
-    eprintln!("sandwatch: audit log in {} ({} new files, {} KiB)", s.data_dir.display(), s.files.len(), s.bytes.div_ceil(1024));
+    eprintln!(
+        "sandwatch: audit log in {} ({} new files, {} KiB)",
+        s.data_dir.display(),
+        s.files.len(),
+        s.bytes.div_ceil(1024)
+    );
 }
 
 #[cfg(test)]

@@ -10,7 +10,11 @@ use clap::Parser as _;
 fn main() -> ExitCode {
     let args = cli::Args::parse();
     cli::init_logging(args.verbose);
-    let runtime = match tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("sandwatch: cannot start the async runtime: {e}");

@@ -22,7 +22,10 @@ pub struct BatchLimits {
 
 impl Default for BatchLimits {
     fn default() -> Self {
-        Self { max_rows: 8192, max_age: Duration::from_millis(100) }
+        Self {
+            max_rows: 8192,
+            max_age: Duration::from_millis(100),
+        }
     }
 }
 
@@ -47,7 +50,10 @@ pub struct Batchers {
 }
 
 fn index(t: Table) -> usize {
-    Table::ALL.iter().position(|x| *x == t).expect("every table is in ALL")
+    Table::ALL
+        .iter()
+        .position(|x| *x == t)
+        .expect("every table is in ALL")
 }
 
 macro_rules! push_row {
@@ -93,7 +99,10 @@ impl Batchers {
             self.seal(t)?;
         }
         if self.state[i].opened.is_none() {
-            self.state[i] = SlotState { opened: Some(Instant::now()), hour };
+            self.state[i] = SlotState {
+                opened: Some(Instant::now()),
+                hour,
+            };
         }
         Ok(())
     }
@@ -136,7 +145,9 @@ impl Batchers {
         if builder.is_empty() {
             return Ok(());
         }
-        let batch = builder.finish().map_err(|e| CollectorError::Internal(format!("building a {t} batch: {e}")))?;
+        let batch = builder
+            .finish()
+            .map_err(|e| CollectorError::Internal(format!("building a {t} batch: {e}")))?;
         self.sealed.push(TableBatch { table: t, batch });
         Ok(())
     }
@@ -167,7 +178,11 @@ impl Batchers {
 
     /// When the oldest open batch must be sealed, if any is open.
     pub fn next_deadline(&self) -> Option<Instant> {
-        self.state.iter().filter_map(|s| s.opened).min().map(|t| t + self.limits.max_age)
+        self.state
+            .iter()
+            .filter_map(|s| s.opened)
+            .min()
+            .map(|t| t + self.limits.max_age)
     }
 }
 
@@ -178,20 +193,44 @@ mod tests {
     use super::*;
 
     fn file_at(time_ns: i64) -> FileEvent<'static> {
-        FileEvent { common: Common { time_ns, host: "h", comm: "c", event: "openat", ..Default::default() }, ..Default::default() }
+        FileEvent {
+            common: Common {
+                time_ns,
+                host: "h",
+                comm: "c",
+                event: "openat",
+                ..Default::default()
+            },
+            ..Default::default()
+        }
     }
 
     #[test]
     fn seals_by_size_and_by_hour() {
-        let mut b = Batchers::new(BatchLimits { max_rows: 3, max_age: Duration::from_secs(3600) });
+        let mut b = Batchers::new(BatchLimits {
+            max_rows: 3,
+            max_age: Duration::from_secs(3600),
+        });
         for i in 0..7 {
             b.file(&file_at(i)).unwrap();
         }
         let sealed = b.take_sealed();
-        assert_eq!(sealed.iter().map(|s| s.batch.num_rows()).collect::<Vec<_>>(), vec![3, 3]);
+        assert_eq!(
+            sealed
+                .iter()
+                .map(|s| s.batch.num_rows())
+                .collect::<Vec<_>>(),
+            vec![3, 3]
+        );
         // One row left open in hour 0; a row in hour 1 seals it first.
         b.file(&file_at(NS_PER_HOUR + 5)).unwrap();
-        assert_eq!(b.take_sealed().iter().map(|s| s.batch.num_rows()).collect::<Vec<_>>(), vec![1]);
+        assert_eq!(
+            b.take_sealed()
+                .iter()
+                .map(|s| s.batch.num_rows())
+                .collect::<Vec<_>>(),
+            vec![1]
+        );
         b.seal_all().unwrap();
         assert_eq!(b.take_sealed().len(), 1);
         assert_eq!(b.rows[index(Table::FileEvents)], 8);
@@ -199,7 +238,10 @@ mod tests {
 
     #[test]
     fn seals_by_age() {
-        let mut b = Batchers::new(BatchLimits { max_rows: 100, max_age: Duration::from_millis(100) });
+        let mut b = Batchers::new(BatchLimits {
+            max_rows: 100,
+            max_age: Duration::from_millis(100),
+        });
         b.file(&file_at(1)).unwrap();
         let deadline = b.next_deadline().unwrap();
         b.seal_aged(deadline - Duration::from_millis(1)).unwrap();

@@ -27,9 +27,11 @@ impl BatchBus {
     pub async fn publish(&self, batch: TableBatch) -> Result<(), CollectorError> {
         let batch = Arc::new(batch);
         for (name, tx) in &self.subscribers {
-            tx.send(batch.clone())
-                .await
-                .map_err(|_| CollectorError::Internal(format!("sink {name} stopped; its error is reported separately")))?;
+            tx.send(batch.clone()).await.map_err(|_| {
+                CollectorError::Internal(format!(
+                    "sink {name} stopped; its error is reported separately"
+                ))
+            })?;
         }
         Ok(())
     }

@@ -1,12 +1,7 @@
 //! Kernel records → typed events: reads the ABI structs out of ring-buffer bytes, enriches them
 //! and appends one row to the right table.
 
-use std::{
-    borrow::Cow,
-    collections::HashSet,
-    mem::size_of,
-    sync::Arc,
-};
+use std::{borrow::Cow, collections::HashSet, mem::size_of, sync::Arc};
 
 use sandwatch_probes_abi::{
     ArgsRecord, ExecRecord, File2Record, FileRecord, Header, NetRecord, flags, kind, nr,
@@ -18,8 +13,8 @@ use crate::{
     batcher::Batchers,
     clock::BootClock,
     enrich::{
-        FastMap, ProcessTable, RegistryView, SandboxRegistry, SockInfo, SocketTable, cstr, decode_sockaddr, family_name,
-        open_flags_text, proc_cwd, protocol_name, sock_type_name,
+        FastMap, ProcessTable, RegistryView, SandboxRegistry, SockInfo, SocketTable, cstr,
+        decode_sockaddr, family_name, open_flags_text, proc_cwd, protocol_name, sock_type_name,
     },
 };
 
@@ -56,7 +51,11 @@ fn view<T: Copy>(bytes: &[u8]) -> Option<Cow<'_, T>> {
     // SAFETY: length checked; the ABI structs are plain #[repr(C)] data valid for any bit
     // pattern. The ring buffer hands out 8-byte aligned records; should one not be aligned, it
     // is copied instead.
-    Some(if ptr.is_aligned() { Cow::Borrowed(unsafe { &*ptr }) } else { Cow::Owned(unsafe { ptr.read_unaligned() }) })
+    Some(if ptr.is_aligned() {
+        Cow::Borrowed(unsafe { &*ptr })
+    } else {
+        Cow::Owned(unsafe { ptr.read_unaligned() })
+    })
 }
 
 fn text(bytes: &[u8]) -> Cow<'_, str> {
@@ -68,7 +67,10 @@ fn text(bytes: &[u8]) -> Cow<'_, str> {
 }
 
 fn syscall_name(syscall_nr: i32) -> &'static str {
-    usize::try_from(syscall_nr).ok().and_then(syscalls::Sysno::new).map_or("unknown", |s| s.name())
+    usize::try_from(syscall_nr)
+        .ok()
+        .and_then(syscalls::Sysno::new)
+        .map_or("unknown", |s| s.name())
 }
 
 impl Decoder {
@@ -85,8 +87,14 @@ impl Decoder {
     }
 
     /// Decodes one ring-buffer record into a row of its table.
-    pub fn decode(&mut self, bytes: &[u8], out: &mut Batchers) -> Result<Result<(), Undecodable>, CollectorError> {
-        let Some(h) = view::<Header>(bytes) else { return Ok(Err(Undecodable { kind: 0 })) };
+    pub fn decode(
+        &mut self,
+        bytes: &[u8],
+        out: &mut Batchers,
+    ) -> Result<Result<(), Undecodable>, CollectorError> {
+        let Some(h) = view::<Header>(bytes) else {
+            return Ok(Err(Undecodable { kind: 0 }));
+        };
         let bad = Undecodable { kind: h.kind };
         match h.kind {
             kind::EXEC => match view::<ExecRecord>(bytes) {
@@ -118,7 +126,14 @@ impl Decoder {
     }
 
     /// The common columns, with the strings they borrow kept alive by the caller.
-    fn common<'a>(&'a self, h: &Header, comm: &'a str, sandbox: &'a Option<Arc<str>>, exe: &'a Option<Arc<str>>, ppid: Option<u32>) -> Common<'a> {
+    fn common<'a>(
+        &'a self,
+        h: &Header,
+        comm: &'a str,
+        sandbox: &'a Option<Arc<str>>,
+        exe: &'a Option<Arc<str>>,
+        ppid: Option<u32>,
+    ) -> Common<'a> {
         let syscall = (h.syscall_nr >= 0).then(|| syscall_name(h.syscall_nr));
         Common {
             time_ns: self.clock.to_unix_ns(h.ts_boot_ns),
@@ -182,7 +197,10 @@ impl Decoder {
         let common = self.common(&h, &comm, &sandbox, &exe, ppid);
         let signed = |v: u64| v as u32 as i32 as i64;
         let ids: Vec<i64>;
-        let mut e = ProcessEvent { common, ..Default::default() };
+        let mut e = ProcessEvent {
+            common,
+            ..Default::default()
+        };
         if h.kind == kind::EXIT {
             // Prefer the status the process gave exit_group: a fatal signal recorded after it
             // is the group exit reaching the other threads.
@@ -242,7 +260,8 @@ impl Decoder {
             common,
             // A refusal-only probe has no entry probe, hence no arguments.
             args: (!refusal_only).then_some(&r.args[..]),
-            refused: h.ret == -EPERM && (refusal_only || self.refusals.contains(&(h.syscall_nr as i64))),
+            refused: h.ret == -EPERM
+                && (refusal_only || self.refusals.contains(&(h.syscall_nr as i64))),
         })
     }
 
@@ -258,14 +277,24 @@ impl Decoder {
         }
         let common = self.common(&h, &comm, &sandbox, &exe, ppid);
         let has_path = !matches!(syscall, nr::FCHMOD | nr::FCHOWN);
-        let flags_text = if is_open { self.flag_names.get(&r.flags).map(String::as_str) } else { None };
+        let flags_text = if is_open {
+            self.flag_names.get(&r.flags).map(String::as_str)
+        } else {
+            None
+        };
         let creates = r.flags & (O_CREAT | O_TMPFILE) != 0;
         let mode = match syscall {
             _ if is_open => creates.then_some(r.mode as u32),
-            nr::CHMOD | nr::FCHMOD | nr::FCHMODAT | nr::FCHMODAT2 | nr::MKDIR | nr::MKDIRAT => Some(r.mode as u32),
+            nr::CHMOD | nr::FCHMOD | nr::FCHMODAT | nr::FCHMODAT2 | nr::MKDIR | nr::MKDIRAT => {
+                Some(r.mode as u32)
+            }
             _ => None,
         };
-        let has_flags = is_open || matches!(syscall, nr::UNLINKAT | nr::FCHMODAT2 | nr::FCHOWNAT | nr::UMOUNT2);
+        let has_flags = is_open
+            || matches!(
+                syscall,
+                nr::UNLINKAT | nr::FCHMODAT2 | nr::FCHOWNAT | nr::UMOUNT2
+            );
         let owner = |v: u64| (v != u64::MAX).then_some(v as u32 as i32 as i64);
         out.file(&FileEvent {
             common,
@@ -296,7 +325,8 @@ impl Decoder {
             path2: Some(&path2),
             path_truncated: h.flags & (flags::TRUNC_PATH | flags::TRUNC_PATH2) != 0,
             dirfd: Some(r.dirfd as i32),
-            flags: matches!(syscall, nr::RENAMEAT2 | nr::LINKAT | nr::MOUNT).then_some(r.flags as i64),
+            flags: matches!(syscall, nr::RENAMEAT2 | nr::LINKAT | nr::MOUNT)
+                .then_some(r.flags as i64),
             flags_text: None,
             mode: None,
             owner_uid: None,
@@ -315,7 +345,11 @@ impl Decoder {
             nr::SOCKET if ok => self.sockets.created(
                 h.pid,
                 h.ret,
-                SockInfo { domain: Some(r.arg as u16), sock_type: Some(r.arg2 as u32), local: None },
+                SockInfo {
+                    domain: Some(r.arg as u16),
+                    sock_type: Some(r.arg2 as u32),
+                    local: None,
+                },
             ),
             nr::BIND if ok => {
                 if let Some(a) = &addr {
@@ -329,7 +363,15 @@ impl Decoder {
         let sock = self.sockets.get(h.pid, r.fd).cloned().unwrap_or_default();
         if matches!(syscall, nr::ACCEPT | nr::ACCEPT4) && ok {
             // The accepted connection: same family, a stream, the listener's local address.
-            self.sockets.created(h.pid, h.ret, SockInfo { domain: sock.domain, sock_type: Some(1), local: sock.local.clone() });
+            self.sockets.created(
+                h.pid,
+                h.ret,
+                SockInfo {
+                    domain: sock.domain,
+                    sock_type: Some(1),
+                    local: sock.local.clone(),
+                },
+            );
         }
         let (sandbox, exe, ppid) = self.context(&h);
         let comm = text(&h.comm);

@@ -38,7 +38,10 @@ impl ProcessTable {
         if self.map.len() > CACHE_CAP {
             self.map.clear();
         }
-        self.map.entry(pid).or_insert_with(|| ProcInfo { ppid: proc_ppid(pid), exe: proc_exe(pid).map(Arc::from) })
+        self.map.entry(pid).or_insert_with(|| ProcInfo {
+            ppid: proc_ppid(pid),
+            exe: proc_exe(pid).map(Arc::from),
+        })
     }
 
     pub fn on_fork(&mut self, parent: u32, child: u32) {
@@ -49,15 +52,33 @@ impl ProcessTable {
             return;
         }
         let exe = self.get(parent).exe.clone();
-        self.map.insert(child, ProcInfo { ppid: Some(parent), exe });
+        self.map.insert(
+            child,
+            ProcInfo {
+                ppid: Some(parent),
+                exe,
+            },
+        );
     }
 
     /// After a successful exec: the new executable, as the kernel resolved it when the process is
     /// still there to ask, else as given.
     pub fn on_exec(&mut self, pid: u32, filename: &str) -> Arc<str> {
-        let exe: Arc<str> = proc_exe(pid).map(Arc::from).unwrap_or_else(|| Arc::from(filename));
-        let ppid = self.map.get(&pid).and_then(|p| p.ppid).or_else(|| proc_ppid(pid));
-        self.map.insert(pid, ProcInfo { ppid, exe: Some(exe.clone()) });
+        let exe: Arc<str> = proc_exe(pid)
+            .map(Arc::from)
+            .unwrap_or_else(|| Arc::from(filename));
+        let ppid = self
+            .map
+            .get(&pid)
+            .and_then(|p| p.ppid)
+            .or_else(|| proc_ppid(pid));
+        self.map.insert(
+            pid,
+            ProcInfo {
+                ppid,
+                exe: Some(exe.clone()),
+            },
+        );
         exe
     }
 
@@ -133,12 +154,19 @@ pub struct SandboxRegistry {
 
 impl SandboxRegistry {
     pub fn insert(&self, cgroup_id: u64, sandbox_id: &str) {
-        self.inner.write().expect("registry lock").insert(cgroup_id, Arc::from(sandbox_id));
+        self.inner
+            .write()
+            .expect("registry lock")
+            .insert(cgroup_id, Arc::from(sandbox_id));
         self.version.fetch_add(1, Ordering::Release);
     }
 
     pub fn view(&self) -> RegistryView {
-        RegistryView { registry: self.clone(), seen: u64::MAX, local: FastMap::default() }
+        RegistryView {
+            registry: self.clone(),
+            seen: u64::MAX,
+            local: FastMap::default(),
+        }
     }
 }
 
@@ -154,7 +182,14 @@ impl RegistryView {
     pub fn get(&mut self, cgroup_id: u64) -> Option<Arc<str>> {
         let now = self.registry.version.load(Ordering::Acquire);
         if now != self.seen {
-            self.local = self.registry.inner.read().expect("registry lock").iter().map(|(k, v)| (*k, v.clone())).collect();
+            self.local = self
+                .registry
+                .inner
+                .read()
+                .expect("registry lock")
+                .iter()
+                .map(|(k, v)| (*k, v.clone()))
+                .collect();
             self.seen = now;
         }
         self.local.get(&cgroup_id).cloned()
@@ -217,13 +252,19 @@ pub fn decode_sockaddr(raw: &[u8]) -> Option<SockAddr> {
     let family = u16::from_ne_bytes([raw[0], raw[1]]);
     let port = || raw.get(2..4).map(|p| u16::from_be_bytes([p[0], p[1]]));
     Some(match family {
-        AF_INET if raw.len() >= 8 => {
-            SockAddr { family, addr: Some(Ipv4Addr::new(raw[4], raw[5], raw[6], raw[7]).to_string()), port: port() }
-        }
+        AF_INET if raw.len() >= 8 => SockAddr {
+            family,
+            addr: Some(Ipv4Addr::new(raw[4], raw[5], raw[6], raw[7]).to_string()),
+            port: port(),
+        },
         AF_INET6 if raw.len() >= 24 => {
             let mut octets = [0u8; 16];
             octets.copy_from_slice(&raw[8..24]);
-            SockAddr { family, addr: Some(Ipv6Addr::from(octets).to_string()), port: port() }
+            SockAddr {
+                family,
+                addr: Some(Ipv6Addr::from(octets).to_string()),
+                port: port(),
+            }
         }
         AF_UNIX => {
             let path = &raw[2..];
@@ -232,9 +273,17 @@ pub fn decode_sockaddr(raw: &[u8]) -> Option<SockAddr> {
                 Some(0) => format!("@{}", String::from_utf8_lossy(cstr(&path[1..]))),
                 _ => String::from_utf8_lossy(cstr(path)).into_owned(),
             };
-            SockAddr { family, addr: Some(addr), port: None }
+            SockAddr {
+                family,
+                addr: Some(addr),
+                port: None,
+            }
         }
-        _ => SockAddr { family, addr: None, port: None },
+        _ => SockAddr {
+            family,
+            addr: None,
+            port: None,
+        },
     })
 }
 
@@ -299,7 +348,10 @@ mod tests {
     fn open_flags_read_like_the_man_page() {
         assert_eq!(open_flags_text(0), "O_RDONLY");
         assert_eq!(open_flags_text(0o1101), "O_WRONLY|O_CREAT|O_TRUNC");
-        assert_eq!(open_flags_text(0o2000000 | 0o200000), "O_RDONLY|O_DIRECTORY|O_CLOEXEC");
+        assert_eq!(
+            open_flags_text(0o2000000 | 0o200000),
+            "O_RDONLY|O_DIRECTORY|O_CLOEXEC"
+        );
         assert_eq!(open_flags_text(0o20200002), "O_RDWR|O_TMPFILE");
     }
 
@@ -309,7 +361,14 @@ mod tests {
         v4[..2].copy_from_slice(&AF_INET.to_ne_bytes());
         v4[2..4].copy_from_slice(&53u16.to_be_bytes());
         v4[4..8].copy_from_slice(&[127, 0, 0, 1]);
-        assert_eq!(decode_sockaddr(&v4), Some(SockAddr { family: AF_INET, addr: Some("127.0.0.1".into()), port: Some(53) }));
+        assert_eq!(
+            decode_sockaddr(&v4),
+            Some(SockAddr {
+                family: AF_INET,
+                addr: Some("127.0.0.1".into()),
+                port: Some(53)
+            })
+        );
         let mut v6 = vec![0u8; 28];
         v6[..2].copy_from_slice(&AF_INET6.to_ne_bytes());
         v6[2..4].copy_from_slice(&8080u16.to_be_bytes());
@@ -317,7 +376,10 @@ mod tests {
         assert_eq!(decode_sockaddr(&v6).unwrap().addr.as_deref(), Some("::1"));
         let mut un = AF_UNIX.to_ne_bytes().to_vec();
         un.extend_from_slice(b"\0hidden\0");
-        assert_eq!(decode_sockaddr(&un).unwrap().addr.as_deref(), Some("@hidden"));
+        assert_eq!(
+            decode_sockaddr(&un).unwrap().addr.as_deref(),
+            Some("@hidden")
+        );
     }
 
     #[test]

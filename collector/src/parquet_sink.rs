@@ -12,8 +12,8 @@ use std::{
     time::{Duration, Instant},
 };
 
-use chrono::{DateTime, Datelike as _, Timelike as _, Utc};
 use arrow_array::{Array, TimestampNanosecondArray};
+use chrono::{DateTime, Datelike as _, Timelike as _, Utc};
 use parquet::{
     arrow::ArrowWriter,
     basic::{Compression, ZstdLevel},
@@ -38,7 +38,11 @@ pub struct ParquetOptions {
 
 impl Default for ParquetOptions {
     fn default() -> Self {
-        Self { max_file_bytes: 128 << 20, max_file_age: Duration::from_secs(60), row_group_rows: 128 * 1024 }
+        Self {
+            max_file_bytes: 128 << 20,
+            max_file_age: Duration::from_secs(60),
+            row_group_rows: 128 * 1024,
+        }
     }
 }
 
@@ -68,8 +72,15 @@ pub struct ParquetSink {
     summary: SinkSummary,
 }
 
-fn io_err<'a>(action: &'static str, path: &'a Path) -> impl FnOnce(std::io::Error) -> CollectorError + 'a {
-    move |source| CollectorError::Io { action, path: path.to_owned(), source }
+fn io_err<'a>(
+    action: &'static str,
+    path: &'a Path,
+) -> impl FnOnce(std::io::Error) -> CollectorError + 'a {
+    move |source| CollectorError::Io {
+        action,
+        path: path.to_owned(),
+        source,
+    }
 }
 
 /// The partition of a batch: the hour of its first row (the batcher keeps a batch in one hour).
@@ -93,7 +104,9 @@ impl ParquetSink {
         fs::write(&probe, b"").map_err(io_err("write into the data directory", root))?;
         let _ = fs::remove_file(&probe);
         let props = WriterProperties::builder()
-            .set_compression(Compression::ZSTD(ZstdLevel::try_new(1).expect("level 1 is valid")))
+            .set_compression(Compression::ZSTD(
+                ZstdLevel::try_new(1).expect("level 1 is valid"),
+            ))
             .set_max_row_group_row_count(Some(options.row_group_rows))
             .set_created_by(format!("sandwatch {}", env!("CARGO_PKG_VERSION")));
         // Dictionary-encoding paths costs a hash and a compare per row, the largest part of the
@@ -101,9 +114,18 @@ impl ParquetSink {
         // (Measured: the same bytes on disk for a python/coreutils job, 15k file rows.)
         let props = ["path", "path2"]
             .into_iter()
-            .fold(props, |p, c| p.set_column_dictionary_enabled(ColumnPath::from(c), false))
+            .fold(props, |p, c| {
+                p.set_column_dictionary_enabled(ColumnPath::from(c), false)
+            })
             .build();
-        Ok(Self { root: root.to_owned(), options, props, open: HashMap::new(), next_seq: 0, summary: SinkSummary::default() })
+        Ok(Self {
+            root: root.to_owned(),
+            options,
+            props,
+            open: HashMap::new(),
+            next_seq: 0,
+            summary: SinkSummary::default(),
+        })
     }
 
     pub fn write(&mut self, batch: &TableBatch) -> Result<(), CollectorError> {
@@ -111,7 +133,11 @@ impl ParquetSink {
             return Ok(());
         }
         let partition = partition_of(batch);
-        if self.open.get(&batch.table).is_some_and(|f| f.partition != partition) {
+        if self
+            .open
+            .get(&batch.table)
+            .is_some_and(|f| f.partition != partition)
+        {
             self.close_file(batch.table)?;
         }
         if !self.open.contains_key(&batch.table) {
@@ -121,10 +147,15 @@ impl ParquetSink {
         let f = self.open.get_mut(&batch.table).expect("opened above");
         f.writer
             .write(&batch.batch)
-            .map_err(|source| CollectorError::Parquet { path: f.tmp.clone(), source })?;
+            .map_err(|source| CollectorError::Parquet {
+                path: f.tmp.clone(),
+                source,
+            })?;
         f.rows += batch.batch.num_rows() as u64;
         *self.summary.rows.entry(batch.table).or_default() += batch.batch.num_rows() as u64;
-        if f.writer.bytes_written() as u64 + f.writer.in_progress_size() as u64 >= self.options.max_file_bytes {
+        if f.writer.bytes_written() as u64 + f.writer.in_progress_size() as u64
+            >= self.options.max_file_bytes
+        {
             self.close_file(batch.table)?;
         }
         Ok(())
@@ -144,8 +175,16 @@ impl ParquetSink {
         Ok(())
     }
 
-    fn new_file(&mut self, table: Table, (y, m, d, h): (i32, u32, u32, u32)) -> Result<OpenFile, CollectorError> {
-        let dir = self.root.join(table.name()).join(format!("date={y:04}-{m:02}-{d:02}")).join(format!("hour={h:02}"));
+    fn new_file(
+        &mut self,
+        table: Table,
+        (y, m, d, h): (i32, u32, u32, u32),
+    ) -> Result<OpenFile, CollectorError> {
+        let dir = self
+            .root
+            .join(table.name())
+            .join(format!("date={y:04}-{m:02}-{d:02}"))
+            .join(format!("hour={h:02}"));
         fs::create_dir_all(&dir).map_err(io_err("create", &dir))?;
         // Sortable by creation time, unique across concurrent writers on one host.
         let name = format!(
@@ -158,15 +197,34 @@ impl ParquetSink {
         let path = dir.join(&name);
         let tmp = dir.join(format!(".{name}.tmp"));
         let file = File::create(&tmp).map_err(io_err("create", &tmp))?;
-        let writer = ArrowWriter::try_new(file, table.schema(), Some(self.props.clone()))
-            .map_err(|source| CollectorError::Parquet { path: tmp.clone(), source })?;
+        let writer = ArrowWriter::try_new(file, table.schema(), Some(self.props.clone())).map_err(
+            |source| CollectorError::Parquet {
+                path: tmp.clone(),
+                source,
+            },
+        )?;
         debug!(path = %path.display(), "parquet file opened");
-        Ok(OpenFile { writer, tmp, path, opened: Instant::now(), partition: (y, m, d, h), rows: 0 })
+        Ok(OpenFile {
+            writer,
+            tmp,
+            path,
+            opened: Instant::now(),
+            partition: (y, m, d, h),
+            rows: 0,
+        })
     }
 
     fn close_file(&mut self, table: Table) -> Result<(), CollectorError> {
-        let Some(f) = self.open.remove(&table) else { return Ok(()) };
-        let file = f.writer.into_inner().map_err(|source| CollectorError::Parquet { path: f.tmp.clone(), source })?;
+        let Some(f) = self.open.remove(&table) else {
+            return Ok(());
+        };
+        let file = f
+            .writer
+            .into_inner()
+            .map_err(|source| CollectorError::Parquet {
+                path: f.tmp.clone(),
+                source,
+            })?;
         // The rename publishes the file; make its bytes durable first.
         file.sync_all().map_err(io_err("sync", &f.tmp))?;
         let bytes = file.metadata().map(|m| m.len()).unwrap_or(0);

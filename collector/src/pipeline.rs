@@ -60,7 +60,9 @@ impl CollectorConfig {
 }
 
 pub fn hostname() -> String {
-    std::fs::read_to_string("/proc/sys/kernel/hostname").map(|s| s.trim().to_owned()).unwrap_or_else(|_| "unknown".into())
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|s| s.trim().to_owned())
+        .unwrap_or_else(|_| "unknown".into())
 }
 
 /// A cgroup to record, and the sandbox its events are attributed to.
@@ -144,17 +146,30 @@ impl Collector {
             records: 0,
         };
         let reader = tokio::spawn(reader.run(streams, stop_rx));
-        Ok(Self { probes: Arc::new(Mutex::new(probes)), registry, stop, reader, sink, data_dir: config.data_dir })
+        Ok(Self {
+            probes: Arc::new(Mutex::new(probes)),
+            registry,
+            stop,
+            reader,
+            sink,
+            data_dir: config.data_dir,
+        })
     }
 
     /// Starts recording a cgroup (and its descendants), attributing its events to a sandbox.
     pub fn watch(&self, target: &WatchTarget) -> Result<(), CollectorError> {
         self.registry.insert(target.cgroup_id, &target.sandbox_id);
-        self.probes.lock().expect("probe lock").watch(target.cgroup_id, target.level)
+        self.probes
+            .lock()
+            .expect("probe lock")
+            .watch(target.cgroup_id, target.level)
     }
 
     pub fn unwatch(&self, target: &WatchTarget) -> Result<(), CollectorError> {
-        self.probes.lock().expect("probe lock").unwatch(target.cgroup_id, target.level)
+        self.probes
+            .lock()
+            .expect("probe lock")
+            .unwatch(target.cgroup_id, target.level)
     }
 
     /// Number of tracepoints and programs attached.
@@ -166,7 +181,10 @@ impl Collector {
     /// and reports what was recorded.
     pub async fn shutdown(self) -> Result<Summary, CollectorError> {
         let _ = self.stop.send(true);
-        let reader = self.reader.await.map_err(|e| CollectorError::Internal(format!("reader task: {e}")));
+        let reader = self
+            .reader
+            .await
+            .map_err(|e| CollectorError::Internal(format!("reader task: {e}")));
         // The reader dropped the bus: the sink sees the end of its queue and closes its files.
         let sink = tokio::task::spawn_blocking(move || self.sink.join())
             .await
@@ -174,7 +192,14 @@ impl Collector {
             .map_err(|_| CollectorError::Internal("the parquet sink thread panicked".into()))?;
         let stats = reader??;
         let sink = sink?;
-        Ok(Summary { data_dir: self.data_dir, rows: sink.rows, drops: stats.drops, files: sink.files, bytes: sink.bytes, records: stats.records })
+        Ok(Summary {
+            data_dir: self.data_dir,
+            rows: sink.rows,
+            drops: stats.drops,
+            files: sink.files,
+            bytes: sink.bytes,
+            records: stats.records,
+        })
     }
 }
 
@@ -195,10 +220,22 @@ struct Reader {
 }
 
 impl Reader {
-    async fn run(mut self, streams: ProbeStreams, mut stop: watch::Receiver<bool>) -> Result<ReaderStats, CollectorError> {
-        let ProbeStreams { events, mut counts, slots, counted, drops, log } = streams;
+    async fn run(
+        mut self,
+        streams: ProbeStreams,
+        mut stop: watch::Receiver<bool>,
+    ) -> Result<ReaderStats, CollectorError> {
+        let ProbeStreams {
+            events,
+            mut counts,
+            slots,
+            counted,
+            drops,
+            log,
+        } = streams;
         // SAFETY: the logger owns its ring buffer's fd for as long as the AsyncFd owns the logger.
-        let mut log = log.and_then(|l| unsafe { AsyncFd::register_with_interest(l, Interest::READABLE) }.ok());
+        let mut log = log
+            .and_then(|l| unsafe { AsyncFd::register_with_interest(l, Interest::READABLE) }.ok());
         // SAFETY: the ring buffer owns its map fd and keeps it open, unchanged, for as long as
         // the AsyncFd owns the ring buffer.
         let mut events = unsafe { AsyncFd::register_with_interest(events, Interest::READABLE) }
@@ -210,7 +247,10 @@ impl Reader {
         let mut tick = tokio::time::interval(self.counts_window);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
-            let deadline = self.batchers.next_deadline().map(tokio::time::Instant::from_std);
+            let deadline = self
+                .batchers
+                .next_deadline()
+                .map(tokio::time::Instant::from_std);
             tokio::select! {
                 guard = events.readable_mut() => {
                     let mut guard = guard.map_err(|e| CollectorError::Probe(format!("polling the ring buffer: {e}")))?;
@@ -247,13 +287,18 @@ impl Reader {
         self.poll_counters(&mut counts, &slots, &counted, &drops)?;
         self.batchers.seal_all()?;
         self.publish().await?;
-        Ok(ReaderStats { drops: self.drop_totals(), records: self.records })
+        Ok(ReaderStats {
+            drops: self.drop_totals(),
+            records: self.records,
+        })
     }
 
     /// Decodes up to `max` records; true when the ring buffer is empty.
     fn drain(&mut self, rb: &mut RingBuf<MapData>, max: usize) -> Result<bool, CollectorError> {
         for _ in 0..max {
-            let Some(item) = rb.next() else { return Ok(true) };
+            let Some(item) = rb.next() else {
+                return Ok(true);
+            };
             self.records += 1;
             if let Err(bad) = self.decoder.decode(&item, &mut self.batchers)? {
                 self.collector_drops[(bad.kind as usize).min(kind::COUNT as usize - 1)] += 1;
@@ -282,10 +327,12 @@ impl Reader {
         self.decoder.clock = BootClock::now();
         let (active, retired) = {
             let mut slots = slots.lock().expect("slot lock");
-            let active: Vec<(u64, u32)> = slots.active.iter().map(|(id, slot)| (*id, *slot)).collect();
+            let active: Vec<(u64, u32)> =
+                slots.active.iter().map(|(id, slot)| (*id, *slot)).collect();
             (active, std::mem::take(&mut slots.retired))
         };
-        let count_err = |e: aya::maps::MapError| CollectorError::Probe(format!("reading syscall counts: {e}"));
+        let count_err =
+            |e: aya::maps::MapError| CollectorError::Probe(format!("reading syscall counts: {e}"));
         for &(watch_id, slot) in active.iter().chain(&retired) {
             let sandbox = self.registry.get(watch_id);
             for &nr in counted {
@@ -323,15 +370,34 @@ impl Reader {
             let last = std::mem::replace(&mut self.last_kernel_drops[k as usize], total);
             if total > last {
                 let kind_name = kind::name(k as u8);
-                warn!(kind = kind_name, lost = total - last, total, "kernel dropped records (ring buffer full)");
-                self.batchers.drop_row(&DropRow { time_ns: now_ns, host: &self.host, source: "kernel", kind: kind_name, count: total - last, total })?;
+                warn!(
+                    kind = kind_name,
+                    lost = total - last,
+                    total,
+                    "kernel dropped records (ring buffer full)"
+                );
+                self.batchers.drop_row(&DropRow {
+                    time_ns: now_ns,
+                    host: &self.host,
+                    source: "kernel",
+                    kind: kind_name,
+                    count: total - last,
+                    total,
+                })?;
             }
             let total = self.collector_drops[k as usize];
             let last = std::mem::replace(&mut self.reported_collector_drops[k as usize], total);
             if total > last {
                 let kind_name = kind::name(k as u8);
                 warn!(kind = kind_name, lost = total - last, "undecodable records");
-                self.batchers.drop_row(&DropRow { time_ns: now_ns, host: &self.host, source: "collector", kind: kind_name, count: total - last, total })?;
+                self.batchers.drop_row(&DropRow {
+                    time_ns: now_ns,
+                    host: &self.host,
+                    source: "collector",
+                    kind: kind_name,
+                    count: total - last,
+                    total,
+                })?;
             }
         }
         debug!(records = self.records, "counters polled");
@@ -342,10 +408,12 @@ impl Reader {
         let mut d = DropTotals::default();
         for k in 0..kind::COUNT as usize {
             if self.last_kernel_drops[k] > 0 {
-                d.kernel.insert(kind::name(k as u8), self.last_kernel_drops[k]);
+                d.kernel
+                    .insert(kind::name(k as u8), self.last_kernel_drops[k]);
             }
             if self.collector_drops[k] > 0 {
-                d.collector.insert(kind::name(k as u8), self.collector_drops[k]);
+                d.collector
+                    .insert(kind::name(k as u8), self.collector_drops[k]);
             }
         }
         d

@@ -17,7 +17,8 @@ use tracing::{debug, info, warn};
 use crate::CollectorError;
 
 /// The compiled kernel programs, built by this crate's build script.
-static PROBES_OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/sandwatch-probes"));
+static PROBES_OBJECT: &[u8] =
+    aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/sandwatch-probes"));
 
 /// Deepest cgroup level the probes check ancestors at (see the kernel side's MAX_WATCH_LEVEL).
 pub const MAX_WATCH_LEVEL: u32 = 31;
@@ -25,10 +26,32 @@ pub const MAX_WATCH_LEVEL: u32 = 31;
 /// Syscalls that agent jobs have no business making and that no probe records otherwise: traced
 /// at exit only, for their `-EPERM` (a seccomp refusal). The runner's deny-list joins these.
 pub const DEFAULT_REFUSAL_SYSCALLS: &[&str] = &[
-    "reboot", "swapon", "swapoff", "settimeofday", "clock_settime", "clock_adjtime", "adjtimex",
-    "acct", "quotactl", "open_by_handle_at", "iopl", "ioperm", "delete_module", "sethostname",
-    "setdomainname", "process_vm_readv", "process_vm_writev", "kcmp", "fsopen", "fsmount",
-    "move_mount", "open_tree", "io_uring_setup", "lookup_dcookie", "vhangup", "syslog",
+    "reboot",
+    "swapon",
+    "swapoff",
+    "settimeofday",
+    "clock_settime",
+    "clock_adjtime",
+    "adjtimex",
+    "acct",
+    "quotactl",
+    "open_by_handle_at",
+    "iopl",
+    "ioperm",
+    "delete_module",
+    "sethostname",
+    "setdomainname",
+    "process_vm_readv",
+    "process_vm_writev",
+    "kcmp",
+    "fsopen",
+    "fsmount",
+    "move_mount",
+    "open_tree",
+    "io_uring_setup",
+    "lookup_dcookie",
+    "vhangup",
+    "syslog",
 ];
 
 #[derive(Clone, Debug)]
@@ -47,7 +70,10 @@ impl Default for ProbeConfig {
         Self {
             ring_buffer_bytes: 16 << 20,
             full_counting: false,
-            refusal_syscalls: DEFAULT_REFUSAL_SYSCALLS.iter().map(|s| s.to_string()).collect(),
+            refusal_syscalls: DEFAULT_REFUSAL_SYSCALLS
+                .iter()
+                .map(|s| s.to_string())
+                .collect(),
         }
     }
 }
@@ -65,7 +91,11 @@ pub struct CounterSlots {
 
 impl CounterSlots {
     fn new() -> Self {
-        Self { free: (0..COUNT_SLOTS).rev().collect(), active: StdHashMap::new(), retired: Vec::new() }
+        Self {
+            free: (0..COUNT_SLOTS).rev().collect(),
+            active: StdHashMap::new(),
+            retired: Vec::new(),
+        }
     }
 
     /// A retired slot, read and zeroed, can be used again.
@@ -161,13 +191,21 @@ fn prog_err(what: &str) -> impl FnOnce(ProgramError) -> CollectorError + '_ {
 /// Makes sure tracefs is reachable: aya finds tracepoint ids there. Mounting tracefs at its
 /// standard place is what systemd does at boot; some minimal hosts skip it.
 fn ensure_tracefs() -> Result<(), CollectorError> {
-    if Path::new("/sys/kernel/tracing/events").exists() || Path::new("/sys/kernel/debug/tracing/events").exists() {
+    if Path::new("/sys/kernel/tracing/events").exists()
+        || Path::new("/sys/kernel/debug/tracing/events").exists()
+    {
         return Ok(());
     }
     info!("tracefs is not mounted; mounting it at /sys/kernel/tracing");
     // SAFETY: constant NUL-terminated strings, no data argument.
     let rc = unsafe {
-        libc::mount(c"nodev".as_ptr(), c"/sys/kernel/tracing".as_ptr(), c"tracefs".as_ptr(), 0, std::ptr::null())
+        libc::mount(
+            c"nodev".as_ptr(),
+            c"/sys/kernel/tracing".as_ptr(),
+            c"tracefs".as_ptr(),
+            0,
+            std::ptr::null(),
+        )
     };
     if rc != 0 {
         return Err(CollectorError::Probe(format!(
@@ -214,20 +252,39 @@ impl ProbeSet {
             _ => "sys_exit_sensitive",
         };
         let names = [
-            "sys_enter_exit", "sys_enter_exec", "sys_exit_exec", "sys_exit_process", "sys_exit_file",
-            "sys_exit_file2", "sys_exit_net", "sys_exit_sensitive", "sys_exit_refusal",
-            "sched_process_exit", "signal_deliver",
+            "sys_enter_exit",
+            "sys_enter_exec",
+            "sys_exit_exec",
+            "sys_exit_process",
+            "sys_exit_file",
+            "sys_exit_file2",
+            "sys_exit_net",
+            "sys_exit_sensitive",
+            "sys_exit_refusal",
+            "sched_process_exit",
+            "signal_deliver",
         ];
         for name in names {
             let prog: &mut TracePoint = ebpf
                 .program_mut(name)
-                .ok_or_else(|| CollectorError::Probe(format!("program {name} missing from the object")))?
+                .ok_or_else(|| {
+                    CollectorError::Probe(format!("program {name} missing from the object"))
+                })?
                 .try_into()
                 .map_err(prog_err(name))?;
-            prog.load().map_err(|e| CollectorError::Probe(format!("verifier refused {name}: {e:#}")))?;
+            prog.load()
+                .map_err(|e| CollectorError::Probe(format!("verifier refused {name}: {e:#}")))?;
         }
-        let mut attach = |ebpf: &mut Ebpf, prog: &str, category: &str, tp: &str| -> Result<bool, CollectorError> {
-            let p: &mut TracePoint = ebpf.program_mut(prog).expect("loaded above").try_into().map_err(prog_err(prog))?;
+        let mut attach = |ebpf: &mut Ebpf,
+                          prog: &str,
+                          category: &str,
+                          tp: &str|
+         -> Result<bool, CollectorError> {
+            let p: &mut TracePoint = ebpf
+                .program_mut(prog)
+                .expect("loaded above")
+                .try_into()
+                .map_err(prog_err(prog))?;
             match p.attach(category, tp) {
                 Ok(id) => {
                     links.push(p.take_link(id).map_err(prog_err(prog))?);
@@ -245,12 +302,31 @@ impl ProbeSet {
         // (entry only: they never return).
         for t in TRACED {
             let ok = match t.kind {
-                kind::EXIT => attach(&mut ebpf, "sys_enter_exit", "syscalls", &format!("sys_enter_{}", t.name))?,
+                kind::EXIT => attach(
+                    &mut ebpf,
+                    "sys_enter_exit",
+                    "syscalls",
+                    &format!("sys_enter_{}", t.name),
+                )?,
                 kind::EXEC => {
-                    attach(&mut ebpf, "sys_enter_exec", "syscalls", &format!("sys_enter_{}", t.name))?
-                        && attach(&mut ebpf, "sys_exit_exec", "syscalls", &format!("sys_exit_{}", t.name))?
+                    attach(
+                        &mut ebpf,
+                        "sys_enter_exec",
+                        "syscalls",
+                        &format!("sys_enter_{}", t.name),
+                    )? && attach(
+                        &mut ebpf,
+                        "sys_exit_exec",
+                        "syscalls",
+                        &format!("sys_exit_{}", t.name),
+                    )?
                 }
-                k => attach(&mut ebpf, exit_prog(k), "syscalls", &format!("sys_exit_{}", t.name))?,
+                k => attach(
+                    &mut ebpf,
+                    exit_prog(k),
+                    "syscalls",
+                    &format!("sys_exit_{}", t.name),
+                )?,
             };
             if !ok {
                 missing.push(t.name.to_string());
@@ -260,20 +336,35 @@ impl ProbeSet {
             if TRACED.iter().any(|t| t.name == name) {
                 continue;
             }
-            if !attach(&mut ebpf, "sys_exit_refusal", "syscalls", &format!("sys_exit_{name}"))? {
+            if !attach(
+                &mut ebpf,
+                "sys_exit_refusal",
+                "syscalls",
+                &format!("sys_exit_{name}"),
+            )? {
                 missing.push(name.clone());
             }
         }
-        for (prog, category, tp) in [("sched_process_exit", "sched", "sched_process_exit"), ("signal_deliver", "signal", "signal_deliver")] {
+        for (prog, category, tp) in [
+            ("sched_process_exit", "sched", "sched_process_exit"),
+            ("signal_deliver", "signal", "signal_deliver"),
+        ] {
             if !attach(&mut ebpf, prog, category, tp)? {
-                return Err(CollectorError::Probe(format!("cannot attach to tracepoint {category}:{tp}")));
+                return Err(CollectorError::Probe(format!(
+                    "cannot attach to tracepoint {category}:{tp}"
+                )));
             }
         }
         if attached == 0 {
-            return Err(CollectorError::Probe("no syscall tracepoint could be attached (is CONFIG_FTRACE_SYSCALLS set?)".into()));
+            return Err(CollectorError::Probe(
+                "no syscall tracepoint could be attached (is CONFIG_FTRACE_SYSCALLS set?)".into(),
+            ));
         }
         if !missing.is_empty() {
-            warn!("this kernel has no tracepoint for: {} (not recorded)", missing.join(", "));
+            warn!(
+                "this kernel has no tracepoint for: {} (not recorded)",
+                missing.join(", ")
+            );
         }
         if config.full_counting {
             let p: &mut RawTracePoint = ebpf
@@ -282,19 +373,26 @@ impl ProbeSet {
                 .try_into()
                 .map_err(prog_err("count_all_syscalls"))?;
             p.load().map_err(prog_err("count_all_syscalls"))?;
-            p.attach("sys_enter").map_err(prog_err("attaching count_all_syscalls to sys_enter"))?;
+            p.attach("sys_enter")
+                .map_err(prog_err("attaching count_all_syscalls to sys_enter"))?;
             attached += 1;
         }
 
         let take = |ebpf: &mut Ebpf, name: &str| {
-            ebpf.take_map(name).ok_or_else(|| CollectorError::Probe(format!("map {name} missing from the object")))
+            ebpf.take_map(name)
+                .ok_or_else(|| CollectorError::Probe(format!("map {name} missing from the object")))
         };
-        let map_err = |name: &'static str| move |e: aya::maps::MapError| CollectorError::Probe(format!("map {name}: {e}"));
-        let mut settings_map: Array<MapData, u64> = Array::try_from(take(&mut ebpf, "SETTINGS")?).map_err(map_err("SETTINGS"))?;
+        let map_err = |name: &'static str| {
+            move |e: aya::maps::MapError| CollectorError::Probe(format!("map {name}: {e}"))
+        };
+        let mut settings_map: Array<MapData, u64> =
+            Array::try_from(take(&mut ebpf, "SETTINGS")?).map_err(map_err("SETTINGS"))?;
         settings_map
             .set(settings::FULL_COUNTING, u64::from(config.full_counting), 0)
             .map_err(map_err("SETTINGS"))?;
-        settings_map.set(settings::WAKEUP_BYTES, u64::from(rb / 16), 0).map_err(map_err("SETTINGS"))?;
+        settings_map
+            .set(settings::WAKEUP_BYTES, u64::from(rb / 16), 0)
+            .map_err(map_err("SETTINGS"))?;
         let watched = HashMap::try_from(take(&mut ebpf, "WATCHED")?).map_err(map_err("WATCHED"))?;
         let slots = Arc::new(Mutex::new(CounterSlots::new()));
         // Full counting counts every number; otherwise only the syscalls with probes can move.
@@ -302,7 +400,13 @@ impl ProbeSet {
             (0..NR_SLOTS).collect()
         } else {
             let mut nrs: Vec<u32> = TRACED.iter().map(|t| t.nr as u32).collect();
-            nrs.extend(config.refusal_syscalls.iter().filter_map(|n| n.parse::<syscalls::Sysno>().ok()).map(|s| s.id() as u32));
+            nrs.extend(
+                config
+                    .refusal_syscalls
+                    .iter()
+                    .filter_map(|n| n.parse::<syscalls::Sysno>().ok())
+                    .map(|s| s.id() as u32),
+            );
             nrs.retain(|n| *n < NR_SLOTS);
             nrs.sort_unstable();
             nrs.dedup();
@@ -317,7 +421,18 @@ impl ProbeSet {
             drops: PerCpuArray::try_from(take(&mut ebpf, "DROPS")?).map_err(map_err("DROPS"))?,
         };
         info!(attached, "probes attached");
-        Ok((Self { _ebpf: ebpf, watched, settings: settings_map, levels: BTreeMap::new(), slots, attached, _links: links }, streams))
+        Ok((
+            Self {
+                _ebpf: ebpf,
+                watched,
+                settings: settings_map,
+                levels: BTreeMap::new(),
+                slots,
+                attached,
+                _links: links,
+            },
+            streams,
+        ))
     }
 
     /// Starts recording the processes of cgroup `id` (at depth `level`) and of its descendants.
@@ -332,7 +447,9 @@ impl ProbeSet {
             return Ok(());
         }
         let slot = slots.free.pop().ok_or_else(|| {
-            CollectorError::Config(format!("{COUNT_SLOTS} cgroups are watched already; unwatch one first"))
+            CollectorError::Config(format!(
+                "{COUNT_SLOTS} cgroups are watched already; unwatch one first"
+            ))
         })?;
         if let Err(e) = self.watched.insert(id, slot, 0) {
             slots.free.push(slot);

@@ -17,20 +17,32 @@ use std::{
 
 #[derive(Debug, thiserror::Error)]
 pub enum CgroupError {
-    #[error("no cgroup2 (unified) hierarchy is mounted (looked in /proc/self/mountinfo); sandwatch needs one to attribute events to jobs")]
+    #[error(
+        "no cgroup2 (unified) hierarchy is mounted (looked in /proc/self/mountinfo); sandwatch needs one to attribute events to jobs"
+    )]
     NoUnifiedHierarchy,
-    #[error("cgroup {path} does not exist (give a path under {root}, or one relative to it such as /system.slice/foo.service)")]
+    #[error(
+        "cgroup {path} does not exist (give a path under {root}, or one relative to it such as /system.slice/foo.service)"
+    )]
     NotFound { path: PathBuf, root: PathBuf },
     #[error("{path} is not a cgroup in the unified hierarchy mounted at {root}")]
     NotACgroup { path: PathBuf, root: PathBuf },
     #[error("{action} {path}: {source}")]
-    Io { action: &'static str, path: PathBuf, source: io::Error },
+    Io {
+        action: &'static str,
+        path: PathBuf,
+        source: io::Error,
+    },
     #[error("cgroup {path} still has processes after {waited:?}; it was left in place")]
     Busy { path: PathBuf, waited: Duration },
 }
 
 fn io_err<'a>(action: &'static str, path: &'a Path) -> impl FnOnce(io::Error) -> CgroupError + 'a {
-    move |source| CgroupError::Io { action, path: path.to_owned(), source }
+    move |source| CgroupError::Io {
+        action,
+        path: path.to_owned(),
+        source,
+    }
 }
 
 /// Where the unified hierarchy is mounted.
@@ -75,7 +87,11 @@ impl CgroupRoot {
             Some("/sys/fs/cgroup/unified") => 1,
             _ => 2,
         });
-        mounts.into_iter().next().map(|mount| Self { mount }).ok_or(CgroupError::NoUnifiedHierarchy)
+        mounts
+            .into_iter()
+            .next()
+            .map(|mount| Self { mount })
+            .ok_or(CgroupError::NoUnifiedHierarchy)
     }
 
     pub fn mount(&self) -> &Path {
@@ -85,8 +101,15 @@ impl CgroupRoot {
     /// Names an existing cgroup: an absolute path under the mount, or a path relative to the
     /// hierarchy's root (`/system.slice/ssh.service`).
     pub fn resolve(&self, path: &Path) -> Result<CgroupRef, CgroupError> {
-        let full = if path.starts_with(&self.mount) { path.to_owned() } else { self.mount.join(path.strip_prefix("/").unwrap_or(path)) };
-        let not_found = || CgroupError::NotFound { path: path.to_owned(), root: self.mount.clone() };
+        let full = if path.starts_with(&self.mount) {
+            path.to_owned()
+        } else {
+            self.mount.join(path.strip_prefix("/").unwrap_or(path))
+        };
+        let not_found = || CgroupError::NotFound {
+            path: path.to_owned(),
+            root: self.mount.clone(),
+        };
         if full.components().any(|c| matches!(c, Component::ParentDir)) {
             return Err(not_found());
         }
@@ -96,11 +119,19 @@ impl CgroupRoot {
             Err(e) => return Err(io_err("stat", &full)(e)),
         };
         if !meta.is_dir() || !full.join("cgroup.procs").exists() {
-            return Err(CgroupError::NotACgroup { path: path.to_owned(), root: self.mount.clone() });
+            return Err(CgroupError::NotACgroup {
+                path: path.to_owned(),
+                root: self.mount.clone(),
+            });
         }
         let rel = full.strip_prefix(&self.mount).unwrap_or(Path::new(""));
         let level = rel.components().count() as u32;
-        Ok(CgroupRef { id: meta.ino(), level, name: format!("/{}", rel.display()), path: full })
+        Ok(CgroupRef {
+            id: meta.ino(),
+            level,
+            name: format!("/{}", rel.display()),
+            path: full,
+        })
     }
 }
 
@@ -110,7 +141,10 @@ fn unescape_mount_path(s: &str) -> String {
     let mut out = Vec::with_capacity(b.len());
     let mut i = 0;
     while i < b.len() {
-        if b[i] == b'\\' && i + 3 < b.len() && b[i + 1..i + 4].iter().all(|c| (b'0'..=b'7').contains(c)) {
+        if b[i] == b'\\'
+            && i + 3 < b.len()
+            && b[i + 1..i + 4].iter().all(|c| (b'0'..=b'7').contains(c))
+        {
             out.push((b[i + 1] - b'0') * 64 + (b[i + 2] - b'0') * 8 + (b[i + 3] - b'0'));
             i += 4;
         } else {
@@ -147,8 +181,15 @@ impl JobCgroup {
         fs::create_dir(&path).map_err(io_err("create cgroup", &path))?;
         let cgroup = root.resolve(&path)?;
         let procs_path = path.join("cgroup.procs");
-        let procs = OpenOptions::new().write(true).open(&procs_path).map_err(io_err("open", &procs_path))?;
-        Ok(Self { cgroup, procs, removed: false })
+        let procs = OpenOptions::new()
+            .write(true)
+            .open(&procs_path)
+            .map_err(io_err("open", &procs_path))?;
+        Ok(Self {
+            cgroup,
+            procs,
+            removed: false,
+        })
     }
 
     pub fn cgroup(&self) -> &CgroupRef {
@@ -163,7 +204,9 @@ impl JobCgroup {
 
     /// Moves a running process into the cgroup.
     pub fn add(&self, pid: u32) -> Result<(), CgroupError> {
-        (&self.procs).write_all(pid.to_string().as_bytes()).map_err(io_err("add a process to", &self.cgroup.path))
+        (&self.procs)
+            .write_all(pid.to_string().as_bytes())
+            .map_err(io_err("add a process to", &self.cgroup.path))
     }
 
     /// Whether any process is still in the cgroup (or below it).
@@ -176,7 +219,10 @@ impl JobCgroup {
     /// Number of processes in the cgroup itself.
     pub fn process_count(&self) -> Result<usize, CgroupError> {
         let path = self.cgroup.path.join("cgroup.procs");
-        Ok(fs::read_to_string(&path).map_err(io_err("read", &path))?.lines().count())
+        Ok(fs::read_to_string(&path)
+            .map_err(io_err("read", &path))?
+            .lines()
+            .count())
     }
 
     /// Kills every process in the cgroup at once (`cgroup.kill`).
@@ -215,7 +261,10 @@ fn remove_cgroup(path: &Path, patience: Duration) -> Result<(), CgroupError> {
                     killed = true;
                 }
                 if start.elapsed() > patience {
-                    return Err(CgroupError::Busy { path: path.to_owned(), waited: patience });
+                    return Err(CgroupError::Busy {
+                        path: path.to_owned(),
+                        waited: patience,
+                    });
                 }
                 thread::sleep(Duration::from_millis(10));
             }

@@ -368,40 +368,87 @@ mod tests {
     use super::*;
 
     fn common() -> Common<'static> {
-        Common { time_ns: 1, host: "h", comm: "c", event: "execve", ..Default::default() }
+        Common {
+            time_ns: 1,
+            host: "h",
+            comm: "c",
+            event: "execve",
+            ..Default::default()
+        }
     }
 
     #[test]
     fn every_builder_matches_its_schema() {
         let mut p = ProcessEventsBuilder::new(4);
-        p.append(&ProcessEvent { common: common(), argv: Some(b"ls\0-l\0"), ..Default::default() });
-        p.append(&ProcessEvent { common: common(), id_args: Some(&[0, -1]), ..Default::default() });
+        p.append(&ProcessEvent {
+            common: common(),
+            argv: Some(b"ls\0-l\0"),
+            ..Default::default()
+        });
+        p.append(&ProcessEvent {
+            common: common(),
+            id_args: Some(&[0, -1]),
+            ..Default::default()
+        });
         let batch = p.finish().unwrap();
         assert_eq!(batch.num_rows(), 2);
-        let argv = batch.column_by_name("argv").unwrap().as_any().downcast_ref::<ListArray>().unwrap();
+        let argv = batch
+            .column_by_name("argv")
+            .unwrap()
+            .as_any()
+            .downcast_ref::<ListArray>()
+            .unwrap();
         let first = argv.value(0);
         let first = first.as_any().downcast_ref::<StringArray>().unwrap();
-        assert_eq!((first.value(0), first.value(1), first.len()), ("ls", "-l", 2));
+        assert_eq!(
+            (first.value(0), first.value(1), first.len()),
+            ("ls", "-l", 2)
+        );
         assert!(argv.is_null(1));
         assert_eq!(p.len(), 0, "finish starts a new batch");
 
         let mut f = FileEventsBuilder::new(1);
-        f.append(&FileEvent { common: common(), path: Some("/etc/hostname"), ..Default::default() });
+        f.append(&FileEvent {
+            common: common(),
+            path: Some("/etc/hostname"),
+            ..Default::default()
+        });
         assert_eq!(f.finish().unwrap().num_rows(), 1);
         let mut n = NetworkEventsBuilder::new(1);
-        n.append(&NetworkEvent { common: common(), dport: Some(53), ..Default::default() });
+        n.append(&NetworkEvent {
+            common: common(),
+            dport: Some(53),
+            ..Default::default()
+        });
         assert_eq!(n.finish().unwrap().num_rows(), 1);
         let mut s = SyscallEventsBuilder::new(1);
-        s.append(&SyscallEvent { common: common(), args: Some(&[1, 2]), refused: true });
+        s.append(&SyscallEvent {
+            common: common(),
+            args: Some(&[1, 2]),
+            refused: true,
+        });
         assert_eq!(s.finish().unwrap().num_rows(), 1);
         let mut c = CountsBuilder::new(1);
         c.append(&CountRow {
-            time_ns: 1, host: "h", sandbox_id: None, cgroup_id: 2, syscall: "openat", syscall_nr: 257,
-            count: 3, window_ms: 1000,
+            time_ns: 1,
+            host: "h",
+            sandbox_id: None,
+            cgroup_id: 2,
+            syscall: "openat",
+            syscall_nr: 257,
+            count: 3,
+            window_ms: 1000,
         });
         assert_eq!(c.finish().unwrap().num_rows(), 1);
         let mut d = DropsBuilder::new(1);
-        d.append(&DropRow { time_ns: 1, host: "h", source: "kernel", kind: "file", count: 1, total: 1 });
+        d.append(&DropRow {
+            time_ns: 1,
+            host: "h",
+            source: "kernel",
+            kind: "file",
+            count: 1,
+            total: 1,
+        });
         assert_eq!(d.finish().unwrap().num_rows(), 1);
     }
 }

@@ -19,12 +19,10 @@ use arrow_array::RecordBatch;
 use arrow_schema::{DataType, Field, Schema, SchemaRef, TimeUnit};
 
 pub use builders::{
-    BatchBuilder,    CountsBuilder, DropsBuilder, FileEventsBuilder, NetworkEventsBuilder, ProcessEventsBuilder,
-    SyscallEventsBuilder,
+    BatchBuilder, CountsBuilder, DropsBuilder, FileEventsBuilder, NetworkEventsBuilder,
+    ProcessEventsBuilder, SyscallEventsBuilder,
 };
-pub use events::{
-    Common, CountRow, DropRow, FileEvent, NetworkEvent, ProcessEvent, SyscallEvent,
-};
+pub use events::{Common, CountRow, DropRow, FileEvent, NetworkEvent, ProcessEvent, SyscallEvent};
 
 /// Every table of the audit log this build writes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -62,9 +60,10 @@ impl Table {
     pub fn schema(self) -> SchemaRef {
         // Built once per call site that needs it; callers keep the Arc.
         let mut fields = match self {
-            Table::ProcessEvents | Table::FileEvents | Table::NetworkEvents | Table::SyscallEvents => {
-                common_fields()
-            }
+            Table::ProcessEvents
+            | Table::FileEvents
+            | Table::NetworkEvents
+            | Table::SyscallEvents => common_fields(),
             Table::SyscallCounts | Table::Drops => vec![time_field()],
         };
         fields.extend(match self {
@@ -138,13 +137,18 @@ impl fmt::Display for Table {
 }
 
 #[derive(Debug, thiserror::Error)]
-#[error("unknown table {0:?} (tables: process_events, file_events, network_events, syscall_events, syscall_counts, drops)")]
+#[error(
+    "unknown table {0:?} (tables: process_events, file_events, network_events, syscall_events, syscall_counts, drops)"
+)]
 pub struct UnknownTable(pub String);
 
 impl FromStr for Table {
     type Err = UnknownTable;
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        Table::ALL.into_iter().find(|t| t.name() == s).ok_or_else(|| UnknownTable(s.to_owned()))
+        Table::ALL
+            .into_iter()
+            .find(|t| t.name() == s)
+            .ok_or_else(|| UnknownTable(s.to_owned()))
     }
 }
 
@@ -157,12 +161,28 @@ pub struct TableBatch {
 
 /// The columns every event table starts with, in this order.
 pub const COMMON_COLUMNS: [&str; 14] = [
-    "time", "host", "sandbox_id", "cgroup_id", "pid", "tid", "ppid", "uid", "gid", "comm", "exe",
-    "event", "syscall", "ret",
+    "time",
+    "host",
+    "sandbox_id",
+    "cgroup_id",
+    "pid",
+    "tid",
+    "ppid",
+    "uid",
+    "gid",
+    "comm",
+    "exe",
+    "event",
+    "syscall",
+    "ret",
 ];
 
 fn time_field() -> Field {
-    Field::new("time", DataType::Timestamp(TimeUnit::Nanosecond, Some("UTC".into())), false)
+    Field::new(
+        "time",
+        DataType::Timestamp(TimeUnit::Nanosecond, Some("UTC".into())),
+        false,
+    )
 }
 
 fn list_of(item: DataType) -> DataType {
@@ -194,9 +214,19 @@ mod tests {
 
     #[test]
     fn every_event_table_starts_with_the_common_columns() {
-        for t in [Table::ProcessEvents, Table::FileEvents, Table::NetworkEvents, Table::SyscallEvents] {
+        for t in [
+            Table::ProcessEvents,
+            Table::FileEvents,
+            Table::NetworkEvents,
+            Table::SyscallEvents,
+        ] {
             let schema = t.schema();
-            let names: Vec<&str> = schema.fields().iter().take(COMMON_COLUMNS.len()).map(|f| f.name().as_str()).collect();
+            let names: Vec<&str> = schema
+                .fields()
+                .iter()
+                .take(COMMON_COLUMNS.len())
+                .map(|f| f.name().as_str())
+                .collect();
             assert_eq!(names, COMMON_COLUMNS, "{t}");
         }
     }

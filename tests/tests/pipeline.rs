@@ -16,12 +16,23 @@ use support::*;
 
 fn last_json_line(stdout: &[u8]) -> Value {
     let text = String::from_utf8_lossy(stdout);
-    let line = text.lines().rev().find(|l| l.starts_with('{')).unwrap_or_else(|| panic!("no JSON line in job output: {text}"));
+    let line = text
+        .lines()
+        .rev()
+        .find(|l| l.starts_with('{'))
+        .unwrap_or_else(|| panic!("no JSON line in job output: {text}"));
     serde_json::from_str(line).unwrap()
 }
 
-fn one<'a>(rows: Vec<&'a std::collections::HashMap<String, Option<String>>>, what: &str) -> &'a std::collections::HashMap<String, Option<String>> {
-    assert_eq!(rows.len(), 1, "expected exactly one row for {what}, got {rows:#?}");
+fn one<'a>(
+    rows: Vec<&'a std::collections::HashMap<String, Option<String>>>,
+    what: &str,
+) -> &'a std::collections::HashMap<String, Option<String>> {
+    assert_eq!(
+        rows.len(),
+        1,
+        "expected exactly one row for {what}, got {rows:#?}"
+    );
     rows[0]
 }
 
@@ -41,16 +52,32 @@ fn a_job_is_recorded_with_arguments_and_results() {
     let (tport_s, uport_s) = (tport.to_string(), uport.to_string());
     let started_ns = chrono_now_ns();
     let out = sandwatch(&[
-        "run", "--data", data.to_str().unwrap(), "--sandbox-id", &sandbox, "--",
-        job_bin(), "script", &tport_s, &uport_s, file.to_str().unwrap(),
+        "run",
+        "--data",
+        data.to_str().unwrap(),
+        "--sandbox-id",
+        &sandbox,
+        "--",
+        job_bin(),
+        "script",
+        &tport_s,
+        &uport_s,
+        file.to_str().unwrap(),
     ]);
     let ended_ns = chrono_now_ns();
-    assert_eq!(out.status.code(), Some(7), "sandwatch run exits with the job's status");
+    assert_eq!(
+        out.status.code(),
+        Some(7),
+        "sandwatch run exits with the job's status"
+    );
     let facts = last_json_line(&out.stdout);
     let mut buf = [0u8; 64];
     let (n, _) = udp.recv_from(&mut buf).expect("the datagram arrived");
     assert_eq!(&buf[..n], b"sandwatch-udp");
-    accepter.join().unwrap().expect("the TCP connection arrived");
+    accepter
+        .join()
+        .unwrap()
+        .expect("the TCP connection arrived");
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("no records lost"), "{stderr}");
 
@@ -61,40 +88,125 @@ fn a_job_is_recorded_with_arguments_and_results() {
 
     // process_events
     let procs = read_table(&data, "process_events");
-    let job_exec = one(procs.filter(|r| get(r, "event") == Some("execve") && get(r, "pid") == Some(&pid) && get(r, "ret") == Some("0")), "the job's exec");
+    let job_exec = one(
+        procs.filter(|r| {
+            get(r, "event") == Some("execve")
+                && get(r, "pid") == Some(&pid)
+                && get(r, "ret") == Some("0")
+        }),
+        "the job's exec",
+    );
     assert_eq!(get(job_exec, "filename"), Some(job_bin()));
-    assert_eq!(get(job_exec, "argv"), Some(format!("[{}, script, {tport}, {uport}, {file}]", job_bin()).as_str()));
+    assert_eq!(
+        get(job_exec, "argv"),
+        Some(format!("[{}, script, {tport}, {uport}, {file}]", job_bin()).as_str())
+    );
     assert_eq!(get(job_exec, "argv_truncated"), Some("false"));
     assert_eq!(get(job_exec, "exe"), Some(job_bin()));
     assert_eq!(get(job_exec, "sandbox_id"), Some(sandbox.as_str()));
-    let cat_exec = one(procs.filter(|r| get(r, "event") == Some("execve") && get(r, "argv") == Some(&format!("[{cat}, /etc/hostname]"))), "cat's exec");
+    let cat_exec = one(
+        procs.filter(|r| {
+            get(r, "event") == Some("execve")
+                && get(r, "argv") == Some(&format!("[{cat}, /etc/hostname]"))
+        }),
+        "cat's exec",
+    );
     assert_eq!(get(cat_exec, "ret"), Some("0"));
     assert_eq!(get(cat_exec, "filename"), Some(cat));
-    assert_eq!(get(cat_exec, "ppid"), Some(pid.as_str()), "cat's parent is the job");
+    assert_eq!(
+        get(cat_exec, "ppid"),
+        Some(pid.as_str()),
+        "cat's parent is the job"
+    );
     assert_eq!(get(cat_exec, "comm"), Some("cat"));
     let cat_pid = get(cat_exec, "pid").unwrap().to_owned();
     let spawn = one(
         procs.filter(|r| get(r, "pid") == Some(&pid) && get(r, "child_pid") == Some(&cat_pid)),
         "the clone that made cat",
     );
-    assert!(matches!(get(spawn, "event"), Some("clone" | "clone3" | "fork" | "vfork")), "{spawn:?}");
+    assert!(
+        matches!(
+            get(spawn, "event"),
+            Some("clone" | "clone3" | "fork" | "vfork")
+        ),
+        "{spawn:?}"
+    );
     assert_eq!(get(spawn, "ret"), Some(cat_pid.as_str()));
-    one(procs.filter(|r| get(r, "pid") == Some(&pid) && get(r, "child_pid") == Some(&tracee)), "the fork of the tracee");
-    let attach = one(procs.with("event", "ptrace").into_iter().filter(|r| get(r, "ptrace_request") == Some("16")).collect(), "PTRACE_ATTACH");
-    assert_eq!((get(attach, "target_pid"), get(attach, "ret"), get(attach, "pid")), (Some(tracee.as_str()), Some("0"), Some(pid.as_str())));
-    let detach = one(procs.with("event", "ptrace").into_iter().filter(|r| get(r, "ptrace_request") == Some("17")).collect(), "PTRACE_DETACH");
+    one(
+        procs.filter(|r| get(r, "pid") == Some(&pid) && get(r, "child_pid") == Some(&tracee)),
+        "the fork of the tracee",
+    );
+    let attach = one(
+        procs
+            .with("event", "ptrace")
+            .into_iter()
+            .filter(|r| get(r, "ptrace_request") == Some("16"))
+            .collect(),
+        "PTRACE_ATTACH",
+    );
+    assert_eq!(
+        (
+            get(attach, "target_pid"),
+            get(attach, "ret"),
+            get(attach, "pid")
+        ),
+        (Some(tracee.as_str()), Some("0"), Some(pid.as_str()))
+    );
+    let detach = one(
+        procs
+            .with("event", "ptrace")
+            .into_iter()
+            .filter(|r| get(r, "ptrace_request") == Some("17"))
+            .collect(),
+        "PTRACE_DETACH",
+    );
     assert_eq!(get(detach, "ret"), Some("0"));
-    let kill = one(procs.filter(|r| get(r, "event") == Some("kill") && get(r, "pid") == Some(&pid)), "the kill");
-    assert_eq!((get(kill, "target_pid"), get(kill, "signal"), get(kill, "ret")), (Some(tracee.as_str()), Some("9"), Some("0")));
+    let kill = one(
+        procs.filter(|r| get(r, "event") == Some("kill") && get(r, "pid") == Some(&pid)),
+        "the kill",
+    );
+    assert_eq!(
+        (
+            get(kill, "target_pid"),
+            get(kill, "signal"),
+            get(kill, "ret")
+        ),
+        (Some(tracee.as_str()), Some("9"), Some("0"))
+    );
     let exits = procs.with("event", "exit");
-    let exit_of = |p: &str| one(exits.iter().copied().filter(|r| get(r, "pid") == Some(p)).collect(), "an exit");
-    assert_eq!((get(exit_of(&pid), "exit_code"), get(exit_of(&pid), "exit_signal")), (Some("7"), None));
+    let exit_of = |p: &str| {
+        one(
+            exits
+                .iter()
+                .copied()
+                .filter(|r| get(r, "pid") == Some(p))
+                .collect(),
+            "an exit",
+        )
+    };
+    assert_eq!(
+        (
+            get(exit_of(&pid), "exit_code"),
+            get(exit_of(&pid), "exit_signal")
+        ),
+        (Some("7"), None)
+    );
     assert_eq!(get(exit_of(&cat_pid), "exit_code"), Some("0"));
-    assert_eq!((get(exit_of(&tracee), "exit_code"), get(exit_of(&tracee), "exit_signal")), (None, Some("9")));
+    assert_eq!(
+        (
+            get(exit_of(&tracee), "exit_code"),
+            get(exit_of(&tracee), "exit_signal")
+        ),
+        (None, Some("9"))
+    );
 
     // file_events
     let files = read_table(&data, "file_events");
-    let hostname = one(files.filter(|r| get(r, "pid") == Some(&cat_pid) && get(r, "path") == Some("/etc/hostname")), "cat's open");
+    let hostname = one(
+        files
+            .filter(|r| get(r, "pid") == Some(&cat_pid) && get(r, "path") == Some("/etc/hostname")),
+        "cat's open",
+    );
     assert_eq!(get(hostname, "event"), Some("openat"));
     assert!(get(hostname, "ret").unwrap().parse::<i64>().unwrap() >= 0);
     assert!(get(hostname, "flags_text").unwrap().starts_with("O_RDONLY"));
@@ -104,7 +216,11 @@ fn a_job_is_recorded_with_arguments_and_results() {
     assert_eq!(get(w, "flags_text"), Some("O_WRONLY|O_CREAT|O_TRUNC"));
     assert_eq!(get(w, "mode"), Some("416"), "0o640");
     assert_eq!(get(w, "ret"), Some(facts["wfd"].to_string().as_str()));
-    assert_eq!(get(w, "dirfd"), Some("-100"), "AT_FDCWD: open(2) is openat(AT_FDCWD)");
+    assert_eq!(
+        get(w, "dirfd"),
+        Some("-100"),
+        "AT_FDCWD: open(2) is openat(AT_FDCWD)"
+    );
     assert_eq!(get(r, "flags_text"), Some("O_RDONLY"));
     assert_eq!(get(r, "mode"), None, "no mode without O_CREAT");
     assert_eq!(get(r, "ret"), Some(facts["rfd"].to_string().as_str()));
@@ -114,27 +230,67 @@ fn a_job_is_recorded_with_arguments_and_results() {
     let net = read_table(&data, "network_events");
     let tcp_fd = facts["tcp_fd"].to_string();
     let udp_fd = facts["udp_fd"].to_string();
-    let sock = one(net.filter(|r| get(r, "event") == Some("socket") && get(r, "ret") == Some(&tcp_fd) && get(r, "sock_type") == Some("stream")), "the TCP socket");
-    assert_eq!((get(sock, "family"), get(sock, "protocol")), (Some("inet"), Some("tcp")));
+    let sock = one(
+        net.filter(|r| {
+            get(r, "event") == Some("socket")
+                && get(r, "ret") == Some(&tcp_fd)
+                && get(r, "sock_type") == Some("stream")
+        }),
+        "the TCP socket",
+    );
+    assert_eq!(
+        (get(sock, "family"), get(sock, "protocol")),
+        (Some("inet"), Some("tcp"))
+    );
     let connect = one(net.with("event", "connect"), "the connect");
     assert_eq!(get(connect, "daddr"), Some("127.0.0.1"));
     assert_eq!(get(connect, "dport"), Some(tport_s.as_str()));
     assert_eq!(get(connect, "ret"), Some("0"));
     assert_eq!(get(connect, "fd"), Some(tcp_fd.as_str()));
-    assert_eq!((get(connect, "family"), get(connect, "protocol")), (Some("inet"), Some("tcp")));
+    assert_eq!(
+        (get(connect, "family"), get(connect, "protocol")),
+        (Some("inet"), Some("tcp"))
+    );
     let send = one(net.with("event", "sendto"), "the datagram");
-    assert_eq!((get(send, "daddr"), get(send, "dport")), (Some("127.0.0.1"), Some(uport_s.as_str())));
+    assert_eq!(
+        (get(send, "daddr"), get(send, "dport")),
+        (Some("127.0.0.1"), Some(uport_s.as_str()))
+    );
     assert_eq!(get(send, "fd"), Some(udp_fd.as_str()));
     assert_eq!(get(send, "ret"), Some(facts["sent"].to_string().as_str()));
     assert_eq!(get(send, "bytes"), Some("13"));
     assert_eq!(get(send, "protocol"), Some("udp"));
 
     // Every event row is the sandbox's, with the common columns filled.
-    for (name, t) in [("process_events", &procs), ("file_events", &files), ("network_events", &net)] {
+    for (name, t) in [
+        ("process_events", &procs),
+        ("file_events", &files),
+        ("network_events", &net),
+    ] {
         for row in &t.rows {
-            assert_eq!(get(row, "sandbox_id"), Some(sandbox.as_str()), "{name}: {row:?}");
-            assert_eq!(get(row, "host"), Some(std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap().trim()));
-            for col in ["time", "cgroup_id", "pid", "tid", "uid", "gid", "comm", "event"] {
+            assert_eq!(
+                get(row, "sandbox_id"),
+                Some(sandbox.as_str()),
+                "{name}: {row:?}"
+            );
+            assert_eq!(
+                get(row, "host"),
+                Some(
+                    std::fs::read_to_string("/proc/sys/kernel/hostname")
+                        .unwrap()
+                        .trim()
+                )
+            );
+            for col in [
+                "time",
+                "cgroup_id",
+                "pid",
+                "tid",
+                "uid",
+                "gid",
+                "comm",
+                "event",
+            ] {
                 assert!(get(row, col).is_some(), "{name}.{col} is null: {row:?}");
             }
         }
@@ -142,16 +298,37 @@ fn a_job_is_recorded_with_arguments_and_results() {
 
     // syscall_counts: counted in the kernel, at least what the rows show.
     let counts = read_table(&data, "syscall_counts");
-    let openats: u64 = counts.with("syscall", "openat").iter().map(|r| get(r, "count").unwrap().parse::<u64>().unwrap()).sum();
-    assert_eq!(openats, files.with("event", "openat").len() as u64, "every counted openat has its row");
-    assert!(counts.rows.iter().all(|r| get(r, "sandbox_id") == Some(sandbox.as_str())));
+    let openats: u64 = counts
+        .with("syscall", "openat")
+        .iter()
+        .map(|r| get(r, "count").unwrap().parse::<u64>().unwrap())
+        .sum();
+    assert_eq!(
+        openats,
+        files.with("event", "openat").len() as u64,
+        "every counted openat has its row"
+    );
+    assert!(
+        counts
+            .rows
+            .iter()
+            .all(|r| get(r, "sandbox_id") == Some(sandbox.as_str()))
+    );
     assert_eq!(read_table(&data, "drops").len(), 0);
 
     // An independent reader agrees, and times are UTC nanoseconds within the run.
     let glob = |t: &str| format!("{}/{t}/**/*.parquet", data.display());
-    for (t, rows) in [("process_events", procs.len()), ("file_events", files.len()), ("network_events", net.len())] {
+    for (t, rows) in [
+        ("process_events", procs.len()),
+        ("file_events", files.len()),
+        ("network_events", net.len()),
+    ] {
         let got = duckdb(&format!("select count(*) from read_parquet('{}')", glob(t)));
-        assert_eq!(got[0][0].as_u64(), Some(rows as u64), "duckdb row count of {t}");
+        assert_eq!(
+            got[0][0].as_u64(),
+            Some(rows as u64),
+            "duckdb row count of {t}"
+        );
     }
     let got = duckdb(&format!(
         "select daddr, dport, epoch_ns(time) from read_parquet('{}', hive_partitioning = true) where event = 'connect'",
@@ -160,13 +337,25 @@ fn a_job_is_recorded_with_arguments_and_results() {
     assert_eq!(got[0][0].as_str(), Some("127.0.0.1"));
     assert_eq!(got[0][1].as_u64(), Some(tport as u64));
     let t = got[0][2].as_i64().unwrap();
-    assert!(t >= started_ns && t <= ended_ns, "connect time {t} outside the run [{started_ns}, {ended_ns}]");
-    let partitions = duckdb(&format!("select distinct date, hour from read_parquet('{}', hive_partitioning = true)", glob("file_events")));
-    assert!(!partitions.is_empty(), "hive partitions date=/hour= are readable");
+    assert!(
+        t >= started_ns && t <= ended_ns,
+        "connect time {t} outside the run [{started_ns}, {ended_ns}]"
+    );
+    let partitions = duckdb(&format!(
+        "select distinct date, hour from read_parquet('{}', hive_partitioning = true)",
+        glob("file_events")
+    ));
+    assert!(
+        !partitions.is_empty(),
+        "hive partitions date=/hour= are readable"
+    );
 }
 
 fn chrono_now_ns() -> i64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos() as i64
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos() as i64
 }
 
 #[test]
@@ -181,14 +370,28 @@ fn only_watched_cgroups_and_their_children_are_recorded() {
     std::fs::write(&marker, "x").unwrap();
     // A process in a CHILD cgroup of the watched one, which acts only after the watch is on.
     let mut inside = Command::new("sh")
-        .args(["-c", &format!("while [ ! -e {} ]; do sleep 0.02; done; exec {} open {}", go.display(), job_bin(), marker.display())])
+        .args([
+            "-c",
+            &format!(
+                "while [ ! -e {} ]; do sleep 0.02; done; exec {} open {}",
+                go.display(),
+                job_bin(),
+                marker.display()
+            ),
+        ])
         .stdout(Stdio::piped())
         .spawn()
         .unwrap();
     inner.add(inside.id());
 
     let mut watch = Command::new(sandwatch_bin())
-        .args(["watch", "--data", data.to_str().unwrap(), "--cgroup", &watched.name])
+        .args([
+            "watch",
+            "--data",
+            data.to_str().unwrap(),
+            "--cgroup",
+            &watched.name,
+        ])
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
@@ -205,7 +408,8 @@ fn only_watched_cgroups_and_their_children_are_recorded() {
         }
         all
     });
-    rx.recv_timeout(Duration::from_secs(30)).expect("sandwatch watch started");
+    rx.recv_timeout(Duration::from_secs(30))
+        .expect("sandwatch watch started");
 
     // The same actions as the recorded job, from outside the watched cgroup.
     let tcp = TcpListener::bind("127.0.0.1:0").unwrap();
@@ -215,7 +419,12 @@ fn only_watched_cgroups_and_their_children_are_recorded() {
     let uport = udp.local_addr().unwrap().port();
     let outside_file = dir.path().join("outside.txt");
     let out = Command::new(job_bin())
-        .args(["script", &tport.to_string(), &uport.to_string(), outside_file.to_str().unwrap()])
+        .args([
+            "script",
+            &tport.to_string(),
+            &uport.to_string(),
+            outside_file.to_str().unwrap(),
+        ])
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(7));
@@ -224,7 +433,12 @@ fn only_watched_cgroups_and_their_children_are_recorded() {
 
     std::fs::write(&go, "").unwrap();
     let mut inside_out = String::new();
-    inside.stdout.take().unwrap().read_to_string(&mut inside_out).unwrap();
+    inside
+        .stdout
+        .take()
+        .unwrap()
+        .read_to_string(&mut inside_out)
+        .unwrap();
     assert!(inside.wait().unwrap().success());
     let inside_pid = last_json_line(inside_out.as_bytes())["pid"].to_string();
 
@@ -235,7 +449,10 @@ fn only_watched_cgroups_and_their_children_are_recorded() {
         if let Some(s) = watch.try_wait().unwrap() {
             break s;
         }
-        assert!(Instant::now() < deadline, "sandwatch watch did not stop on SIGINT");
+        assert!(
+            Instant::now() < deadline,
+            "sandwatch watch did not stop on SIGINT"
+        );
         std::thread::sleep(Duration::from_millis(20));
     };
     let log = logger.join().unwrap();
@@ -243,18 +460,46 @@ fn only_watched_cgroups_and_their_children_are_recorded() {
     assert_eq!(status.code(), Some(0), "watch exits 0 after SIGINT");
 
     let files = read_table(&data, "file_events");
-    let seen = one(files.filter(|r| get(r, "path") == Some(marker.to_str().unwrap())), "the inside process's open");
+    let seen = one(
+        files.filter(|r| get(r, "path") == Some(marker.to_str().unwrap())),
+        "the inside process's open",
+    );
     assert_eq!(get(seen, "pid"), Some(inside_pid.as_str()));
-    assert_eq!(get(seen, "sandbox_id"), Some(watched.name.as_str()), "attributed to the watched cgroup");
-    assert_eq!(get(seen, "cgroup_id"), Some(inner.id().to_string().as_str()), "cgroup_id is the process's own cgroup");
-    for table in ["process_events", "file_events", "network_events", "syscall_events"] {
+    assert_eq!(
+        get(seen, "sandbox_id"),
+        Some(watched.name.as_str()),
+        "attributed to the watched cgroup"
+    );
+    assert_eq!(
+        get(seen, "cgroup_id"),
+        Some(inner.id().to_string().as_str()),
+        "cgroup_id is the process's own cgroup"
+    );
+    for table in [
+        "process_events",
+        "file_events",
+        "network_events",
+        "syscall_events",
+    ] {
         let rows = read_table(&data, table);
-        let leaked = rows.filter(|r| get(r, "pid") == Some(&outside_pid) || get(r, "ppid") == Some(&outside_pid));
-        assert!(leaked.is_empty(), "{table} recorded the unwatched process: {leaked:#?}");
+        let leaked = rows.filter(|r| {
+            get(r, "pid") == Some(&outside_pid) || get(r, "ppid") == Some(&outside_pid)
+        });
+        assert!(
+            leaked.is_empty(),
+            "{table} recorded the unwatched process: {leaked:#?}"
+        );
     }
-    assert!(files.with("path", outside_file.to_str().unwrap()).is_empty());
+    assert!(
+        files
+            .with("path", outside_file.to_str().unwrap())
+            .is_empty()
+    );
     let net = read_table(&data, "network_events");
-    assert!(net.with("dport", &tport.to_string()).is_empty() && net.with("dport", &uport.to_string()).is_empty());
+    assert!(
+        net.with("dport", &tport.to_string()).is_empty()
+            && net.with("dport", &uport.to_string()).is_empty()
+    );
 }
 
 #[test]
@@ -264,7 +509,15 @@ fn ring_buffer_overflow_is_counted_exactly() {
     let data = dir.path().join("data");
     let opens = 200_000u64;
     let out = sandwatch(&[
-        "run", "--data", data.to_str().unwrap(), "--ring-buffer-size", "4096", "--", job_bin(), "burst", &opens.to_string(),
+        "run",
+        "--data",
+        data.to_str().unwrap(),
+        "--ring-buffer-size",
+        "4096",
+        "--",
+        job_bin(),
+        "burst",
+        &opens.to_string(),
     ]);
     assert!(out.status.success());
     let stderr = String::from_utf8_lossy(&out.stderr);
@@ -278,18 +531,42 @@ fn ring_buffer_overflow_is_counted_exactly() {
     assert!(lost > 0);
 
     let drops = read_table(&data, "drops");
-    let dropped: u64 = drops.with("source", "kernel").iter().map(|r| get(r, "count").unwrap().parse::<u64>().unwrap()).sum();
-    assert_eq!(dropped, lost, "the drops table holds exactly what the kernel counted");
-    let file_drops: u64 = drops.filter(|r| get(r, "source") == Some("kernel") && get(r, "kind") == Some("file")).iter().map(|r| get(r, "count").unwrap().parse::<u64>().unwrap()).sum();
+    let dropped: u64 = drops
+        .with("source", "kernel")
+        .iter()
+        .map(|r| get(r, "count").unwrap().parse::<u64>().unwrap())
+        .sum();
+    assert_eq!(
+        dropped, lost,
+        "the drops table holds exactly what the kernel counted"
+    );
+    let file_drops: u64 = drops
+        .filter(|r| get(r, "source") == Some("kernel") && get(r, "kind") == Some("file"))
+        .iter()
+        .map(|r| get(r, "count").unwrap().parse::<u64>().unwrap())
+        .sum();
     assert!(file_drops > 0);
 
     // The in-kernel syscall counter is not subject to ring-buffer space: every openat it counted
     // is either a row or a counted drop.
     let files = read_table(&data, "file_events");
-    let counted: u64 = read_table(&data, "syscall_counts").with("syscall", "openat").iter().map(|r| get(r, "count").unwrap().parse::<u64>().unwrap()).sum();
+    let counted: u64 = read_table(&data, "syscall_counts")
+        .with("syscall", "openat")
+        .iter()
+        .map(|r| get(r, "count").unwrap().parse::<u64>().unwrap())
+        .sum();
     assert!(counted >= opens);
-    assert!(files.filter(|r| get(r, "event") != Some("openat")).is_empty(), "the burst only opens");
-    assert_eq!(counted, files.len() as u64 + file_drops, "counted = recorded + dropped");
+    assert!(
+        files
+            .filter(|r| get(r, "event") != Some("openat"))
+            .is_empty(),
+        "the burst only opens"
+    );
+    assert_eq!(
+        counted,
+        files.len() as u64 + file_drops,
+        "counted = recorded + dropped"
+    );
 }
 
 #[test]
@@ -302,23 +579,53 @@ fn bad_input_gets_one_clear_line_and_exit_code_2() {
     let missing_cmd = sandwatch(&["run", "--data", data]);
     assert_eq!(missing_cmd.status.code(), Some(2));
 
-    let no_cgroup = sandwatch(&["watch", "--data", data, "--cgroup", "/sandwatch-no-such-cgroup"]);
+    let no_cgroup = sandwatch(&[
+        "watch",
+        "--data",
+        data,
+        "--cgroup",
+        "/sandwatch-no-such-cgroup",
+    ]);
     assert_eq!(no_cgroup.status.code(), Some(2));
     let msg = String::from_utf8_lossy(&no_cgroup.stderr);
-    assert!(msg.contains("/sandwatch-no-such-cgroup") && msg.contains("does not exist"), "{msg}");
-    assert_eq!(msg.lines().filter(|l| l.starts_with("sandwatch:")).count(), 1, "{msg}");
+    assert!(
+        msg.contains("/sandwatch-no-such-cgroup") && msg.contains("does not exist"),
+        "{msg}"
+    );
+    assert_eq!(
+        msg.lines().filter(|l| l.starts_with("sandwatch:")).count(),
+        1,
+        "{msg}"
+    );
 
     let bad_dir = sandwatch(&["run", "--data", "/proc/sandwatch-data", "--", "true"]);
     assert_eq!(bad_dir.status.code(), Some(2));
     let msg = String::from_utf8_lossy(&bad_dir.stderr);
     assert!(msg.contains("/proc/sandwatch-data"), "{msg}");
 
-    let bad_size = sandwatch(&["run", "--data", data, "--ring-buffer-size", "1000", "--", "true"]);
+    let bad_size = sandwatch(&[
+        "run",
+        "--data",
+        data,
+        "--ring-buffer-size",
+        "1000",
+        "--",
+        "true",
+    ]);
     assert_eq!(bad_size.status.code(), Some(2));
 
     let not_found = sandwatch(&["run", "--data", data, "--", "/sandwatch/no/such/program"]);
-    assert_eq!(not_found.status.code(), Some(127), "like a shell: command not found");
+    assert_eq!(
+        not_found.status.code(),
+        Some(127),
+        "like a shell: command not found"
+    );
     // The failed exec attempt itself is in the audit log.
     let procs = read_table(std::path::Path::new(data), "process_events");
-    assert!(!procs.filter(|r| get(r, "filename") == Some("/sandwatch/no/such/program") && get(r, "ret") == Some("-2")).is_empty());
+    assert!(
+        !procs
+            .filter(|r| get(r, "filename") == Some("/sandwatch/no/such/program")
+                && get(r, "ret") == Some("-2"))
+            .is_empty()
+    );
 }

@@ -98,7 +98,9 @@ pub fn run(suite: Suite) -> anyhow::Result<()> {
 // ---------------------------------------------------------------------------------------------
 // Plan
 
-const DEFAULT_RATES: &[u64] = &[250_000, 500_000, 750_000, 1_000_000, 1_500_000, 2_000_000, 0];
+const DEFAULT_RATES: &[u64] = &[
+    250_000, 500_000, 750_000, 1_000_000, 1_500_000, 2_000_000, 0,
+];
 const QUICK_RATES: &[u64] = &[500_000, 1_000_000, 0];
 /// Targets of the README's performance section.
 const TARGET_UNWATCHED: f64 = 1.05;
@@ -132,7 +134,13 @@ impl Plan {
             reps: a.reps.unwrap_or(if a.quick { 3 } else { 5 }),
             dd_count: if a.quick { 500_000 } else { 2_000_000 },
             getppid_n: if a.quick { 1_500_000 } else { 5_000_000 },
-            rates: a.rates.clone().unwrap_or_else(|| if a.quick { QUICK_RATES.to_vec() } else { DEFAULT_RATES.to_vec() }),
+            rates: a.rates.clone().unwrap_or_else(|| {
+                if a.quick {
+                    QUICK_RATES.to_vec()
+                } else {
+                    DEFAULT_RATES.to_vec()
+                }
+            }),
             event_secs: a.event_seconds.unwrap_or(if a.quick { 1.0 } else { 3.0 }),
             min_total: if a.quick { 300_000 } else { 1_000_000 },
             overhead: !a.no_overhead,
@@ -161,7 +169,10 @@ enum Workload {
 impl Workload {
     fn label(self, plan: &Plan) -> String {
         match self {
-            Workload::Dd => format!("W1 `dd if=/dev/zero of=/dev/null bs=512 count={}`", plan.dd_count),
+            Workload::Dd => format!(
+                "W1 `dd if=/dev/zero of=/dev/null bs=512 count={}`",
+                plan.dd_count
+            ),
             Workload::Getppid => format!("W2 `sw-getppid-loop {}`", plan.getppid_n),
         }
     }
@@ -180,7 +191,11 @@ impl Workload {
                 .map(OsString::from)
                 .chain([format!("count={}", plan.dd_count).into()])
                 .collect(),
-            Workload::Getppid => vec![bins.getppid.clone().into(), plan.getppid_n.to_string().into(), "--elapsed".into()],
+            Workload::Getppid => vec![
+                bins.getppid.clone().into(),
+                plan.getppid_n.to_string().into(),
+                "--elapsed".into(),
+            ],
         }
     }
 
@@ -198,11 +213,17 @@ impl Workload {
         let stderr = String::from_utf8_lossy(&out.stderr);
         let found = match self {
             Workload::Dd => parse_dd_seconds(&stderr),
-            Workload::Getppid => {
-                stdout.lines().find_map(|l| l.trim().strip_prefix("elapsed_ns=")?.parse::<u64>().ok()).map(|ns| ns as f64 / 1e9)
-            }
+            Workload::Getppid => stdout
+                .lines()
+                .find_map(|l| l.trim().strip_prefix("elapsed_ns=")?.parse::<u64>().ok())
+                .map(|ns| ns as f64 / 1e9),
         };
-        found.with_context(|| format!("{}: no elapsed time in its output\nstdout: {stdout}\nstderr: {stderr}", self.short()))
+        found.with_context(|| {
+            format!(
+                "{}: no elapsed time in its output\nstdout: {stdout}\nstderr: {stderr}",
+                self.short()
+            )
+        })
     }
 }
 
@@ -297,7 +318,9 @@ struct SwProc {
 /// Every process running a `sandwatch` binary, ours or not (detach grandchildren included: they
 /// are forks of sandwatch and keep its executable and command line).
 fn sandwatch_procs() -> Vec<SwProc> {
-    let Ok(dir) = fs::read_dir("/proc") else { return Vec::new() };
+    let Ok(dir) = fs::read_dir("/proc") else {
+        return Vec::new();
+    };
     dir.filter_map(|e| e.ok())
         .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
         .filter_map(|pid| {
@@ -307,7 +330,10 @@ fn sandwatch_procs() -> Vec<SwProc> {
                 return None;
             }
             let raw = fs::read(format!("/proc/{pid}/cmdline")).ok()?;
-            let cmdline = String::from_utf8_lossy(&raw).replace('\0', " ").trim().to_owned();
+            let cmdline = String::from_utf8_lossy(&raw)
+                .replace('\0', " ")
+                .trim()
+                .to_owned();
             Some(SwProc { pid, cmdline })
         })
         .collect()
@@ -347,7 +373,9 @@ impl Monitor {
                     thread::sleep(Duration::from_millis(50));
                 }
             }
-            seen.into_iter().map(|(pid, c)| format!("{pid} `{c}`")).collect()
+            seen.into_iter()
+                .map(|(pid, c)| format!("{pid} `{c}`"))
+                .collect()
         });
         Self { stop, handle }
     }
@@ -390,14 +418,16 @@ impl Drop for Scratch {
 
 /// The unified hierarchy's mount point (cgroup2 mounted at its root), as sandwatch finds it.
 fn cgroup2_mount() -> anyhow::Result<PathBuf> {
-    let info = fs::read_to_string("/proc/self/mountinfo").context("reading /proc/self/mountinfo")?;
+    let info =
+        fs::read_to_string("/proc/self/mountinfo").context("reading /proc/self/mountinfo")?;
     let mut mounts: Vec<PathBuf> = info
         .lines()
         .filter_map(|line| {
             let (pre, post) = line.split_once(" - ")?;
             let fields: Vec<&str> = pre.split_whitespace().collect();
             let mountpoint = fields.get(4)?;
-            (post.split_whitespace().next() == Some("cgroup2") && fields.get(3) == Some(&"/")).then(|| PathBuf::from(mountpoint))
+            (post.split_whitespace().next() == Some("cgroup2") && fields.get(3) == Some(&"/"))
+                .then(|| PathBuf::from(mountpoint))
         })
         .collect();
     mounts.sort_by_key(|p| match p.to_str() {
@@ -405,7 +435,10 @@ fn cgroup2_mount() -> anyhow::Result<PathBuf> {
         Some("/sys/fs/cgroup/unified") => 1,
         _ => 2,
     });
-    mounts.into_iter().next().context("no cgroup2 hierarchy is mounted")
+    mounts
+        .into_iter()
+        .next()
+        .context("no cgroup2 hierarchy is mounted")
 }
 
 /// `<cgroup2>/sandwatch-bench-<pid>` with a `sleep` in it: a real, populated cgroup to watch.
@@ -420,7 +453,10 @@ impl BenchCgroup {
         let path = cgroup2_mount()?.join(format!("sandwatch-bench-{}", std::process::id()));
         // create_dir, not create_dir_all: never adopt a cgroup someone else made.
         fs::create_dir(&path).with_context(|| format!("creating cgroup {}", path.display()))?;
-        let mut cg = Self { path, sleeper: None };
+        let mut cg = Self {
+            path,
+            sleeper: None,
+        };
         let child = Command::new("sleep")
             .arg("infinity")
             .stdin(Stdio::null())
@@ -431,10 +467,14 @@ impl BenchCgroup {
         let pid = child.id();
         cg.sleeper = Some(child);
         let procs = cg.path.join("cgroup.procs");
-        fs::write(&procs, pid.to_string()).with_context(|| format!("moving the sleep into {}", procs.display()))?;
+        fs::write(&procs, pid.to_string())
+            .with_context(|| format!("moving the sleep into {}", procs.display()))?;
         let events = fs::read_to_string(cg.path.join("cgroup.events")).unwrap_or_default();
         if !events.lines().any(|l| l.trim() == "populated 1") {
-            bail!("{} is not populated after moving a process into it", cg.path.display());
+            bail!(
+                "{} is not populated after moving a process into it",
+                cg.path.display()
+            );
         }
         Ok(cg)
     }
@@ -458,7 +498,10 @@ impl Drop for BenchCgroup {
                         killed = true;
                     }
                     if start.elapsed() > Duration::from_secs(5) {
-                        eprintln!("bench probes: cannot remove cgroup {}: {e}; remove it by hand", self.path.display());
+                        eprintln!(
+                            "bench probes: cannot remove cgroup {}: {e}; remove it by hand",
+                            self.path.display()
+                        );
                         return;
                     }
                     thread::sleep(Duration::from_millis(20));
@@ -482,7 +525,11 @@ impl BgWatch {
         if full {
             cmd.arg("--count-all-syscalls");
         }
-        cmd.arg("--cgroup").arg(cgroup).stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::piped());
+        cmd.arg("--cgroup")
+            .arg(cgroup)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped());
         let mut child = cmd.spawn().with_context(|| format!("starting {cmd:?}"))?;
         let stderr = child.stderr.take().context("no stderr pipe")?;
         let lines = Arc::new(Mutex::new(Vec::new()));
@@ -496,7 +543,11 @@ impl BgWatch {
                 sink.lock().unwrap_or_else(|e| e.into_inner()).push(line);
             }
         });
-        let mut me = Self { child: Some(child), reader: Some(reader), lines };
+        let mut me = Self {
+            child: Some(child),
+            reader: Some(reader),
+            lines,
+        };
         let started = Instant::now();
         loop {
             check_interrupt()?;
@@ -505,21 +556,32 @@ impl BgWatch {
                 Err(mpsc::RecvTimeoutError::Timeout) => {}
                 Err(mpsc::RecvTimeoutError::Disconnected) => {
                     let status = me.shutdown();
-                    bail!("sandwatch watch exited ({status:?}) before watching:\n{}", me.stderr_text());
+                    bail!(
+                        "sandwatch watch exited ({status:?}) before watching:\n{}",
+                        me.stderr_text()
+                    );
                 }
             }
             if started.elapsed() > Duration::from_secs(120) {
-                bail!("sandwatch watch is not watching after 120 s:\n{}", me.stderr_text());
+                bail!(
+                    "sandwatch watch is not watching after 120 s:\n{}",
+                    me.stderr_text()
+                );
             }
         }
     }
 
     fn stderr_text(&self) -> String {
-        self.lines.lock().unwrap_or_else(|e| e.into_inner()).join("\n")
+        self.lines
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .join("\n")
     }
 
     fn alive(&mut self) -> bool {
-        self.child.as_mut().is_some_and(|c| matches!(c.try_wait(), Ok(None)))
+        self.child
+            .as_mut()
+            .is_some_and(|c| matches!(c.try_wait(), Ok(None)))
     }
 
     /// SIGINT, then up to 60 s for the flush, then SIGKILL.
@@ -538,7 +600,10 @@ impl BgWatch {
                 Err(_) => break,
             }
         }
-        eprintln!("bench probes: sandwatch watch (pid {}) did not stop on SIGINT within 60 s; killing it", child.id());
+        eprintln!(
+            "bench probes: sandwatch watch (pid {}) did not stop on SIGINT within 60 s; killing it",
+            child.id()
+        );
         let _ = child.kill();
         child.wait().ok()
     }
@@ -573,7 +638,14 @@ struct BgPerf {
 }
 
 impl BgPerf {
-    const ARGS: [&str; 6] = ["stat", "-a", "-e", "syscalls:sys_enter_reboot", "-e", "syscalls:sys_exit_reboot"];
+    const ARGS: [&str; 6] = [
+        "stat",
+        "-a",
+        "-e",
+        "syscalls:sys_enter_reboot",
+        "-e",
+        "syscalls:sys_exit_reboot",
+    ];
 
     /// Whether `perf stat` can count syscall tracepoints here (a 0.2 s trial).
     fn usable() -> anyhow::Result<()> {
@@ -584,7 +656,10 @@ impl BgPerf {
             .output()
             .context("perf is not installed")?;
         if !out.status.success() {
-            bail!("perf stat cannot count syscalls:sys_enter_reboot: {}", String::from_utf8_lossy(&out.stderr).trim());
+            bail!(
+                "perf stat cannot count syscalls:sys_enter_reboot: {}",
+                String::from_utf8_lossy(&out.stderr).trim()
+            );
         }
         Ok(())
     }
@@ -601,14 +676,19 @@ impl BgPerf {
         let mut me = Self { child: Some(child) };
         // perf prints nothing until it stops: it is counting once it holds its perf events
         // (two events on every CPU).
-        let want = 2 * thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
+        let want = 2 * thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(1);
         let started = Instant::now();
         loop {
             check_interrupt()?;
             let events = fs::read_dir(format!("/proc/{pid}/fd"))
                 .map(|d| {
                     d.filter_map(|e| e.ok())
-                        .filter(|e| fs::read_link(e.path()).is_ok_and(|l| l.to_string_lossy().contains("perf_event")))
+                        .filter(|e| {
+                            fs::read_link(e.path())
+                                .is_ok_and(|l| l.to_string_lossy().contains("perf_event"))
+                        })
                         .count()
                 })
                 .unwrap_or(0);
@@ -710,7 +790,10 @@ impl Bench {
         let mut announced = false;
         loop {
             check_interrupt()?;
-            let others: Vec<SwProc> = sandwatch_procs().into_iter().filter(|p| !allowed(p, marker)).collect();
+            let others: Vec<SwProc> = sandwatch_procs()
+                .into_iter()
+                .filter(|p| !allowed(p, marker))
+                .collect();
             if others.is_empty() {
                 let w = start.elapsed().as_secs_f64();
                 self.waited += w;
@@ -721,20 +804,46 @@ impl Bench {
             }
             if !announced && start.elapsed() > Duration::from_millis(1500) {
                 let ours = self.scratch.path.to_string_lossy().into_owned();
-                let (mine, foreign): (Vec<&SwProc>, Vec<&SwProc>) = others.iter().partition(|p| p.cmdline.contains(&ours));
-                let mut msg = format!("waiting for {} sandwatch process(es) to exit (a probe detach takes ~6 s)", others.len());
+                let (mine, foreign): (Vec<&SwProc>, Vec<&SwProc>) =
+                    others.iter().partition(|p| p.cmdline.contains(&ours));
+                let mut msg = format!(
+                    "waiting for {} sandwatch process(es) to exit (a probe detach takes ~6 s)",
+                    others.len()
+                );
                 if !mine.is_empty() {
-                    let _ = write!(msg, "; ours: {}", mine.iter().map(|p| p.pid.to_string()).collect::<Vec<_>>().join(" "));
+                    let _ = write!(
+                        msg,
+                        "; ours: {}",
+                        mine.iter()
+                            .map(|p| p.pid.to_string())
+                            .collect::<Vec<_>>()
+                            .join(" ")
+                    );
                 }
                 if !foreign.is_empty() {
-                    let _ = write!(msg, "; NOT ours: {}", foreign.iter().map(|p| format!("{} `{}`", p.pid, p.cmdline)).collect::<Vec<_>>().join(", "));
+                    let _ = write!(
+                        msg,
+                        "; NOT ours: {}",
+                        foreign
+                            .iter()
+                            .map(|p| format!("{} `{}`", p.pid, p.cmdline))
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    );
                 }
                 progress(msg);
                 announced = true;
             }
             if start.elapsed() > QUIET_TIMEOUT {
-                let list = others.iter().map(|p| format!("{} `{}`", p.pid, p.cmdline)).collect::<Vec<_>>().join(", ");
-                progress(format!("gave up waiting after {} s for: {list}; measuring anyway (flagged)", QUIET_TIMEOUT.as_secs()));
+                let list = others
+                    .iter()
+                    .map(|p| format!("{} `{}`", p.pid, p.cmdline))
+                    .collect::<Vec<_>>()
+                    .join(", ");
+                progress(format!(
+                    "gave up waiting after {} s for: {list}; measuring anyway (flagged)",
+                    QUIET_TIMEOUT.as_secs()
+                ));
                 self.notes.push(format!("Gave up waiting for other sandwatch processes once ({list}); that sample is flagged."));
                 self.waited += start.elapsed().as_secs_f64();
                 return Ok(false);
@@ -745,7 +854,12 @@ impl Bench {
 
     /// One timed run of `w` in `mode`, with `bg` running in the background for the watch and
     /// reference modes.
-    fn sample(&mut self, mode: Mode, w: Workload, mut bg: Option<&mut Background>) -> anyhow::Result<Sample> {
+    fn sample(
+        &mut self,
+        mode: Mode,
+        w: Workload,
+        mut bg: Option<&mut Background>,
+    ) -> anyhow::Result<Sample> {
         let mut last = None;
         for attempt in 1..=ATTEMPTS {
             check_interrupt()?;
@@ -757,13 +871,21 @@ impl Bench {
                 Mode::Run => {
                     let data = self.scratch.data_dir("run");
                     let mut cmd = Command::new(&self.bins.sandwatch);
-                    cmd.arg("run").arg("--data").arg(&data).arg("--").args(&argv);
+                    cmd.arg("run")
+                        .arg("--data")
+                        .arg(&data)
+                        .arg("--")
+                        .args(&argv);
                     (cmd, Some(data.to_string_lossy().into_owned()), Some(data))
                 }
                 _ => {
                     let mut cmd = Command::new(&argv[0]);
                     cmd.args(&argv[1..]);
-                    (cmd, bg.as_ref().and_then(|b| b.marker()).map(str::to_owned), None)
+                    (
+                        cmd,
+                        bg.as_ref().and_then(|b| b.marker()).map(str::to_owned),
+                        None,
+                    )
                 }
             };
             // The Run sample's own sandwatch does not exist yet: wait for everyone else.
@@ -787,16 +909,26 @@ impl Bench {
             }
             let secs = w.elapsed(&out)?;
             if quiet && intruders.is_empty() {
-                return Ok(Sample { secs, flagged: false });
+                return Ok(Sample {
+                    secs,
+                    flagged: false,
+                });
             }
             if !intruders.is_empty() {
                 progress(format!(
                     "  another sandwatch ran during this sample ({}); {}",
                     intruders.join(", "),
-                    if attempt < ATTEMPTS { "retrying" } else { "keeping it, flagged" }
+                    if attempt < ATTEMPTS {
+                        "retrying"
+                    } else {
+                        "keeping it, flagged"
+                    }
                 ));
             }
-            last = Some(Sample { secs, flagged: true });
+            last = Some(Sample {
+                secs,
+                flagged: true,
+            });
             if !quiet {
                 break;
             }
@@ -832,18 +964,33 @@ impl Bench {
                     Mode::Watch | Mode::WatchFull => {
                         // Start from a host with no probes attached at all.
                         self.wait_quiet(None)?;
-                        let data = self.scratch.data_dir(if mode == Mode::Watch { "watch" } else { "watch-full" });
+                        let data = self.scratch.data_dir(if mode == Mode::Watch {
+                            "watch"
+                        } else {
+                            "watch-full"
+                        });
                         let marker = data.to_string_lossy().into_owned();
-                        let watch = BgWatch::start(&self.bins.sandwatch, &data, &cgroup.path, mode == Mode::WatchFull)?;
+                        let watch = BgWatch::start(
+                            &self.bins.sandwatch,
+                            &data,
+                            &cgroup.path,
+                            mode == Mode::WatchFull,
+                        )?;
                         let mut bg = Background::Watch(watch, marker);
                         for w in order {
                             let s = self.sample(mode, w, Some(&mut bg))?;
                             self.record(round, mode, w, s);
                         }
-                        let Background::Watch(watch, _) = bg else { unreachable!() };
+                        let Background::Watch(watch, _) = bg else {
+                            unreachable!()
+                        };
                         let summary = watch.stop()?;
                         if !summary.contains("no records lost") {
-                            self.notes.push(format!("A `{}` lost records: {}", mode.name(), summary.replace('\n', " / ")));
+                            self.notes.push(format!(
+                                "A `{}` lost records: {}",
+                                mode.name(),
+                                summary.replace('\n', " / ")
+                            ));
                         }
                         let _ = fs::remove_dir_all(&data);
                     }
@@ -882,10 +1029,20 @@ struct RunSummary {
 fn parse_summary(stderr: &str) -> RunSummary {
     let mut s = RunSummary::default();
     for line in stderr.lines() {
-        if let Some(rest) = line.split_once("sandwatch: recorded ").and_then(|(_, r)| r.split_once("rows: ")).map(|(_, r)| r) {
-            s.file_events = rest.split(", ").find_map(|kv| kv.trim().strip_prefix("file_events ")?.parse().ok());
+        if let Some(rest) = line
+            .split_once("sandwatch: recorded ")
+            .and_then(|(_, r)| r.split_once("rows: "))
+            .map(|(_, r)| r)
+        {
+            s.file_events = rest
+                .split(", ")
+                .find_map(|kv| kv.trim().strip_prefix("file_events ")?.parse().ok());
         } else if let Some(rest) = line.split_once("sandwatch: LOST ").map(|(_, r)| r) {
-            let n: u64 = rest.split_whitespace().next().and_then(|n| n.parse().ok()).unwrap_or(0);
+            let n: u64 = rest
+                .split_whitespace()
+                .next()
+                .and_then(|n| n.parse().ok())
+                .unwrap_or(0);
             if rest.contains("in the kernel") {
                 s.kernel_lost += n;
             } else {
@@ -926,9 +1083,16 @@ print(f"rows={rows} gen={gen} drops={drops}")
         .map_err(|e| format!("python3: {e}"))?;
     let text = String::from_utf8_lossy(&out.stdout);
     if !out.status.success() {
-        return Err(String::from_utf8_lossy(&out.stderr).lines().last().unwrap_or("python3 failed").to_owned());
+        return Err(String::from_utf8_lossy(&out.stderr)
+            .lines()
+            .last()
+            .unwrap_or("python3 failed")
+            .to_owned());
     }
-    let get = |k: &str| -> Option<u64> { text.split_whitespace().find_map(|kv| kv.strip_prefix(k)?.strip_prefix('=')?.parse().ok()) };
+    let get = |k: &str| -> Option<u64> {
+        text.split_whitespace()
+            .find_map(|kv| kv.strip_prefix(k)?.strip_prefix('=')?.parse().ok())
+    };
     match (get("rows"), get("gen"), get("drops")) {
         (Some(r), Some(g), Some(d)) => Ok((r, g, d)),
         _ => Err(format!("unexpected output {text:?}")),
@@ -981,7 +1145,12 @@ struct CpuSampler {
 fn stat_fields(pid: i32) -> Option<Vec<String>> {
     let text = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
     // "pid (comm) state ppid ...": comm may hold spaces and parentheses.
-    Some(text[text.rfind(')')? + 1..].split_whitespace().map(str::to_owned).collect())
+    Some(
+        text[text.rfind(')')? + 1..]
+            .split_whitespace()
+            .map(str::to_owned)
+            .collect(),
+    )
 }
 
 /// utime + stime in clock ticks (fields 14 and 15).
@@ -991,7 +1160,9 @@ fn cpu_ticks(pid: i32) -> Option<u64> {
 }
 
 fn has_child(pid: i32) -> bool {
-    let Ok(dir) = fs::read_dir("/proc") else { return false };
+    let Ok(dir) = fs::read_dir("/proc") else {
+        return false;
+    };
     dir.filter_map(|e| e.ok())
         .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
         .any(|p| stat_fields(p).and_then(|f| f.get(1)?.parse::<i32>().ok()) == Some(pid))
@@ -1034,7 +1205,9 @@ impl RateRow {
     }
 
     fn loss_free(&self) -> bool {
-        self.drops == 0 && self.parquet_drops.unwrap_or(0) == 0 && self.missing.is_none_or(|m| m == 0)
+        self.drops == 0
+            && self.parquet_drops.unwrap_or(0) == 0
+            && self.missing.is_none_or(|m| m == 0)
     }
 }
 
@@ -1049,23 +1222,39 @@ impl Bench {
         // The generator's own ceiling, with no probes attached: faster targets are meaningless.
         self.wait_quiet(None)?;
         let out = Command::new(&self.bins.event_gen)
-            .args([self.plan.min_total.to_string(), "0".into(), self.plan.generators.to_string()])
+            .args([
+                self.plan.min_total.to_string(),
+                "0".into(),
+                self.plan.generators.to_string(),
+            ])
             .output()
             .context("running sw-event-gen")?;
-        let (sent, ns) = parse_gen(&String::from_utf8_lossy(&out.stdout)).context("sw-event-gen printed no sent=/elapsed_ns=")?;
+        let (sent, ns) = parse_gen(&String::from_utf8_lossy(&out.stdout))
+            .context("sw-event-gen printed no sent=/elapsed_ns=")?;
         let ceiling = sent as f64 / (ns as f64 / 1e9);
-        progress(format!("sw-event-gen unthrottled, no sandwatch: {:.0} events/s", ceiling));
+        progress(format!(
+            "sw-event-gen unthrottled, no sandwatch: {:.0} events/s",
+            ceiling
+        ));
 
         let mut rows = Vec::new();
         let mut parquet_note = None;
         for target in self.plan.rates.clone() {
             check_interrupt()?;
-            let effective = if target == 0 { ceiling } else { (target as f64).min(ceiling) };
-            let total = ((effective * self.plan.event_secs / 1000.0).ceil() as u64 * 1000).max(self.plan.min_total);
+            let effective = if target == 0 {
+                ceiling
+            } else {
+                (target as f64).min(ceiling)
+            };
+            let total = ((effective * self.plan.event_secs / 1000.0).ceil() as u64 * 1000)
+                .max(self.plan.min_total);
             let data = self.scratch.data_dir("rate");
             let marker = data.to_string_lossy().into_owned();
             let quiet = self.wait_quiet(None)?;
-            progress(format!("throughput: target {} events/s, {total} events under sandwatch run", rate_name(target)));
+            progress(format!(
+                "throughput: target {} events/s, {total} events under sandwatch run",
+                rate_name(target)
+            ));
             let monitor = Monitor::start(Some(marker));
             let started = Instant::now();
             let child = Command::new(&self.bins.sandwatch)
@@ -1074,7 +1263,11 @@ impl Bench {
                 .arg(&data)
                 .arg("--")
                 .arg(&self.bins.event_gen)
-                .args([total.to_string(), target.to_string(), self.plan.generators.to_string()])
+                .args([
+                    total.to_string(),
+                    target.to_string(),
+                    self.plan.generators.to_string(),
+                ])
                 .stdin(Stdio::null())
                 .stdout(Stdio::piped())
                 .stderr(Stdio::piped())
@@ -1083,7 +1276,9 @@ impl Bench {
             let (out, collector_cpu) = match child {
                 Ok(child) => {
                     let cpu = CpuSampler::start(child.id());
-                    let out = child.wait_with_output().context("waiting for sandwatch run -- sw-event-gen");
+                    let out = child
+                        .wait_with_output()
+                        .context("waiting for sandwatch run -- sw-event-gen");
                     (out, cpu.finish())
                 }
                 Err(e) => (Err(e), None),
@@ -1096,15 +1291,27 @@ impl Bench {
             let stderr = String::from_utf8_lossy(&out.stderr);
             if !out.status.success() {
                 let _ = fs::remove_dir_all(&data);
-                bail!("sandwatch run -- sw-event-gen failed ({}):\n{stdout}\n{stderr}", out.status);
+                bail!(
+                    "sandwatch run -- sw-event-gen failed ({}):\n{stdout}\n{stderr}",
+                    out.status
+                );
             }
-            let (sent, ns) = parse_gen(&stdout).with_context(|| format!("no sent=/elapsed_ns= from sw-event-gen:\n{stdout}\n{stderr}"))?;
+            let (sent, ns) = parse_gen(&stdout).with_context(|| {
+                format!("no sent=/elapsed_ns= from sw-event-gen:\n{stdout}\n{stderr}")
+            })?;
             let summary = parse_summary(&stderr);
-            let summary_rows = summary.file_events.with_context(|| format!("no 'recorded N rows' summary from sandwatch:\n{stderr}"))?;
+            let summary_rows = summary.file_events.with_context(|| {
+                format!("no 'recorded N rows' summary from sandwatch:\n{stderr}")
+            })?;
             let counted = parquet_counts(&data);
             let _ = fs::remove_dir_all(&data);
             let (rows_n, from_parquet, parquet_drops, missing) = match counted {
-                Ok((_all, generated, drops)) => (generated, true, Some(drops), Some(sent as i64 - generated as i64)),
+                Ok((_all, generated, drops)) => (
+                    generated,
+                    true,
+                    Some(drops),
+                    Some(sent as i64 - generated as i64),
+                ),
                 Err(e) => {
                     parquet_note.get_or_insert_with(|| format!("Parquet files not counted with duckdb ({e}); rows are the summary's file_events."));
                     (summary_rows, false, None, None)
@@ -1112,7 +1319,10 @@ impl Bench {
             };
             let drops = summary.kernel_lost + summary.undecodable_lost;
             if drops == 0 && !summary.says_no_loss {
-                self.notes.push(format!("Rate {}: the summary neither reports losses nor says none were lost.", rate_name(target)));
+                self.notes.push(format!(
+                    "Rate {}: the summary neither reports losses nor says none were lost.",
+                    rate_name(target)
+                ));
             }
             let row = RateRow {
                 target,
@@ -1128,7 +1338,10 @@ impl Bench {
                 flagged: !quiet || !intruders.is_empty(),
             };
             if !intruders.is_empty() {
-                progress(format!("  another sandwatch ran meanwhile: {}", intruders.join(", ")));
+                progress(format!(
+                    "  another sandwatch ran meanwhile: {}",
+                    intruders.join(", ")
+                ));
             }
             progress(format!(
                 "  sent {} in {:.2} s, {} rows -> {:.0} events/s, drops {}{}, sandwatch wall {:.2} s",
@@ -1137,17 +1350,27 @@ impl Bench {
                 row.rows,
                 row.achieved(),
                 row.drops,
-                row.missing.map(|m| format!(", missing {m}")).unwrap_or_default(),
+                row.missing
+                    .map(|m| format!(", missing {m}"))
+                    .unwrap_or_default(),
                 row.wall_secs
             ));
             rows.push(row);
         }
-        Ok(Throughput { ceiling, rows, parquet_note })
+        Ok(Throughput {
+            ceiling,
+            rows,
+            parquet_note,
+        })
     }
 }
 
 fn rate_name(r: u64) -> String {
-    if r == 0 { "unthrottled".into() } else { group(r) }
+    if r == 0 {
+        "unthrottled".into()
+    } else {
+        group(r)
+    }
 }
 
 /// 1234567 -> "1,234,567".
@@ -1181,7 +1404,9 @@ fn median(v: &[f64]) -> f64 {
 
 fn command_output(cmd: &mut Command) -> Option<String> {
     let out = cmd.output().ok()?;
-    out.status.success().then(|| String::from_utf8_lossy(&out.stdout).trim().to_owned())
+    out.status
+        .success()
+        .then(|| String::from_utf8_lossy(&out.stdout).trim().to_owned())
 }
 
 fn loadavg() -> String {
@@ -1191,17 +1416,49 @@ fn loadavg() -> String {
 }
 
 fn machine_line() -> String {
-    let cores = thread::available_parallelism().map(|n| n.get()).unwrap_or(0);
-    let kernel = fs::read_to_string("/proc/sys/kernel/osrelease").map(|s| s.trim().to_owned()).unwrap_or_else(|_| "?".into());
+    let cores = thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(0);
+    let kernel = fs::read_to_string("/proc/sys/kernel/osrelease")
+        .map(|s| s.trim().to_owned())
+        .unwrap_or_else(|_| "?".into());
     let cpu = fs::read_to_string("/proc/cpuinfo")
         .ok()
-        .and_then(|s| s.lines().find_map(|l| Some(l.strip_prefix("model name")?.split_once(':')?.1.trim().to_owned())))
+        .and_then(|s| {
+            s.lines().find_map(|l| {
+                Some(
+                    l.strip_prefix("model name")?
+                        .split_once(':')?
+                        .1
+                        .trim()
+                        .to_owned(),
+                )
+            })
+        })
         .unwrap_or_else(|| "?".into());
-    let date = command_output(Command::new("date").args(["-u", "+%Y-%m-%d %H:%M UTC"])).unwrap_or_else(|| "?".into());
+    let date = command_output(Command::new("date").args(["-u", "+%Y-%m-%d %H:%M UTC"]))
+        .unwrap_or_else(|| "?".into());
     let root = crate::workspace_root();
-    let rev = command_output(Command::new("git").arg("-C").arg(&root).args(["rev-parse", "--short", "HEAD"]));
-    let dirty = command_output(Command::new("git").arg("-C").arg(&root).args(["status", "--porcelain"])).is_some_and(|s| !s.is_empty());
-    let rev = rev.map(|r| format!(", sandwatch {r}{}", if dirty { " + uncommitted changes" } else { "" })).unwrap_or_default();
+    let rev = command_output(Command::new("git").arg("-C").arg(&root).args([
+        "rev-parse",
+        "--short",
+        "HEAD",
+    ]));
+    let dirty = command_output(
+        Command::new("git")
+            .arg("-C")
+            .arg(&root)
+            .args(["status", "--porcelain"]),
+    )
+    .is_some_and(|s| !s.is_empty());
+    let rev = rev
+        .map(|r| {
+            format!(
+                ", sandwatch {r}{}",
+                if dirty { " + uncommitted changes" } else { "" }
+            )
+        })
+        .unwrap_or_default();
     format!("{cores} cores ({cpu}), Linux {kernel}, {date}{rev}")
 }
 
@@ -1253,8 +1510,18 @@ const SECTIONS: [Section; 4] = [
 
 fn render(plan: &Plan, bench: &Bench, throughput: Option<&Throughput>, started: Instant) -> String {
     let mut md = String::new();
-    let _ = writeln!(md, "### Probe benchmarks (`cargo xtask bench probes{}`)\n", if plan.quick { " --quick" } else { "" });
-    let _ = writeln!(md, "Machine: {}; load average {} at the start, {} at the end.\n", machine_line(), bench.load_start, loadavg());
+    let _ = writeln!(
+        md,
+        "### Probe benchmarks (`cargo xtask bench probes{}`)\n",
+        if plan.quick { " --quick" } else { "" }
+    );
+    let _ = writeln!(
+        md,
+        "Machine: {}; load average {} at the start, {} at the end.\n",
+        machine_line(),
+        bench.load_start,
+        loadavg()
+    );
     if plan.overhead {
         let _ = writeln!(
             md,
@@ -1269,11 +1536,23 @@ fn render(plan: &Plan, bench: &Bench, throughput: Option<&Throughput>, started: 
         );
         for sec in SECTIONS.iter().filter(|s| bench.modes.contains(&s.mode)) {
             let _ = writeln!(md, "#### {}\n\n{}\n", sec.title, sec.explain);
-            let _ = writeln!(md, "| Workload | Baseline median | {} | Ratio | Δ/syscall | Ratio of minima | Target |", sec.with);
+            let _ = writeln!(
+                md,
+                "| Workload | Baseline median | {} | Ratio | Δ/syscall | Ratio of minima | Target |",
+                sec.with
+            );
             let _ = writeln!(md, "|---|---:|---:|---:|---:|---:|---|");
             for w in [Workload::Dd, Workload::Getppid] {
-                let base: Vec<f64> = bench.samples.get(&(Mode::Baseline, w)).map(|v| v.iter().map(|s| s.secs).collect()).unwrap_or_default();
-                let with: Vec<f64> = bench.samples.get(&(sec.mode, w)).map(|v| v.iter().map(|s| s.secs).collect()).unwrap_or_default();
+                let base: Vec<f64> = bench
+                    .samples
+                    .get(&(Mode::Baseline, w))
+                    .map(|v| v.iter().map(|s| s.secs).collect())
+                    .unwrap_or_default();
+                let with: Vec<f64> = bench
+                    .samples
+                    .get(&(sec.mode, w))
+                    .map(|v| v.iter().map(|s| s.secs).collect())
+                    .unwrap_or_default();
                 let (a, b) = (median(&base), median(&with));
                 let min = |v: &[f64]| v.iter().copied().fold(f64::INFINITY, f64::min);
                 let ratio_min = min(&with) / min(&base);
@@ -1297,17 +1576,32 @@ fn render(plan: &Plan, bench: &Bench, throughput: Option<&Throughput>, started: 
             }
             let _ = writeln!(md);
         }
-        let _ = writeln!(md, "<details><summary>Raw samples (seconds, in round order; * = another sandwatch ran meanwhile)</summary>\n");
+        let _ = writeln!(
+            md,
+            "<details><summary>Raw samples (seconds, in round order; * = another sandwatch ran meanwhile)</summary>\n"
+        );
         let _ = writeln!(md, "| Mode | Workload | Samples |");
         let _ = writeln!(md, "|---|---|---|");
         for ((mode, w), v) in &bench.samples {
-            let list: Vec<String> = v.iter().map(|s| format!("{:.3}{}", s.secs, if s.flagged { "*" } else { "" })).collect();
-            let _ = writeln!(md, "| {} | {} | {} |", mode.name(), w.short(), list.join(" "));
+            let list: Vec<String> = v
+                .iter()
+                .map(|s| format!("{:.3}{}", s.secs, if s.flagged { "*" } else { "" }))
+                .collect();
+            let _ = writeln!(
+                md,
+                "| {} | {} | {} |",
+                mode.name(),
+                w.short(),
+                list.join(" ")
+            );
         }
         let _ = writeln!(md, "\n</details>\n");
     }
     if let Some(t) = throughput {
-        let _ = writeln!(md, "#### 4. Highest sustained loss-free event rate written to Parquet\n");
+        let _ = writeln!(
+            md,
+            "#### 4. Highest sustained loss-free event rate written to Parquet\n"
+        );
         let _ = writeln!(
             md,
             "`sandwatch run --data DIR -- sw-event-gen TOTAL RATE {}` (default 16 MiB ring buffer; {} generator thread(s)): `openat` calls of a \
@@ -1320,7 +1614,11 @@ fn render(plan: &Plan, bench: &Bench, throughput: Option<&Throughput>, started: 
             plan.generators,
             plan.event_secs,
             group(plan.min_total),
-            if t.rows.iter().all(|r| r.rows_from_parquet) { " (counted with duckdb)" } else { "" },
+            if t.rows.iter().all(|r| r.rows_from_parquet) {
+                " (counted with duckdb)"
+            } else {
+                ""
+            },
             group(t.ceiling as u64)
         );
         let _ = writeln!(
@@ -1338,11 +1636,19 @@ fn render(plan: &Plan, bench: &Bench, throughput: Option<&Throughput>, started: 
                 group(r.rows),
                 group(r.achieved() as u64),
                 group(r.drops),
-                r.missing.map(|m| m.to_string()).unwrap_or_else(|| "?".into()),
+                r.missing
+                    .map(|m| m.to_string())
+                    .unwrap_or_else(|| "?".into()),
                 r.wall_secs,
-                r.collector_cpu.map(|c| format!("{c:.2} s")).unwrap_or_else(|| "?".into()),
+                r.collector_cpu
+                    .map(|c| format!("{c:.2} s"))
+                    .unwrap_or_else(|| "?".into()),
                 if r.loss_free() { "yes" } else { "**no**" },
-                if r.flagged { " (another sandwatch ran meanwhile)" } else { "" }
+                if r.flagged {
+                    " (another sandwatch ran meanwhile)"
+                } else {
+                    ""
+                }
             );
         }
         let _ = writeln!(
@@ -1350,7 +1656,11 @@ fn render(plan: &Plan, bench: &Bench, throughput: Option<&Throughput>, started: 
             "\n\"sandwatch CPU\" is the CPU time of the sandwatch process (reading the ring buffer, decoding, \
              writing Parquet) from the job's start to its exit; the probes' own cost is in the generator's syscalls."
         );
-        let best = t.rows.iter().filter(|r| r.loss_free()).max_by(|a, b| a.achieved().total_cmp(&b.achieved()));
+        let best = t
+            .rows
+            .iter()
+            .filter(|r| r.loss_free())
+            .max_by(|a, b| a.achieved().total_cmp(&b.achieved()));
         let _ = writeln!(md);
         match best {
             Some(b) => {
@@ -1364,7 +1674,7 @@ fn render(plan: &Plan, bench: &Bench, throughput: Option<&Throughput>, started: 
                 };
                 let _ = writeln!(
                     md,
-                    "Highest loss-free rate: **{}/s** (target {}): {verdict}.\n",
+                    "Highest loss-free rate: **{}/s** (in the run paced at {}): {verdict}.\n",
                     group(a as u64),
                     rate_name(b.target)
                 );
@@ -1377,11 +1687,16 @@ fn render(plan: &Plan, bench: &Bench, throughput: Option<&Throughput>, started: 
             let _ = writeln!(
                 md,
                 "Every run was loss-free, the unthrottled one included: the highest rate measured here is the \
-                 generator's ceiling (one thread making recorded `openat` calls), not sandwatch's.\n"
+                 generators' ceiling (threads making recorded `openat` calls on the same two cores), not \
+                 sandwatch's.\n"
             );
         }
-        let per_event: Vec<f64> =
-            t.rows.iter().filter_map(|r| Some(r.collector_cpu? / r.rows.max(1) as f64)).filter(|c| *c > 0.0).collect();
+        let per_event: Vec<f64> = t
+            .rows
+            .iter()
+            .filter_map(|r| Some(r.collector_cpu? / r.rows.max(1) as f64))
+            .filter(|c| *c > 0.0)
+            .collect();
         if !per_event.is_empty() {
             let m = median(&per_event);
             let _ = writeln!(
@@ -1396,7 +1711,9 @@ fn render(plan: &Plan, bench: &Bench, throughput: Option<&Throughput>, started: 
         if let Some(r) = t.rows.iter().find(|r| r.target == 0)
             && let Some(cpu) = r.collector_cpu
         {
-            let cores = thread::available_parallelism().map(|n| n.get()).unwrap_or(1) as f64;
+            let cores = thread::available_parallelism()
+                .map(|n| n.get())
+                .unwrap_or(1) as f64;
             let gen_cost = r.gen_secs / r.sent.max(1) as f64;
             let sw_cost = cpu / r.rows.max(1) as f64;
             let _ = writeln!(
@@ -1440,7 +1757,15 @@ fn probes(args: ProbesArgs) -> anyhow::Result<()> {
         bail!("bench probes loads eBPF programs and creates a cgroup: run it as root");
     }
     progress("building sandwatch and the workloads (release)");
-    crate::run(crate::cargo().args(["build", "--release", "-p", "sandwatch", "-p", "sandwatch-tests", "--bins"]))?;
+    crate::run(crate::cargo().args([
+        "build",
+        "--release",
+        "-p",
+        "sandwatch",
+        "-p",
+        "sandwatch-tests",
+        "--bins",
+    ]))?;
     let release = target_dir().join("release");
     let bins = Bins {
         sandwatch: release.join("sandwatch"),
@@ -1462,12 +1787,26 @@ fn probes(args: ProbesArgs) -> anyhow::Result<()> {
             Err(e) => progress(format!("no perf reference rows: {e:#}")),
         }
     }
-    let mut bench =
-        Bench { plan, modes, bins, scratch: Scratch::create()?, samples: BTreeMap::new(), notes: Vec::new(), waited: 0.0, load_start };
+    let mut bench = Bench {
+        plan,
+        modes,
+        bins,
+        scratch: Scratch::create()?,
+        samples: BTreeMap::new(),
+        notes: Vec::new(),
+        waited: 0.0,
+        load_start,
+    };
     let foreign = sandwatch_procs();
     if !foreign.is_empty() {
-        let list = foreign.iter().map(|p| format!("{} `{}`", p.pid, p.cmdline)).collect::<Vec<_>>().join(", ");
-        progress(format!("other sandwatch processes are running ({list}); every sample waits for them to go"));
+        let list = foreign
+            .iter()
+            .map(|p| format!("{} `{}`", p.pid, p.cmdline))
+            .collect::<Vec<_>>()
+            .join(", ");
+        progress(format!(
+            "other sandwatch processes are running ({list}); every sample waits for them to go"
+        ));
     }
     let plan = &bench.plan;
     progress(format!(
@@ -1482,11 +1821,18 @@ fn probes(args: ProbesArgs) -> anyhow::Result<()> {
 
     if bench.plan.overhead {
         let cgroup = BenchCgroup::create()?;
-        progress(format!("watched cgroup {} (a `sleep` in it)", cgroup.path.display()));
+        progress(format!(
+            "watched cgroup {} (a `sleep` in it)",
+            cgroup.path.display()
+        ));
         bench.overhead(&cgroup)?;
         drop(cgroup);
     }
-    let throughput = if bench.plan.throughput { Some(bench.throughput()?) } else { None };
+    let throughput = if bench.plan.throughput {
+        Some(bench.throughput()?)
+    } else {
+        None
+    };
 
     let md = render(&bench.plan, &bench, throughput.as_ref(), started);
     println!("{md}");
@@ -1512,7 +1858,10 @@ mod tests {
              sandwatch: LOST 3 undecodable records: file 3\n",
         );
         assert_eq!(s.file_events, Some(35));
-        assert_eq!((s.kernel_lost, s.undecodable_lost, s.says_no_loss), (12, 3, false));
+        assert_eq!(
+            (s.kernel_lost, s.undecodable_lost, s.says_no_loss),
+            (12, 3, false)
+        );
         assert!(parse_summary("sandwatch: no records lost").says_no_loss);
         assert_eq!(parse_gen("sent=1000 elapsed_ns=2000\n"), Some((1000, 2000)));
         assert_eq!(group(1_234_567), "1,234,567");

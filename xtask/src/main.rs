@@ -50,7 +50,10 @@ fn main() -> anyhow::Result<()> {
 }
 
 pub fn workspace_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("xtask lives in the workspace").to_owned()
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("xtask lives in the workspace")
+        .to_owned()
 }
 
 pub fn cargo() -> Command {
@@ -62,7 +65,9 @@ pub fn cargo() -> Command {
 /// Runs a command, failing with its name when it fails.
 pub fn run(cmd: &mut Command) -> anyhow::Result<()> {
     let shown = format!("{cmd:?}");
-    let status = cmd.status().with_context(|| format!("cannot start {shown}"))?;
+    let status = cmd
+        .status()
+        .with_context(|| format!("cannot start {shown}"))?;
     if !status.success() {
         bail!("{shown} failed ({status})");
     }
@@ -71,7 +76,9 @@ pub fn run(cmd: &mut Command) -> anyhow::Result<()> {
 
 fn output(cmd: &mut Command) -> Option<String> {
     let out = cmd.output().ok()?;
-    out.status.success().then(|| String::from_utf8_lossy(&out.stdout).into_owned())
+    out.status
+        .success()
+        .then(|| String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
 fn step(what: &str) {
@@ -85,12 +92,20 @@ fn setup() -> anyhow::Result<()> {
     let toolchains = output(Command::new("rustup").args(["toolchain", "list"])).unwrap_or_default();
     if !toolchains.lines().any(|l| l.starts_with("nightly")) {
         step("installing the nightly toolchain");
-        if let Err(e) = run(Command::new("rustup").args(["toolchain", "install", "nightly", "--profile", "minimal"])) {
+        if let Err(e) = run(Command::new("rustup").args([
+            "toolchain",
+            "install",
+            "nightly",
+            "--profile",
+            "minimal",
+        ])) {
             failures.push(format!("nightly toolchain: {e:#} (the probes need a nightly rustc; install one with rustup)"));
         }
     }
     step("nightly rust-src");
-    if let Err(e) = run(Command::new("rustup").args(["component", "add", "rust-src", "--toolchain", "nightly"])) {
+    if let Err(e) =
+        run(Command::new("rustup").args(["component", "add", "rust-src", "--toolchain", "nightly"]))
+    {
         failures.push(format!("rust-src for nightly: {e:#}"));
     }
 
@@ -100,12 +115,23 @@ fn setup() -> anyhow::Result<()> {
     }
 
     // 3. The independent Parquet readers the integration tests check our files with.
-    let have_py = Command::new("python3").args(["-c", "import pyarrow, duckdb"]).output().is_ok_and(|o| o.status.success());
+    let have_py = Command::new("python3")
+        .args(["-c", "import pyarrow, duckdb"])
+        .output()
+        .is_ok_and(|o| o.status.success());
     if have_py {
         step("python pyarrow and duckdb: present");
     } else {
         step("installing python packages pyarrow and duckdb");
-        if let Err(e) = run(Command::new("python3").args(["-m", "pip", "install", "--quiet", "--disable-pip-version-check", "pyarrow", "duckdb"])) {
+        if let Err(e) = run(Command::new("python3").args([
+            "-m",
+            "pip",
+            "install",
+            "--quiet",
+            "--disable-pip-version-check",
+            "pyarrow",
+            "duckdb",
+        ])) {
             failures.push(format!("python packages pyarrow, duckdb: {e:#}"));
         }
     }
@@ -122,19 +148,26 @@ fn setup() -> anyhow::Result<()> {
 
 fn ensure_bpf_linker() -> anyhow::Result<()> {
     // `rustup run nightly` puts the nightly's libLLVM on the library path, as the build does.
-    if output(Command::new("rustup").args(["run", "nightly", "bpf-linker", "--version"])).is_some() {
+    if output(Command::new("rustup").args(["run", "nightly", "bpf-linker", "--version"])).is_some()
+    {
         step("bpf-linker: present");
         return Ok(());
     }
-    let sysroot = output(Command::new("rustc").args(["+nightly", "--print", "sysroot"])).context("no nightly rustc")?;
+    let sysroot = output(Command::new("rustc").args(["+nightly", "--print", "sysroot"]))
+        .context("no nightly rustc")?;
     let lib_dir = Path::new(sysroot.trim()).join("lib");
     let libllvm = std::fs::read_dir(&lib_dir)
         .with_context(|| format!("reading {}", lib_dir.display()))?
         .filter_map(|e| e.ok())
         .map(|e| e.path())
-        .find(|p| p.file_name().and_then(|n| n.to_str()).is_some_and(|n| n.starts_with("libLLVM.so.") && n.ends_with("-nightly")))
+        .find(|p| {
+            p.file_name()
+                .and_then(|n| n.to_str())
+                .is_some_and(|n| n.starts_with("libLLVM.so.") && n.ends_with("-nightly"))
+        })
         .with_context(|| format!("no libLLVM.so.*-nightly in {}", lib_dir.display()))?;
-    let verbose = output(Command::new("rustc").args(["+nightly", "-vV"])).context("rustc +nightly -vV")?;
+    let verbose =
+        output(Command::new("rustc").args(["+nightly", "-vV"])).context("rustc +nightly -vV")?;
     let major = verbose
         .lines()
         .find_map(|l| l.strip_prefix("LLVM version: "))
@@ -145,17 +178,31 @@ fn ensure_bpf_linker() -> anyhow::Result<()> {
     std::fs::create_dir_all(prefix.join("lib"))?;
     let link = prefix.join("lib/libLLVM.so");
     let _ = std::fs::remove_file(&link);
-    std::os::unix::fs::symlink(&libllvm, &link).with_context(|| format!("linking {}", link.display()))?;
-    step(&format!("building bpf-linker against the nightly's LLVM {major} (a few minutes)"));
+    std::os::unix::fs::symlink(&libllvm, &link)
+        .with_context(|| format!("linking {}", link.display()))?;
+    step(&format!(
+        "building bpf-linker against the nightly's LLVM {major} (a few minutes)"
+    ));
     run(Command::new("cargo")
-        .args(["install", "bpf-linker", "--no-default-features", "--features", &format!("llvm-{major}")])
+        .args([
+            "install",
+            "bpf-linker",
+            "--no-default-features",
+            "--features",
+            &format!("llvm-{major}"),
+        ])
         .env("LLVM_PREFIX", &prefix)
         // Find the nightly's libLLVM at run time without the rustup proxy too.
-        .env("RUSTFLAGS", format!("-C link-args=-Wl,-rpath,{}", lib_dir.display())))
+        .env(
+            "RUSTFLAGS",
+            format!("-C link-args=-Wl,-rpath,{}", lib_dir.display()),
+        ))
 }
 
 fn home() -> PathBuf {
-    env::var_os("HOME").map(PathBuf::from).unwrap_or_else(|| PathBuf::from("/root"))
+    env::var_os("HOME")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("/root"))
 }
 
 fn test(filter: &[String]) -> anyhow::Result<()> {
@@ -165,12 +212,17 @@ fn test(filter: &[String]) -> anyhow::Result<()> {
     eprintln!("xtask test: integration tests (real kernel, real cgroups, real probes)");
     // SAFETY: geteuid cannot fail.
     if unsafe { libc::geteuid() } != 0 {
-        bail!("the integration tests load eBPF programs and create cgroups: run `cargo xtask test` as root");
+        bail!(
+            "the integration tests load eBPF programs and create cgroups: run `cargo xtask test` as root"
+        );
     }
     run(cargo().args(["build", "--bin", "sandwatch"]))?;
     let bin = workspace_root().join("target/debug/sandwatch");
     let target = env::var_os("CARGO_TARGET_DIR").map(PathBuf::from);
-    let bin = target.map(|t| t.join("debug/sandwatch")).filter(|p| p.exists()).unwrap_or(bin);
+    let bin = target
+        .map(|t| t.join("debug/sandwatch"))
+        .filter(|p| p.exists())
+        .unwrap_or(bin);
     run(cargo()
         .args(["test", "-p", "sandwatch-tests", "--"])
         .args(filter)

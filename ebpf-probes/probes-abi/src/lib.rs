@@ -204,16 +204,6 @@ macro_rules! traced_syscalls {
         pub const TRACED: &[Traced] = &[
             $( Traced { name: $name, nr: $nr, kind: kind::$kind }, )*
         ];
-
-        /// The record kind a traced syscall yields (0 for an untraced one). A `match`, not a
-        /// table walk: the kernel programs call it.
-        #[inline(always)]
-        pub fn kind_of(nr: i64) -> u8 {
-            match nr {
-                $( $nr => kind::$kind, )*
-                _ => 0,
-            }
-        }
     };
 }
 
@@ -296,7 +286,9 @@ compile_error!("sandwatch's probes map syscall numbers for x86_64 only so far");
 /// Signals whose default action ends the process (terminate or core dump), as a bitmask by number.
 pub const FATAL_BY_DEFAULT: u64 = {
     let mut m = 0u64;
-    let sigs = [1u64, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 24, 25, 26, 27, 29, 30, 31];
+    let sigs = [
+        1u64, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 24, 25, 26, 27, 29, 30, 31,
+    ];
     let mut i = 0;
     while i < sigs.len() {
         m |= 1 << sigs[i];
@@ -304,4 +296,3 @@ pub const FATAL_BY_DEFAULT: u64 = {
     }
     m
 };
-

@@ -40,8 +40,8 @@ mod probes {
         programs::{RawTracePointContext, TracePointContext},
     };
     use sandwatch_probes_abi::{
-        ARG_CAP, ARGV_CAP, ArgsRecord, COMM_LEN, COUNT_SLOTS, ExecRecord, FATAL_BY_DEFAULT, NR_SLOTS,
-        FSTYPE_CAP, File2Record, FileRecord, Header, MAX_ARGS, NetRecord, PATH_CAP,
+        ARG_CAP, ARGV_CAP, ArgsRecord, COMM_LEN, COUNT_SLOTS, ExecRecord, FATAL_BY_DEFAULT,
+        FSTYPE_CAP, File2Record, FileRecord, Header, MAX_ARGS, NR_SLOTS, NetRecord, PATH_CAP,
         SOCKADDR_CAP, flags, kind, nr, settings,
     };
 
@@ -106,7 +106,11 @@ mod probes {
     fn watched() -> Option<Watch> {
         let leaf = unsafe { bpf_get_current_cgroup_id() };
         if let Some(slot) = unsafe { WATCHED.get(&leaf) } {
-            return Some(Watch { id: leaf, slot: *slot, leaf });
+            return Some(Watch {
+                id: leaf,
+                slot: *slot,
+                leaf,
+            });
         }
         let levels = setting(settings::WATCH_LEVELS);
         if levels == 0 {
@@ -119,7 +123,11 @@ mod probes {
                 if id != 0
                     && let Some(slot) = unsafe { WATCHED.get(&id) }
                 {
-                    return Some(Watch { id, slot: *slot, leaf });
+                    return Some(Watch {
+                        id,
+                        slot: *slot,
+                        leaf,
+                    });
                 }
             }
             level += 1;
@@ -158,7 +166,10 @@ mod probes {
 
     #[inline(always)]
     fn count_always(watch: Watch, syscall: i64) {
-        let index = watch.slot.wrapping_mul(NR_SLOTS).wrapping_add(syscall as u32 & (NR_SLOTS - 1));
+        let index = watch
+            .slot
+            .wrapping_mul(NR_SLOTS)
+            .wrapping_add(syscall as u32 & (NR_SLOTS - 1));
         if let Some(p) = COUNTS.get_ptr_mut(index) {
             // SAFETY: a valid, aligned u64 in the map's value area.
             unsafe { core::intrinsics::atomic_xadd::<u64, u64, { AtomicOrdering::Relaxed }>(p, 1) };
@@ -192,7 +203,9 @@ mod probes {
         if src == 0 {
             return 0;
         }
-        let n = unsafe { bpf_probe_read_user_str(dst.cast::<c_void>(), cap as u32, src as *const c_void) };
+        let n = unsafe {
+            bpf_probe_read_user_str(dst.cast::<c_void>(), cap as u32, src as *const c_void)
+        };
         if n < 0 {
             unsafe { *dst = 0 };
             flags::READ_FAULT
@@ -209,7 +222,11 @@ mod probes {
         if src == 0 || len == 0 {
             return 0;
         }
-        let n = if len > SOCKADDR_CAP as u64 { SOCKADDR_CAP as u32 } else { len as u32 };
+        let n = if len > SOCKADDR_CAP as u64 {
+            SOCKADDR_CAP as u32
+        } else {
+            len as u32
+        };
         let n = n & 0x7f;
         if n == 0 {
             return 0;
@@ -225,7 +242,12 @@ mod probes {
     #[inline(always)]
     fn exit_nr_ret(ctx: &TracePointContext) -> (i64, i64) {
         let base = ctx.as_ptr().cast::<u8>();
-        unsafe { (*(base.add(8).cast::<i32>()) as i64, *(base.add(16).cast::<i64>())) }
+        unsafe {
+            (
+                *(base.add(8).cast::<i32>()) as i64,
+                *(base.add(16).cast::<i64>()),
+            )
+        }
     }
 
     /// What a syscall exit probe starts from.
@@ -248,7 +270,11 @@ mod probes {
         let regs = unsafe {
             let task = bpf_get_current_task_btf();
             let pt_regs = bpf_task_pt_regs(task) as *const u8;
-            bpf_probe_read_kernel(regs.as_mut_ptr().cast::<c_void>(), 64, pt_regs.add(56).cast::<c_void>());
+            bpf_probe_read_kernel(
+                regs.as_mut_ptr().cast::<c_void>(),
+                64,
+                pt_regs.add(56).cast::<c_void>(),
+            );
             regs.assume_init()
         };
         [regs[7], regs[6], regs[5], regs[0], regs[2], regs[1]]
@@ -261,7 +287,12 @@ mod probes {
         let watch = watched()?;
         let (syscall, ret) = exit_nr_ret(ctx);
         count(watch, syscall);
-        Some(Exit { watch, syscall, ret, args: syscall_args() })
+        Some(Exit {
+            watch,
+            syscall,
+            ret,
+            args: syscall_args(),
+        })
     }
 
     /// Entry of exit/exit_group: they never return, so remember the status for the process-exit
@@ -290,12 +321,21 @@ mod probes {
         } else {
             (AT_FDCWD, args[0], args[1], 0)
         };
-        let Some(rec) = EXEC_SCRATCH.get_ptr_mut(0) else { return 0 };
+        let Some(rec) = EXEC_SCRATCH.get_ptr_mut(0) else {
+            return 0;
+        };
         let rec = unsafe { &mut *rec };
         fill_header(&mut rec.header, kind::EXEC, syscall, watch, 0);
         rec.dirfd = dirfd;
         rec.exec_flags = exec_flags;
-        let mut fl = unsafe { read_user_str(rec.filename.as_mut_ptr(), PATH_CAP, filename, flags::TRUNC_PATH) };
+        let mut fl = unsafe {
+            read_user_str(
+                rec.filename.as_mut_ptr(),
+                PATH_CAP,
+                filename,
+                flags::TRUNC_PATH,
+            )
+        };
         let mut off: usize = 0;
         let mut argc: u32 = 0;
         let mut i = 0usize;
@@ -322,7 +362,11 @@ mod probes {
             // The mask proves to the verifier that the write stays inside argv (ARGV_CAP + ARG_CAP).
             let at = off & (ARGV_CAP - 1);
             let n = unsafe {
-                bpf_probe_read_user_str(rec.argv.as_mut_ptr().add(at).cast::<c_void>(), ARG_CAP as u32, p as *const c_void)
+                bpf_probe_read_user_str(
+                    rec.argv.as_mut_ptr().add(at).cast::<c_void>(),
+                    ARG_CAP as u32,
+                    p as *const c_void,
+                )
             };
             if n <= 0 {
                 fl |= flags::READ_FAULT;
@@ -353,13 +397,19 @@ mod probes {
     pub fn sys_exit_exec(ctx: TracePointContext) -> u32 {
         let (syscall, ret) = exit_nr_ret(&ctx);
         let tgid = (bpf_get_current_pid_tgid() >> 32) as u32;
-        let Some(rec) = EXEC_PENDING.get_ptr_mut(&tgid) else { return 0 };
+        let Some(rec) = EXEC_PENDING.get_ptr_mut(&tgid) else {
+            return 0;
+        };
         let rec = unsafe { &mut *rec };
         if rec.header.syscall_nr as i64 == syscall {
             // Identity after exec: the new comm, and setuid binaries change the credentials.
             let fl = rec.header.flags;
             let leaf = unsafe { bpf_get_current_cgroup_id() };
-            let watch = Watch { id: rec.header.watch_id, slot: 0, leaf };
+            let watch = Watch {
+                id: rec.header.watch_id,
+                slot: 0,
+                leaf,
+            };
             fill_header(&mut rec.header, kind::EXEC, syscall, watch, ret);
             rec.header.flags = fl;
             if EVENTS.output::<ExecRecord>(&*rec, wakeup_flags()).is_err() {
@@ -373,7 +423,15 @@ mod probes {
     /// fork/clone, setuid family, ptrace, kill.
     #[tracepoint]
     pub fn sys_exit_process(ctx: TracePointContext) -> u32 {
-        let Some(Exit { watch, syscall, ret, args }) = exit_of(&ctx) else { return 0 };
+        let Some(Exit {
+            watch,
+            syscall,
+            ret,
+            args,
+        }) = exit_of(&ctx)
+        else {
+            return 0;
+        };
         let Some(mut entry) = EVENTS.reserve::<ArgsRecord>(0) else {
             dropped(kind::PROCESS);
             return 0;
@@ -385,7 +443,11 @@ mod probes {
             // clone3 passes a struct clone_args; its first field is the flags.
             let mut cl_flags: u64 = 0;
             unsafe {
-                bpf_probe_read_user((&mut cl_flags as *mut u64).cast::<c_void>(), 8, args[0] as *const c_void)
+                bpf_probe_read_user(
+                    (&mut cl_flags as *mut u64).cast::<c_void>(),
+                    8,
+                    args[0] as *const c_void,
+                )
             };
             rec.args[0] = cl_flags;
         }
@@ -396,7 +458,15 @@ mod probes {
     /// Security-sensitive syscalls: recorded with their raw arguments.
     #[tracepoint]
     pub fn sys_exit_sensitive(ctx: TracePointContext) -> u32 {
-        let Some(Exit { watch, syscall, ret, args }) = exit_of(&ctx) else { return 0 };
+        let Some(Exit {
+            watch,
+            syscall,
+            ret,
+            args,
+        }) = exit_of(&ctx)
+        else {
+            return 0;
+        };
         let Some(mut entry) = EVENTS.reserve::<ArgsRecord>(0) else {
             dropped(kind::SYSCALL);
             return 0;
@@ -412,7 +482,15 @@ mod probes {
     /// syscalls a policy denies cost nothing but this exit check.
     #[tracepoint]
     pub fn sys_exit_refusal(ctx: TracePointContext) -> u32 {
-        let Some(Exit { watch, syscall, ret, args }) = exit_of(&ctx) else { return 0 };
+        let Some(Exit {
+            watch,
+            syscall,
+            ret,
+            args,
+        }) = exit_of(&ctx)
+        else {
+            return 0;
+        };
         if ret != -1 {
             return 0;
         }
@@ -431,7 +509,15 @@ mod probes {
     /// One-path file syscalls.
     #[tracepoint]
     pub fn sys_exit_file(ctx: TracePointContext) -> u32 {
-        let Some(Exit { watch, syscall, ret, args }) = exit_of(&ctx) else { return 0 };
+        let Some(Exit {
+            watch,
+            syscall,
+            ret,
+            args,
+        }) = exit_of(&ctx)
+        else {
+            return 0;
+        };
         let Some(mut entry) = EVENTS.reserve::<FileRecord>(0) else {
             dropped(kind::FILE);
             return 0;
@@ -469,12 +555,15 @@ mod probes {
         if syscall == nr::OPENAT2 {
             // struct open_how { u64 flags; u64 mode; u64 resolve; }
             let mut how = [0u64; 3];
-            unsafe { bpf_probe_read_user(how.as_mut_ptr().cast::<c_void>(), 24, a[2] as *const c_void) };
+            unsafe {
+                bpf_probe_read_user(how.as_mut_ptr().cast::<c_void>(), 24, a[2] as *const c_void)
+            };
             rec.flags = how[0];
             rec.mode = how[1];
             rec.resolve = how[2];
         }
-        rec.header.flags = unsafe { read_user_str(rec.path.as_mut_ptr(), PATH_CAP, path, flags::TRUNC_PATH) };
+        rec.header.flags =
+            unsafe { read_user_str(rec.path.as_mut_ptr(), PATH_CAP, path, flags::TRUNC_PATH) };
         entry.submit(wakeup_flags());
         0
     }
@@ -482,7 +571,15 @@ mod probes {
     /// Two-path file syscalls: rename family, link, symlink, mount.
     #[tracepoint]
     pub fn sys_exit_file2(ctx: TracePointContext) -> u32 {
-        let Some(Exit { watch, syscall, ret, args }) = exit_of(&ctx) else { return 0 };
+        let Some(Exit {
+            watch,
+            syscall,
+            ret,
+            args,
+        }) = exit_of(&ctx)
+        else {
+            return 0;
+        };
         let Some(mut entry) = EVENTS.reserve::<File2Record>(0) else {
             dropped(kind::FILE2);
             return 0;
@@ -504,7 +601,8 @@ mod probes {
         rec.dirfd = dirfd;
         rec.dirfd2 = dirfd2;
         rec.flags = fl;
-        let mut hf = unsafe { read_user_str(rec.path.as_mut_ptr(), PATH_CAP, path, flags::TRUNC_PATH) };
+        let mut hf =
+            unsafe { read_user_str(rec.path.as_mut_ptr(), PATH_CAP, path, flags::TRUNC_PATH) };
         hf |= unsafe { read_user_str(rec.path2.as_mut_ptr(), PATH_CAP, path2, flags::TRUNC_PATH2) };
         unsafe { read_user_str(rec.fstype.as_mut_ptr(), FSTYPE_CAP, fstype, 0) };
         rec.header.flags = hf;
@@ -516,7 +614,15 @@ mod probes {
     /// (datagrams: DNS and other UDP; a connected socket's sends are covered by its connect).
     #[tracepoint]
     pub fn sys_exit_net(ctx: TracePointContext) -> u32 {
-        let Some(Exit { watch, syscall, ret, args }) = exit_of(&ctx) else { return 0 };
+        let Some(Exit {
+            watch,
+            syscall,
+            ret,
+            args,
+        }) = exit_of(&ctx)
+        else {
+            return 0;
+        };
         let a = args;
         // (address pointer, its length, whether the length is a pointer to it)
         let (addr, addr_len, fd, arg, arg2) = match syscall {
@@ -527,9 +633,21 @@ mod probes {
                 // The peer's address is an output: read its length back from user memory.
                 let mut len: u32 = 0;
                 if a[2] != 0 {
-                    unsafe { bpf_probe_read_user((&mut len as *mut u32).cast::<c_void>(), 4, a[2] as *const c_void) };
+                    unsafe {
+                        bpf_probe_read_user(
+                            (&mut len as *mut u32).cast::<c_void>(),
+                            4,
+                            a[2] as *const c_void,
+                        )
+                    };
                 }
-                (a[1], len as u64, a[0] as i64, if syscall == nr::ACCEPT4 { a[3] } else { 0 }, 0)
+                (
+                    a[1],
+                    len as u64,
+                    a[0] as i64,
+                    if syscall == nr::ACCEPT4 { a[3] } else { 0 },
+                    0,
+                )
             }
             nr::SENDTO => {
                 if a[4] == 0 {
@@ -540,7 +658,13 @@ mod probes {
             nr::SENDMSG => {
                 // struct msghdr { void *msg_name; int msg_namelen; ... }
                 let mut head = [0u64; 2];
-                if unsafe { bpf_probe_read_user(head.as_mut_ptr().cast::<c_void>(), 16, a[1] as *const c_void) } < 0
+                if unsafe {
+                    bpf_probe_read_user(
+                        head.as_mut_ptr().cast::<c_void>(),
+                        16,
+                        a[1] as *const c_void,
+                    )
+                } < 0
                     || head[0] == 0
                 {
                     return 0;

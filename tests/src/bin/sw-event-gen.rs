@@ -24,7 +24,10 @@ const MAX_DEBT_NS: u64 = 10_000_000;
 const NS_PER_S: u64 = 1_000_000_000;
 
 fn now_ns() -> u64 {
-    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
     // SAFETY: a valid timespec to fill; CLOCK_MONOTONIC always exists.
     unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
     ts.tv_sec as u64 * NS_PER_S + ts.tv_nsec as u64
@@ -35,7 +38,10 @@ fn generate(total: u64, rate: u64) {
     let start = now_ns();
     // Schedule in fixed point: event i is due at `start + i * 1e9 / rate`, computed from `due`
     // (ns) plus a remainder, so that no rounding error accumulates over millions of events.
-    let (step, step_rem) = (NS_PER_S.checked_div(rate).unwrap_or(0), NS_PER_S.checked_rem(rate).unwrap_or(0));
+    let (step, step_rem) = (
+        NS_PER_S.checked_div(rate).unwrap_or(0),
+        NS_PER_S.checked_rem(rate).unwrap_or(0),
+    );
     let mut due = start;
     let mut rem = 0u64;
     for _ in 0..total {
@@ -57,7 +63,14 @@ fn generate(total: u64, rate: u64) {
             }
         }
         // SAFETY: a NUL-terminated constant path; a descriptor, if one comes back, is closed.
-        let fd = unsafe { libc::syscall(libc::SYS_openat, BAD_DIRFD, PATH.as_ptr(), libc::O_RDONLY | libc::O_CLOEXEC) };
+        let fd = unsafe {
+            libc::syscall(
+                libc::SYS_openat,
+                BAD_DIRFD,
+                PATH.as_ptr(),
+                libc::O_RDONLY | libc::O_CLOEXEC,
+            )
+        };
         if fd >= 0 {
             // SAFETY: our own descriptor.
             unsafe { libc::close(fd as i32) };
@@ -68,15 +81,25 @@ fn generate(total: u64, rate: u64) {
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let parsed = match args.as_slice() {
-        [total, rate] => total.parse::<u64>().ok().zip(rate.parse::<u64>().ok()).map(|(t, r)| (t, r, 1)),
-        [total, rate, threads] => match (total.parse::<u64>(), rate.parse::<u64>(), threads.parse::<u64>()) {
+        [total, rate] => total
+            .parse::<u64>()
+            .ok()
+            .zip(rate.parse::<u64>().ok())
+            .map(|(t, r)| (t, r, 1)),
+        [total, rate, threads] => match (
+            total.parse::<u64>(),
+            rate.parse::<u64>(),
+            threads.parse::<u64>(),
+        ) {
             (Ok(t), Ok(r), Ok(n)) if n >= 1 => Some((t, r, n)),
             _ => None,
         },
         _ => None,
     };
     let Some((total, rate, threads)) = parsed else {
-        eprintln!("usage: sw-event-gen TOTAL RATE_PER_SEC [THREADS]   (RATE 0: unthrottled; TOTAL and RATE are split over the threads)");
+        eprintln!(
+            "usage: sw-event-gen TOTAL RATE_PER_SEC [THREADS]   (RATE 0: unthrottled; TOTAL and RATE are split over the threads)"
+        );
         return ExitCode::from(2);
     };
 
@@ -85,7 +108,11 @@ fn main() -> ExitCode {
         for i in 0..threads {
             // Thread i makes its share; the first ones take the remainders.
             let share = total / threads + u64::from(i < total % threads);
-            let rate_share = if rate == 0 { 0 } else { (rate / threads + u64::from(i < rate % threads)).max(1) };
+            let rate_share = if rate == 0 {
+                0
+            } else {
+                (rate / threads + u64::from(i < rate % threads)).max(1)
+            };
             scope.spawn(move || generate(share, rate_share));
         }
     });

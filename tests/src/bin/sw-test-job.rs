@@ -12,7 +12,10 @@ use std::{ffi::CString, process::Command};
 
 fn check(what: &str, rc: i64) -> i64 {
     if rc < 0 {
-        eprintln!("sw-test-job: {what} failed: {}", std::io::Error::last_os_error());
+        eprintln!(
+            "sw-test-job: {what} failed: {}",
+            std::io::Error::last_os_error()
+        );
         std::process::exit(90);
     }
     rc
@@ -22,34 +25,63 @@ fn sockaddr_v4(port: u16) -> libc::sockaddr_in {
     libc::sockaddr_in {
         sin_family: libc::AF_INET as u16,
         sin_port: port.to_be(),
-        sin_addr: libc::in_addr { s_addr: u32::from_ne_bytes([127, 0, 0, 1]) },
+        sin_addr: libc::in_addr {
+            s_addr: u32::from_ne_bytes([127, 0, 0, 1]),
+        },
         sin_zero: [0; 8],
     }
 }
 
 fn script(tcp_port: u16, udp_port: u16, file: &str) {
-    let cat = if std::path::Path::new("/usr/bin/cat").exists() { "/usr/bin/cat" } else { "/bin/cat" };
-    let child = Command::new(cat).arg("/etc/hostname").output().expect("running cat");
+    let cat = if std::path::Path::new("/usr/bin/cat").exists() {
+        "/usr/bin/cat"
+    } else {
+        "/bin/cat"
+    };
+    let child = Command::new(cat)
+        .arg("/etc/hostname")
+        .output()
+        .expect("running cat");
     assert!(child.status.success());
 
     let path = CString::new(file).unwrap();
     // SAFETY (all blocks below): plain syscalls with valid pointers and lengths.
     let wfd = check("open for writing", unsafe {
-        libc::open(path.as_ptr(), libc::O_WRONLY | libc::O_CREAT | libc::O_TRUNC, 0o640)
+        libc::open(
+            path.as_ptr(),
+            libc::O_WRONLY | libc::O_CREAT | libc::O_TRUNC,
+            0o640,
+        )
     } as i64);
-    check("write", unsafe { libc::write(wfd as i32, b"sandwatch\n".as_ptr().cast(), 10) } as i64);
+    check(
+        "write",
+        unsafe { libc::write(wfd as i32, b"sandwatch\n".as_ptr().cast(), 10) } as i64,
+    );
     unsafe { libc::close(wfd as i32) };
-    let rfd = check("open for reading", unsafe { libc::open(path.as_ptr(), libc::O_RDONLY) } as i64);
+    let rfd = check(
+        "open for reading",
+        unsafe { libc::open(path.as_ptr(), libc::O_RDONLY) } as i64,
+    );
     unsafe { libc::close(rfd as i32) };
 
-    let tcp_fd = check("socket tcp", unsafe { libc::socket(libc::AF_INET, libc::SOCK_STREAM, 0) } as i64);
+    let tcp_fd = check(
+        "socket tcp",
+        unsafe { libc::socket(libc::AF_INET, libc::SOCK_STREAM, 0) } as i64,
+    );
     let addr = sockaddr_v4(tcp_port);
     check("connect", unsafe {
-        libc::connect(tcp_fd as i32, (&addr as *const libc::sockaddr_in).cast(), size_of::<libc::sockaddr_in>() as u32)
+        libc::connect(
+            tcp_fd as i32,
+            (&addr as *const libc::sockaddr_in).cast(),
+            size_of::<libc::sockaddr_in>() as u32,
+        )
     } as i64);
     unsafe { libc::close(tcp_fd as i32) };
 
-    let udp_fd = check("socket udp", unsafe { libc::socket(libc::AF_INET, libc::SOCK_DGRAM, 0) } as i64);
+    let udp_fd = check(
+        "socket udp",
+        unsafe { libc::socket(libc::AF_INET, libc::SOCK_DGRAM, 0) } as i64,
+    );
     let uaddr = sockaddr_v4(udp_port);
     let payload = b"sandwatch-udp";
     let sent = check("sendto", unsafe {
@@ -70,10 +102,14 @@ fn script(tcp_port: u16, udp_port: u16, file: &str) {
             unsafe { libc::pause() };
         }
     }
-    check("ptrace attach", unsafe { libc::ptrace(libc::PTRACE_ATTACH, tracee, 0, 0) });
+    check("ptrace attach", unsafe {
+        libc::ptrace(libc::PTRACE_ATTACH, tracee, 0, 0)
+    });
     let mut status = 0;
     unsafe { libc::waitpid(tracee, &mut status, 0) };
-    check("ptrace detach", unsafe { libc::ptrace(libc::PTRACE_DETACH, tracee, 0, 0) });
+    check("ptrace detach", unsafe {
+        libc::ptrace(libc::PTRACE_DETACH, tracee, 0, 0)
+    });
     check("kill", unsafe { libc::kill(tracee, libc::SIGKILL) } as i64);
     unsafe { libc::waitpid(tracee, &mut status, 0) };
 
@@ -96,9 +132,11 @@ fn burst(n: u64) {
 fn main() {
     let args: Vec<String> = std::env::args().collect();
     match args.get(1).map(String::as_str) {
-        Some("script") if args.len() == 5 => {
-            script(args[2].parse().expect("tcp port"), args[3].parse().expect("udp port"), &args[4])
-        }
+        Some("script") if args.len() == 5 => script(
+            args[2].parse().expect("tcp port"),
+            args[3].parse().expect("udp port"),
+            &args[4],
+        ),
         Some("burst") if args.len() == 3 => burst(args[2].parse().expect("count")),
         Some("open") if args.len() == 3 => {
             let p = CString::new(args[2].as_str()).unwrap();

@@ -29,8 +29,16 @@ pub fn sandwatch_bin() -> PathBuf {
     }
     // target/debug/deps/<test> → target/debug/sandwatch
     let exe = std::env::current_exe().expect("test executable path");
-    let candidate = exe.parent().and_then(Path::parent).map(|d| d.join("sandwatch")).expect("target dir");
-    assert!(candidate.exists(), "{} not built: run `cargo build --bin sandwatch` or `cargo xtask test`", candidate.display());
+    let candidate = exe
+        .parent()
+        .and_then(Path::parent)
+        .map(|d| d.join("sandwatch"))
+        .expect("target dir");
+    assert!(
+        candidate.exists(),
+        "{} not built: run `cargo build --bin sandwatch` or `cargo xtask test`",
+        candidate.display()
+    );
     candidate
 }
 
@@ -39,8 +47,15 @@ pub fn job_bin() -> &'static str {
 }
 
 pub fn sandwatch(args: &[&str]) -> Output {
-    let out = Command::new(sandwatch_bin()).args(args).output().expect("running sandwatch");
-    eprintln!("sandwatch {args:?}: {}\n--- stderr ---\n{}", out.status, String::from_utf8_lossy(&out.stderr));
+    let out = Command::new(sandwatch_bin())
+        .args(args)
+        .output()
+        .expect("running sandwatch");
+    eprintln!(
+        "sandwatch {args:?}: {}\n--- stderr ---\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
     out
 }
 
@@ -55,7 +70,10 @@ impl Rows {
         self.rows.len()
     }
 
-    pub fn filter(&self, pred: impl Fn(&HashMap<String, Option<String>>) -> bool) -> Vec<&HashMap<String, Option<String>>> {
+    pub fn filter(
+        &self,
+        pred: impl Fn(&HashMap<String, Option<String>>) -> bool,
+    ) -> Vec<&HashMap<String, Option<String>>> {
         self.rows.iter().filter(|r| pred(r)).collect()
     }
 
@@ -66,14 +84,18 @@ impl Rows {
 }
 
 pub fn get<'a>(row: &'a HashMap<String, Option<String>>, col: &str) -> Option<&'a str> {
-    row.get(col).unwrap_or_else(|| panic!("no column {col}")).as_deref()
+    row.get(col)
+        .unwrap_or_else(|| panic!("no column {col}"))
+        .as_deref()
 }
 
 pub fn parquet_files(data: &Path, table: &str) -> Vec<PathBuf> {
     let mut out = Vec::new();
     let mut stack = vec![data.join(table)];
     while let Some(dir) = stack.pop() {
-        let Ok(entries) = fs::read_dir(&dir) else { continue };
+        let Ok(entries) = fs::read_dir(&dir) else {
+            continue;
+        };
         for e in entries.flatten() {
             let p = e.path();
             if p.is_dir() {
@@ -91,9 +113,16 @@ pub fn read_table(data: &Path, table: &str) -> Rows {
     let mut rows = Vec::new();
     for path in parquet_files(data, table) {
         let name = path.file_name().unwrap().to_string_lossy().into_owned();
-        assert!(name.ends_with(".parquet") && !name.starts_with('.'), "unexpected file in the audit log: {}", path.display());
+        assert!(
+            name.ends_with(".parquet") && !name.starts_with('.'),
+            "unexpected file in the audit log: {}",
+            path.display()
+        );
         let file = fs::File::open(&path).unwrap();
-        let reader = ParquetRecordBatchReaderBuilder::try_new(file).unwrap().build().unwrap();
+        let reader = ParquetRecordBatchReaderBuilder::try_new(file)
+            .unwrap()
+            .build()
+            .unwrap();
         for batch in reader {
             rows.extend(render(&batch.unwrap()));
         }
@@ -109,11 +138,16 @@ fn render(batch: &RecordBatch) -> Vec<HashMap<String, Option<String>>> {
         .columns()
         .iter()
         .map(|c| match c.data_type() {
-            arrow_schema::DataType::Timestamp(..) => arrow_cast::cast(c, &arrow_schema::DataType::Int64).unwrap(),
+            arrow_schema::DataType::Timestamp(..) => {
+                arrow_cast::cast(c, &arrow_schema::DataType::Int64).unwrap()
+            }
             _ => c.clone(),
         })
         .collect();
-    let formatters: Vec<_> = columns.iter().map(|c| ArrayFormatter::try_new(c.as_ref(), &opts).unwrap()).collect();
+    let formatters: Vec<_> = columns
+        .iter()
+        .map(|c| ArrayFormatter::try_new(c.as_ref(), &opts).unwrap())
+        .collect();
     (0..batch.num_rows())
         .map(|i| {
             schema
@@ -121,7 +155,8 @@ fn render(batch: &RecordBatch) -> Vec<HashMap<String, Option<String>>> {
                 .iter()
                 .enumerate()
                 .map(|(c, f)| {
-                    let v = (!batch.column(c).is_null(i)).then(|| formatters[c].value(i).to_string());
+                    let v =
+                        (!batch.column(c).is_null(i)).then(|| formatters[c].value(i).to_string());
                     (f.name().clone(), v)
                 })
                 .collect()
@@ -135,7 +170,10 @@ pub fn duckdb(sql: &str) -> Vec<serde_json::Value> {
     let script = format!(
         "import duckdb, json\nrows = duckdb.sql({sql:?}).fetchall()\nprint(json.dumps([list(r) for r in rows], default=str))"
     );
-    let out = Command::new("python3").args(["-c", &script]).output().expect("python3");
+    let out = Command::new("python3")
+        .args(["-c", &script])
+        .output()
+        .expect("python3");
     assert!(
         out.status.success(),
         "duckdb failed (is it installed? `cargo xtask setup` installs it): {}",
@@ -155,9 +193,16 @@ pub struct TestCgroup {
 pub fn unified_root() -> PathBuf {
     for p in ["/sys/fs/cgroup/unified", "/sys/fs/cgroup"] {
         let p = Path::new(p);
-        if p.join("cgroup.procs").exists() && fs::read_to_string("/proc/self/mountinfo").unwrap().contains(&format!(" {} ", p.display())) {
+        if p.join("cgroup.procs").exists()
+            && fs::read_to_string("/proc/self/mountinfo")
+                .unwrap()
+                .contains(&format!(" {} ", p.display()))
+        {
             let mounts = fs::read_to_string("/proc/self/mountinfo").unwrap();
-            if mounts.lines().any(|l| l.contains(&format!(" {} ", p.display())) && l.contains(" - cgroup2 ")) {
+            if mounts
+                .lines()
+                .any(|l| l.contains(&format!(" {} ", p.display())) && l.contains(" - cgroup2 "))
+            {
                 return p.to_owned();
             }
         }
@@ -171,13 +216,19 @@ impl TestCgroup {
         let rel = format!("sandwatch-test-{}-{name}", std::process::id());
         let path = root.join(&rel);
         fs::create_dir(&path).unwrap_or_else(|e| panic!("creating {}: {e}", path.display()));
-        Self { path, name: format!("/{rel}") }
+        Self {
+            path,
+            name: format!("/{rel}"),
+        }
     }
 
     pub fn child(&self, name: &str) -> TestCgroup {
         let path = self.path.join(name);
         fs::create_dir(&path).unwrap();
-        TestCgroup { path, name: format!("{}/{name}", self.name) }
+        TestCgroup {
+            path,
+            name: format!("{}/{name}", self.name),
+        }
     }
 
     pub fn id(&self) -> u64 {
