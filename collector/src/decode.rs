@@ -105,6 +105,13 @@ impl Decoder {
                 Some(r) => self.process(&r, out).map(Ok),
                 None => Ok(Err(bad)),
             },
+            kind::FORK => match view::<ArgsRecord>(bytes) {
+                Some(r) => {
+                    self.procs.on_fork(r.header.pid, r.args[0] as u32);
+                    Ok(Ok(()))
+                }
+                None => Ok(Err(bad)),
+            },
             kind::SYSCALL => match view::<ArgsRecord>(bytes) {
                 Some(r) => self.syscall(&r, out).map(Ok),
                 None => Ok(Err(bad)),

@@ -281,3 +281,155 @@ pub fn spawn(
         })
         .expect("spawning the parquet sink thread")
 }
+
+#[cfg(test)]
+mod tests {
+    use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+    use sandwatch_schema::{Common, FileEvent, FileEventsBuilder};
+
+    use super::*;
+
+    const HOUR_NS: i64 = 3_600_000_000_000;
+
+    fn batch(time_ns: i64, rows: usize) -> TableBatch {
+        let mut b = FileEventsBuilder::new(rows);
+        for i in 0..rows {
+            let path = format!("/tmp/file-{i}");
+            b.append(&FileEvent {
+                common: Common {
+                    time_ns,
+                    host: "h",
+                    comm: "c",
+                    event: "openat",
+                    ..Default::default()
+                },
+                path: Some(&path),
+                ..Default::default()
+            });
+        }
+        TableBatch {
+            table: Table::FileEvents,
+            batch: b.finish().unwrap(),
+        }
+    }
+
+    fn files(root: &Path) -> Vec<PathBuf> {
+        let mut out = Vec::new();
+        let mut dirs = vec![root.to_owned()];
+        while let Some(d) = dirs.pop() {
+            for e in fs::read_dir(d).unwrap().flatten() {
+                if e.path().is_dir() {
+                    dirs.push(e.path());
+                } else {
+                    out.push(e.path());
+                }
+            }
+        }
+        out.sort();
+        out
+    }
+
+    fn rows_in(path: &Path) -> usize {
+        let reader = ParquetRecordBatchReaderBuilder::try_new(File::open(path).unwrap())
+            .unwrap()
+            .build()
+            .unwrap();
+        reader.map(|b| b.unwrap().num_rows()).sum()
+    }
+
+    #[test]
+    fn files_are_partitioned_by_hour_and_published_only_when_complete() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut sink = ParquetSink::open(dir.path(), ParquetOptions::default()).unwrap();
+        // 2026-11-27 01:xx and 02:xx UTC.
+        let t = 1_795_741_200 * 1_000_000_000;
+        sink.write(&batch(t, 10)).unwrap();
+        let open = files(dir.path());
+        assert_eq!(open.len(), 1);
+        assert!(
+            open[0]
+                .file_name()
+                .unwrap()
+                .to_str()
+                .unwrap()
+                .ends_with(".tmp"),
+            "in progress: hidden .tmp"
+        );
+        sink.write(&batch(t + HOUR_NS, 5)).unwrap();
+        let summary = sink.close().unwrap();
+        let done = files(dir.path());
+        assert_eq!(
+            done,
+            summary
+                .files
+                .iter()
+                .cloned()
+                .collect::<std::collections::BTreeSet<_>>()
+                .into_iter()
+                .collect::<Vec<_>>()
+        );
+        assert_eq!(done.len(), 2);
+        let names: Vec<String> = done
+            .iter()
+            .map(|p| p.strip_prefix(dir.path()).unwrap().display().to_string())
+            .collect();
+        assert!(
+            names[0].starts_with("file_events/date=2026-11-27/hour=01/")
+                && names[0].ends_with(".parquet"),
+            "{names:?}"
+        );
+        assert!(
+            names[1].starts_with("file_events/date=2026-11-27/hour=02/"),
+            "{names:?}"
+        );
+        assert_eq!((rows_in(&done[0]), rows_in(&done[1])), (10, 5));
+        assert_eq!(summary.rows[&Table::FileEvents], 15);
+    }
+
+    #[test]
+    fn files_rotate_by_size_and_by_age() {
+        let dir = tempfile::tempdir().unwrap();
+        let options = ParquetOptions {
+            max_file_bytes: 1,
+            max_file_age: Duration::from_secs(3600),
+            row_group_rows: 1024,
+        };
+        let mut sink = ParquetSink::open(dir.path(), options).unwrap();
+        let t = 1_795_741_200 * 1_000_000_000;
+        for _ in 0..3 {
+            sink.write(&batch(t, 100)).unwrap();
+        }
+        assert_eq!(
+            files(dir.path()).len(),
+            3,
+            "every write passed the 1-byte size limit"
+        );
+        sink.close().unwrap();
+
+        let dir = tempfile::tempdir().unwrap();
+        let options = ParquetOptions {
+            max_file_bytes: u64::MAX,
+            max_file_age: Duration::from_millis(1),
+            row_group_rows: 1024,
+        };
+        let mut sink = ParquetSink::open(dir.path(), options).unwrap();
+        sink.write(&batch(t, 100)).unwrap();
+        std::thread::sleep(Duration::from_millis(5));
+        sink.rotate_aged(Instant::now()).unwrap();
+        let done = files(dir.path());
+        assert_eq!(done.len(), 1);
+        assert!(
+            done[0].extension().is_some_and(|e| e == "parquet"),
+            "aged file closed and published: {done:?}"
+        );
+        sink.close().unwrap();
+    }
+
+    #[test]
+    fn an_unwritable_data_directory_is_refused_up_front() {
+        let err = ParquetSink::open(Path::new("/proc/sandwatch-test"), ParquetOptions::default())
+            .err()
+            .expect("refused");
+        assert!(err.to_string().contains("/proc/sandwatch-test"), "{err}");
+    }
+}

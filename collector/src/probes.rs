@@ -262,6 +262,7 @@ impl ProbeSet {
             "sys_exit_sensitive",
             "sys_exit_refusal",
             "sched_process_exit",
+            "sched_process_fork",
             "signal_deliver",
         ];
         for name in names {
@@ -347,6 +348,7 @@ impl ProbeSet {
         }
         for (prog, category, tp) in [
             ("sched_process_exit", "sched", "sched_process_exit"),
+            ("sched_process_fork", "sched", "sched_process_fork"),
             ("signal_deliver", "signal", "signal_deliver"),
         ] {
             if !attach(&mut ebpf, prog, category, tp)? {

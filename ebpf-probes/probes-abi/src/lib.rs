@@ -37,8 +37,12 @@ pub mod kind {
     pub const NET: u8 = 6;
     /// Security-sensitive syscalls and policy refusals: [`ArgsRecord`](super::ArgsRecord).
     pub const SYSCALL: u8 = 7;
+    /// A new process (not a thread) was created: an [`ArgsRecord`](super::ArgsRecord) with the
+    /// child's pid in `args[0]`, written before the child runs. Not a row: it tells the collector
+    /// the child's parent before any of the child's own records arrive.
+    pub const FORK: u8 = 8;
     /// Number of kinds + 1: the length of the per-kind drop counter array.
-    pub const COUNT: u32 = 8;
+    pub const COUNT: u32 = 9;
 
     pub fn name(kind: u8) -> &'static str {
         match kind {
@@ -49,6 +53,7 @@ pub mod kind {
             FILE2 => "file2",
             NET => "network",
             SYSCALL => "syscall",
+            FORK => "fork",
             _ => "unknown",
         }
     }

@@ -46,6 +46,7 @@ mod probes {
     };
 
     const AT_FDCWD: i64 = -100;
+    const CLONE_THREAD: u64 = 0x10000;
     const NONE: u64 = u64::MAX;
     /// Deepest cgroup level a watched cgroup may sit at; the collector refuses deeper ones.
     const MAX_WATCH_LEVEL: u32 = 32;
@@ -708,6 +709,56 @@ mod probes {
         let rec = unsafe { &mut *entry.as_mut_ptr() };
         fill_header(&mut rec.header, kind::EXIT, -1, watch, 0);
         rec.args = [code, signal, 0, 0, 0, 0];
+        entry.submit(wakeup_flags());
+        0
+    }
+
+    /// A task was created. In the parent, before the child can run: so the child's parent is
+    /// known to the collector before any record of the child arrives (a vfork parent's own clone
+    /// record comes only after the child has exec'd, and a short-lived child is gone from /proc by
+    /// the time its records are read). Threads are skipped.
+    #[tracepoint]
+    pub fn sched_process_fork(ctx: TracePointContext) -> u32 {
+        let Some(watch) = watched() else { return 0 };
+        let child: u32 = unsafe { *(ctx.as_ptr().cast::<u8>().add(20).cast::<u32>()) };
+        // The syscall that forks, from the saved registers: orig_ax at 120, its first argument
+        // (rdi) at 112.
+        let (syscall, arg0) = unsafe {
+            let pt_regs = bpf_task_pt_regs(bpf_get_current_task_btf()) as *const u8;
+            let mut regs = core::mem::MaybeUninit::<[u64; 2]>::uninit();
+            bpf_probe_read_kernel(
+                regs.as_mut_ptr().cast::<c_void>(),
+                16,
+                pt_regs.add(112).cast::<c_void>(),
+            );
+            let regs = regs.assume_init();
+            (regs[1] as i64, regs[0])
+        };
+        let clone_flags = match syscall {
+            nr::CLONE => arg0,
+            nr::CLONE3 => {
+                let mut flags: u64 = 0;
+                unsafe {
+                    bpf_probe_read_user(
+                        (&mut flags as *mut u64).cast::<c_void>(),
+                        8,
+                        arg0 as *const c_void,
+                    )
+                };
+                flags
+            }
+            _ => 0,
+        };
+        if clone_flags & CLONE_THREAD != 0 {
+            return 0;
+        }
+        let Some(mut entry) = EVENTS.reserve::<ArgsRecord>(0) else {
+            dropped(kind::FORK);
+            return 0;
+        };
+        let rec = unsafe { &mut *entry.as_mut_ptr() };
+        fill_header(&mut rec.header, kind::FORK, -1, watch, 0);
+        rec.args = [child as u64, clone_flags, 0, 0, 0, 0];
         entry.submit(wakeup_flags());
         0
     }
