@@ -629,3 +629,98 @@ fn bad_input_gets_one_clear_line_and_exit_code_2() {
             .is_empty()
     );
 }
+
+#[test]
+fn truncation_refusals_and_signals_are_recorded_faithfully() {
+    require_root();
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let out = sandwatch(&[
+        "run",
+        "--data",
+        data.to_str().unwrap(),
+        "--",
+        job_bin(),
+        "edge",
+    ]);
+    assert_eq!(
+        out.status.code(),
+        Some(128 + 9),
+        "killed by SIGKILL: 128+9, as a shell reports it"
+    );
+    let facts = last_json_line(&out.stdout);
+    let pid = facts["pid"].to_string();
+
+    let procs = read_table(&data, "process_events");
+    let long_exec = one(
+        procs.filter(|r| {
+            get(r, "event") == Some("execve") && get(r, "filename") == Some("/bin/true")
+        }),
+        "the exec with a 3000-byte argument",
+    );
+    assert_eq!(get(long_exec, "argv_truncated"), Some("true"));
+    let argv = get(long_exec, "argv").unwrap();
+    assert!(
+        argv.starts_with("[/bin/true, aaaa") && argv.len() < 400,
+        "argv kept its head, cut at the capture: {argv}"
+    );
+    let exit = one(
+        procs.filter(|r| get(r, "event") == Some("exit") && get(r, "pid") == Some(&pid)),
+        "the job's exit",
+    );
+    assert_eq!(
+        (get(exit, "exit_code"), get(exit, "exit_signal")),
+        (None, Some("9"))
+    );
+    let kill = one(
+        procs.filter(|r| get(r, "event") == Some("kill") && get(r, "pid") == Some(&pid)),
+        "the kill",
+    );
+    assert_eq!(
+        (get(kill, "target_pid"), get(kill, "signal")),
+        (Some(pid.as_str()), Some("9"))
+    );
+
+    let files = read_table(&data, "file_events");
+    let long_open = one(
+        files.filter(|r| {
+            get(r, "pid") == Some(&pid)
+                && get(r, "path").is_some_and(|p| p.starts_with("/tmp/pppp"))
+        }),
+        "the long open",
+    );
+    assert_eq!(get(long_open, "path_truncated"), Some("true"));
+    assert_eq!(
+        get(long_open, "path").unwrap().len(),
+        511,
+        "512-byte capture, NUL included"
+    );
+    assert_eq!(facts["open_ret"], -1, "libc says -1 and sets errno...");
+    assert_eq!(
+        get(long_open, "ret"),
+        Some("-36"),
+        "...the record has the kernel's -ENAMETOOLONG (a 700-byte name)"
+    );
+
+    let sys = read_table(&data, "syscall_events");
+    let unshare = one(
+        sys.filter(|r| get(r, "event") == Some("unshare") && get(r, "pid") == Some(&pid)),
+        "unshare",
+    );
+    assert_eq!(get(unshare, "ret"), Some("0"));
+    assert!(
+        get(unshare, "args")
+            .unwrap()
+            .starts_with(&format!("[{}, ", libc::CLONE_NEWUSER)),
+        "{unshare:?}"
+    );
+    assert_eq!(get(unshare, "refused"), Some("false"));
+    let refusal = one(
+        sys.filter(|r| get(r, "event") == Some("sethostname")),
+        "the refused sethostname",
+    );
+    assert_eq!(
+        (get(refusal, "ret"), get(refusal, "refused")),
+        (Some("-1"), Some("true"))
+    );
+}

@@ -7,6 +7,9 @@
 //! detach of a child, kill it; exit 7.
 //! `sw-test-job burst N`: N openat calls of a path that does not exist, as fast as possible.
 //! `sw-test-job open PATH`: open PATH read-only once (for the watch tests); exit 0.
+//! `sw-test-job edge`: the corner cases: an exec whose argv does not fit the capture, an open of
+//! a path longer than the capture, unshare(CLONE_NEWUSER), a sethostname refused with EPERM
+//! inside that user namespace; then it kills itself with SIGKILL.
 
 use std::{ffi::CString, process::Command};
 
@@ -129,6 +132,29 @@ fn burst(n: u64) {
     println!("{{\"pid\":{},\"opens\":{n}}}", std::process::id());
 }
 
+fn edge() {
+    let long_arg = "a".repeat(3000);
+    let status = Command::new("/bin/true")
+        .arg(&long_arg)
+        .status()
+        .expect("running /bin/true");
+    assert!(status.success());
+    let long_path = CString::new(format!("/tmp/{}", "p".repeat(700))).unwrap();
+    // SAFETY (all blocks below): plain syscalls with valid arguments.
+    let fd = unsafe { libc::open(long_path.as_ptr(), libc::O_RDONLY) };
+    check("unshare", unsafe { libc::unshare(libc::CLONE_NEWUSER) }
+        as i64);
+    let refused = unsafe { libc::sethostname(b"sandwatch-edge".as_ptr().cast(), 14) };
+    assert_eq!(
+        refused, -1,
+        "sethostname from a new user namespace must be refused"
+    );
+    println!("{{\"pid\":{},\"open_ret\":{fd}}}", std::process::id());
+    use std::io::Write as _;
+    std::io::stdout().flush().unwrap();
+    unsafe { libc::kill(libc::getpid(), libc::SIGKILL) };
+}
+
 fn main() {
     let args: Vec<String> = std::env::args().collect();
     match args.get(1).map(String::as_str) {
@@ -138,6 +164,7 @@ fn main() {
             &args[4],
         ),
         Some("burst") if args.len() == 3 => burst(args[2].parse().expect("count")),
+        Some("edge") if args.len() == 2 => edge(),
         Some("open") if args.len() == 3 => {
             let p = CString::new(args[2].as_str()).unwrap();
             // SAFETY: valid path.
@@ -145,7 +172,9 @@ fn main() {
             println!("{{\"pid\":{},\"fd\":{fd}}}", std::process::id());
         }
         _ => {
-            eprintln!("usage: sw-test-job script TCP_PORT UDP_PORT FILE | burst N | open PATH");
+            eprintln!(
+                "usage: sw-test-job script TCP_PORT UDP_PORT FILE | burst N | open PATH | edge"
+            );
             std::process::exit(2);
         }
     }
