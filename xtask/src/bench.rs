@@ -418,27 +418,7 @@ impl Drop for Scratch {
 
 /// The unified hierarchy's mount point (cgroup2 mounted at its root), as sandwatch finds it.
 fn cgroup2_mount() -> anyhow::Result<PathBuf> {
-    let info =
-        fs::read_to_string("/proc/self/mountinfo").context("reading /proc/self/mountinfo")?;
-    let mut mounts: Vec<PathBuf> = info
-        .lines()
-        .filter_map(|line| {
-            let (pre, post) = line.split_once(" - ")?;
-            let fields: Vec<&str> = pre.split_whitespace().collect();
-            let mountpoint = fields.get(4)?;
-            (post.split_whitespace().next() == Some("cgroup2") && fields.get(3) == Some(&"/"))
-                .then(|| PathBuf::from(mountpoint))
-        })
-        .collect();
-    mounts.sort_by_key(|p| match p.to_str() {
-        Some("/sys/fs/cgroup") => 0,
-        Some("/sys/fs/cgroup/unified") => 1,
-        _ => 2,
-    });
-    mounts
-        .into_iter()
-        .next()
-        .context("no cgroup2 hierarchy is mounted")
+    Ok(sandwatch_runner::CgroupRoot::discover()?.mount().to_owned())
 }
 
 /// `<cgroup2>/sandwatch-bench-<pid>` with a `sleep` in it: a real, populated cgroup to watch.

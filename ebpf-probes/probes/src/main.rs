@@ -424,85 +424,59 @@ mod probes {
     /// fork/clone, setuid family, ptrace, kill.
     #[tracepoint]
     pub fn sys_exit_process(ctx: TracePointContext) -> u32 {
-        let Some(Exit {
-            watch,
-            syscall,
-            ret,
-            args,
-        }) = exit_of(&ctx)
-        else {
+        let Some(mut exit) = exit_of(&ctx) else {
             return 0;
         };
-        let Some(mut entry) = EVENTS.reserve::<ArgsRecord>(0) else {
-            dropped(kind::PROCESS);
-            return 0;
-        };
-        let rec = unsafe { &mut *entry.as_mut_ptr() };
-        fill_header(&mut rec.header, kind::PROCESS, syscall, watch, ret);
-        rec.args = args;
-        if syscall == nr::CLONE3 {
+        if exit.syscall == nr::CLONE3 {
             // clone3 passes a struct clone_args; its first field is the flags.
             let mut cl_flags: u64 = 0;
             unsafe {
                 bpf_probe_read_user(
                     (&mut cl_flags as *mut u64).cast::<c_void>(),
                     8,
-                    args[0] as *const c_void,
+                    exit.args[0] as *const c_void,
                 )
             };
-            rec.args[0] = cl_flags;
+            exit.args[0] = cl_flags;
         }
-        entry.submit(wakeup_flags());
-        0
+        emit_args(kind::PROCESS, &exit, 0)
     }
 
     /// Security-sensitive syscalls: recorded with their raw arguments.
     #[tracepoint]
     pub fn sys_exit_sensitive(ctx: TracePointContext) -> u32 {
-        let Some(Exit {
-            watch,
-            syscall,
-            ret,
-            args,
-        }) = exit_of(&ctx)
-        else {
-            return 0;
-        };
-        let Some(mut entry) = EVENTS.reserve::<ArgsRecord>(0) else {
-            dropped(kind::SYSCALL);
-            return 0;
-        };
-        let rec = unsafe { &mut *entry.as_mut_ptr() };
-        fill_header(&mut rec.header, kind::SYSCALL, syscall, watch, ret);
-        rec.args = args;
-        entry.submit(wakeup_flags());
-        0
+        let Some(exit) = exit_of(&ctx) else { return 0 };
+        emit_args(kind::SYSCALL, &exit, 0)
     }
 
     /// Syscalls traced only for their refusals: no entry probe, a record only for -EPERM, so the
     /// syscalls a policy denies cost nothing but this exit check.
     #[tracepoint]
     pub fn sys_exit_refusal(ctx: TracePointContext) -> u32 {
-        let Some(Exit {
-            watch,
-            syscall,
-            ret,
-            args,
-        }) = exit_of(&ctx)
-        else {
-            return 0;
-        };
-        if ret != -1 {
+        let Some(exit) = exit_of(&ctx) else { return 0 };
+        if exit.ret != -1 {
             return 0;
         }
+        emit_args(kind::SYSCALL, &exit, flags::REFUSAL)
+    }
+
+    /// Writes an [`ArgsRecord`]: the syscall with its raw arguments and result.
+    #[inline(always)]
+    fn emit_args(record_kind: u8, exit: &Exit, header_flags: u8) -> u32 {
         let Some(mut entry) = EVENTS.reserve::<ArgsRecord>(0) else {
-            dropped(kind::SYSCALL);
+            dropped(record_kind);
             return 0;
         };
         let rec = unsafe { &mut *entry.as_mut_ptr() };
-        fill_header(&mut rec.header, kind::SYSCALL, syscall, watch, ret);
-        rec.header.flags = flags::REFUSAL;
-        rec.args = args;
+        fill_header(
+            &mut rec.header,
+            record_kind,
+            exit.syscall,
+            exit.watch,
+            exit.ret,
+        );
+        rec.header.flags = header_flags;
+        rec.args = exit.args;
         entry.submit(wakeup_flags());
         0
     }
