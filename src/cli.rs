@@ -58,6 +58,11 @@ pub enum Command {
         #[arg(required = true, last = true, value_name = "CMD")]
         command: Vec<String>,
     },
+    /// Sandbox policies.
+    Policy {
+        #[command(subcommand)]
+        action: PolicyCommand,
+    },
     /// Record existing cgroups (a service, a container) until SIGINT or SIGTERM.
     Watch {
         #[command(flatten)]
@@ -66,6 +71,16 @@ pub enum Command {
         /// (e.g. /system.slice/nginx.service). Repeatable.
         #[arg(long = "cgroup", value_name = "PATH", required = true)]
         cgroups: Vec<PathBuf>,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum PolicyCommand {
+    /// Validate a policy file (or name a preset: strict, default, permissive) and print it with
+    /// every default filled in.
+    Check {
+        #[arg(value_name = "FILE|PRESET")]
+        policy: String,
     },
 }
 
@@ -144,6 +159,9 @@ pub async fn dispatch(args: Args) -> Result<u8, Failure> {
             command,
         } => run(record, sandbox_id, command).await,
         Command::Watch { record, cgroups } => watch(record, cgroups).await,
+        Command::Policy {
+            action: PolicyCommand::Check { policy },
+        } => policy_check(&policy),
     }
 }
 
@@ -327,6 +345,20 @@ async fn watch(record: RecordOptions, cgroups: Vec<PathBuf>) -> Result<u8, Failu
     }
     let summary = collector.shutdown().await.map_err(runtime)?;
     print_summary(&summary);
+    Ok(0)
+}
+
+fn policy_check(name_or_path: &str) -> Result<u8, Failure> {
+    let policy = sandwatch_runner::SandboxPolicy::load(name_or_path).map_err(usage)?;
+    let origin = if sandwatch_runner::policy::PRESETS.contains(&name_or_path) {
+        "built-in preset"
+    } else {
+        "valid"
+    };
+    print!(
+        "# {name_or_path}: {origin}; resolved (null = no limit)\n{}",
+        policy.to_yaml()
+    );
     Ok(0)
 }
 
