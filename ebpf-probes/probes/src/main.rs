@@ -36,7 +36,7 @@ mod probes {
             },
         },
         macros::{map, raw_tracepoint, tracepoint},
-        maps::{Array, HashMap, LruHashMap, PerCpuArray, RingBuf},
+        maps::{Array, HashMap, LruHashMap, PerCpuArray, RingBuf, ring_buf::RingBufEntry},
         programs::{RawTracePointContext, TracePointContext},
     };
     use sandwatch_probes_abi::{
@@ -148,6 +148,16 @@ mod probes {
         } else {
             BPF_RB_NO_WAKEUP
         }
+    }
+
+    /// A ring-buffer slot for one record, or the loss counted.
+    #[inline(always)]
+    fn reserve<T: 'static>(record_kind: u8) -> Option<RingBufEntry<T>> {
+        let entry = EVENTS.reserve::<T>(0);
+        if entry.is_none() {
+            dropped(record_kind);
+        }
+        entry
     }
 
     #[inline(always)]
@@ -463,8 +473,7 @@ mod probes {
     /// Writes an [`ArgsRecord`]: the syscall with its raw arguments and result.
     #[inline(always)]
     fn emit_args(record_kind: u8, exit: &Exit, header_flags: u8) -> u32 {
-        let Some(mut entry) = EVENTS.reserve::<ArgsRecord>(0) else {
-            dropped(record_kind);
+        let Some(mut entry) = reserve::<ArgsRecord>(record_kind) else {
             return 0;
         };
         let rec = unsafe { &mut *entry.as_mut_ptr() };
@@ -493,8 +502,7 @@ mod probes {
         else {
             return 0;
         };
-        let Some(mut entry) = EVENTS.reserve::<FileRecord>(0) else {
-            dropped(kind::FILE);
+        let Some(mut entry) = reserve::<FileRecord>(kind::FILE) else {
             return 0;
         };
         let rec = unsafe { &mut *entry.as_mut_ptr() };
@@ -555,8 +563,7 @@ mod probes {
         else {
             return 0;
         };
-        let Some(mut entry) = EVENTS.reserve::<File2Record>(0) else {
-            dropped(kind::FILE2);
+        let Some(mut entry) = reserve::<File2Record>(kind::FILE2) else {
             return 0;
         };
         let rec = unsafe { &mut *entry.as_mut_ptr() };
@@ -648,8 +655,7 @@ mod probes {
             }
             _ => (0, 0, -1, 0, 0),
         };
-        let Some(mut entry) = EVENTS.reserve::<NetRecord>(0) else {
-            dropped(kind::NET);
+        let Some(mut entry) = reserve::<NetRecord>(kind::NET) else {
             return 0;
         };
         let rec = unsafe { &mut *entry.as_mut_ptr() };
@@ -676,8 +682,7 @@ mod probes {
         let signal = unsafe { FATAL_SIGNALS.get(&tgid) }.copied().unwrap_or(0);
         let _ = EXIT_CODES.remove(&tgid);
         let _ = FATAL_SIGNALS.remove(&tgid);
-        let Some(mut entry) = EVENTS.reserve::<ArgsRecord>(0) else {
-            dropped(kind::EXIT);
+        let Some(mut entry) = reserve::<ArgsRecord>(kind::EXIT) else {
             return 0;
         };
         let rec = unsafe { &mut *entry.as_mut_ptr() };
@@ -726,8 +731,7 @@ mod probes {
         if clone_flags & CLONE_THREAD != 0 {
             return 0;
         }
-        let Some(mut entry) = EVENTS.reserve::<ArgsRecord>(0) else {
-            dropped(kind::FORK);
+        let Some(mut entry) = reserve::<ArgsRecord>(kind::FORK) else {
             return 0;
         };
         let rec = unsafe { &mut *entry.as_mut_ptr() };
