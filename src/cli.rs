@@ -239,12 +239,14 @@ async fn run_job(job: &JobCgroup, command: &[String]) -> Result<u8, Failure> {
 
     let mut cmd = tokio::process::Command::new(&command[0]);
     cmd.args(&command[1..]);
-    let procs = job.procs_fd();
-    // SAFETY: between fork and exec only async-signal-safe calls: one write(2) of a constant.
+    let procs = job.procs_fds();
+    // SAFETY: between fork and exec only async-signal-safe calls: write(2) of a constant.
     unsafe {
         cmd.pre_exec(move || {
-            if libc::write(procs, b"0".as_ptr().cast(), 1) != 1 {
-                return Err(std::io::Error::last_os_error());
+            for &fd in &procs {
+                if libc::write(fd, b"0".as_ptr().cast(), 1) != 1 {
+                    return Err(std::io::Error::last_os_error());
+                }
             }
             Ok(())
         });

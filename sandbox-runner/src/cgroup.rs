@@ -163,6 +163,8 @@ fn unescape_mount_path(s: &str) -> String {
 pub struct JobCgroup {
     cgroup: CgroupRef,
     procs: File,
+    /// The v1 controller cgroups that carry the limits on a hybrid host.
+    v1: Option<crate::limits::V1Cgroups>,
     removed: bool,
 }
 
@@ -188,18 +190,48 @@ impl JobCgroup {
         Ok(Self {
             cgroup,
             procs,
+            v1: None,
             removed: false,
         })
     }
 
-    pub fn cgroup(&self) -> &CgroupRef {
-        &self.cgroup
+    /// A job cgroup with resource limits (see [`crate::limits`]). On failure nothing is left.
+    pub fn create_with_limits(
+        root: &CgroupRoot,
+        name: &str,
+        limits: &crate::limits::ResourceLimits,
+    ) -> Result<Self, CgroupError> {
+        let mut job = Self::create(root, name)?;
+        job.v1 = Some(crate::limits::apply(&job.cgroup.path, name, limits)?);
+        Ok(job)
     }
 
-    /// An open `cgroup.procs` to write "0" to from a child between fork and exec: the child
-    /// then runs in this cgroup from its first instruction of the job on.
-    pub fn procs_fd(&self) -> std::os::fd::RawFd {
-        self.procs.as_raw_fd()
+    /// Every `cgroup.procs` a child must write "0" to between fork and exec: the unified
+    /// cgroup's, and on a hybrid host those of the v1 controllers that carry the limits.
+    pub fn procs_fds(&self) -> Vec<std::os::fd::RawFd> {
+        let mut fds = vec![self.procs.as_raw_fd()];
+        if let Some(v1) = &self.v1 {
+            fds.extend(v1.procs_fds());
+        }
+        fds
+    }
+
+    /// Whether the memory limit has OOM-killed a process of the job.
+    pub fn oom_killed(&self) -> bool {
+        let v2 = fs::read_to_string(self.cgroup.path.join("memory.events"))
+            .ok()
+            .and_then(|t| {
+                t.lines().find_map(|l| {
+                    l.strip_prefix("oom_kill ")
+                        .and_then(|n| n.trim().parse::<u64>().ok())
+                })
+            })
+            .is_some_and(|n| n > 0);
+        v2 || self.v1.as_ref().is_some_and(|v1| v1.oom_killed())
+    }
+
+    pub fn cgroup(&self) -> &CgroupRef {
+        &self.cgroup
     }
 
     /// Moves a running process into the cgroup.
@@ -234,7 +266,11 @@ impl JobCgroup {
     /// Kills what is left, waits for the cgroup to empty and removes it.
     pub fn remove(mut self) -> Result<(), CgroupError> {
         self.removed = true;
-        remove_cgroup(&self.cgroup.path, Duration::from_secs(5))
+        remove_cgroup(&self.cgroup.path, Duration::from_secs(5))?;
+        match self.v1.take() {
+            Some(mut v1) => v1.remove(),
+            None => Ok(()),
+        }
     }
 }
 

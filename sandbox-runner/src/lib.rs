@@ -7,7 +7,9 @@
 //! the collector.
 
 pub mod cgroup;
+pub mod limits;
 pub mod policy;
 
 pub use cgroup::{CgroupError, CgroupRef, CgroupRoot, JobCgroup};
+pub use limits::ResourceLimits;
 pub use policy::{PolicyError, SandboxPolicy};
