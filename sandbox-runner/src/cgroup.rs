@@ -37,7 +37,10 @@ pub enum CgroupError {
     Busy { path: PathBuf, waited: Duration },
 }
 
-fn io_err<'a>(action: &'static str, path: &'a Path) -> impl FnOnce(io::Error) -> CgroupError + 'a {
+pub(crate) fn io_err<'a>(
+    action: &'static str,
+    path: &'a Path,
+) -> impl FnOnce(io::Error) -> CgroupError + 'a {
     move |source| CgroupError::Io {
         action,
         path: path.to_owned(),
@@ -173,14 +176,7 @@ pub const PARENT: &str = "sandwatch";
 
 impl JobCgroup {
     pub fn create(root: &CgroupRoot, name: &str) -> Result<Self, CgroupError> {
-        let parent = root.mount.join(PARENT);
-        match fs::create_dir(&parent) {
-            Ok(()) => {}
-            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
-            Err(e) => return Err(io_err("create cgroup", &parent)(e)),
-        }
-        let path = parent.join(name);
-        fs::create_dir(&path).map_err(io_err("create cgroup", &path))?;
+        let path = create_under_parent(&root.mount, name)?;
         let cgroup = root.resolve(&path)?;
         let procs_path = path.join("cgroup.procs");
         let procs = OpenOptions::new()
@@ -218,16 +214,8 @@ impl JobCgroup {
 
     /// Whether the memory limit has OOM-killed a process of the job.
     pub fn oom_killed(&self) -> bool {
-        let v2 = fs::read_to_string(self.cgroup.path.join("memory.events"))
-            .ok()
-            .and_then(|t| {
-                t.lines().find_map(|l| {
-                    l.strip_prefix("oom_kill ")
-                        .and_then(|n| n.trim().parse::<u64>().ok())
-                })
-            })
-            .is_some_and(|n| n > 0);
-        v2 || self.v1.as_ref().is_some_and(|v1| v1.oom_killed())
+        oom_kills(&self.cgroup.path.join("memory.events")) > 0
+            || self.v1.as_ref().is_some_and(|v1| v1.oom_killed())
     }
 
     pub fn cgroup(&self) -> &CgroupRef {
@@ -284,7 +272,37 @@ impl Drop for JobCgroup {
     }
 }
 
-fn remove_cgroup(path: &Path, patience: Duration) -> Result<(), CgroupError> {
+/// Creates `<mount>/sandwatch/<name>` (and `<mount>/sandwatch` if needed): a cgroup of ours in
+/// any hierarchy, unified or v1.
+pub(crate) fn create_under_parent(mount: &Path, name: &str) -> Result<PathBuf, CgroupError> {
+    let parent = mount.join(PARENT);
+    match fs::create_dir(&parent) {
+        Ok(()) => {}
+        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
+        Err(e) => return Err(io_err("create cgroup", &parent)(e)),
+    }
+    let path = parent.join(name);
+    fs::create_dir(&path).map_err(io_err("create cgroup", &path))?;
+    Ok(path)
+}
+
+/// The `oom_kill` count of a `memory.events` (v2) or `memory.oom_control` (v1) file; 0 when
+/// there is none.
+pub(crate) fn oom_kills(file: &Path) -> u64 {
+    fs::read_to_string(file)
+        .ok()
+        .and_then(|t| {
+            t.lines().find_map(|l| {
+                l.strip_prefix("oom_kill ")
+                    .and_then(|n| n.trim().parse().ok())
+            })
+        })
+        .unwrap_or(0)
+}
+
+/// Removes a cgroup of ours, killing what is left in it (`cgroup.kill`, where the hierarchy has
+/// it) and waiting up to `patience` for it to empty.
+pub(crate) fn remove_cgroup(path: &Path, patience: Duration) -> Result<(), CgroupError> {
     let start = Instant::now();
     let mut killed = false;
     loop {

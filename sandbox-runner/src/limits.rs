@@ -11,12 +11,11 @@ use std::{
     io,
     os::fd::{AsRawFd, RawFd},
     path::{Path, PathBuf},
-    thread,
-    time::{Duration, Instant},
+    time::Duration,
 };
 
 use crate::{
-    cgroup::{CgroupError, PARENT},
+    cgroup::{CgroupError, create_under_parent, io_err, oom_kills, remove_cgroup},
     policy::SandboxPolicy,
 };
 
@@ -78,14 +77,6 @@ pub struct V1Cgroups {
     dirs: Vec<(Controller, PathBuf, File)>,
 }
 
-fn io_err<'a>(action: &'static str, path: &'a Path) -> impl FnOnce(io::Error) -> CgroupError + 'a {
-    move |source| CgroupError::Io {
-        action,
-        path: path.to_owned(),
-        source,
-    }
-}
-
 fn write(path: &Path, value: impl ToString) -> Result<(), CgroupError> {
     fs::write(path, value.to_string()).map_err(io_err("write", path))
 }
@@ -140,14 +131,7 @@ pub fn apply(
         if v2(c) {
             apply_v2(unified, c, limits)?;
         } else if let Some((_, mount)) = mounts.iter().find(|(k, _)| *k == c) {
-            let parent = mount.join(PARENT);
-            match fs::create_dir(&parent) {
-                Ok(()) => {}
-                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
-                Err(e) => return Err(io_err("create cgroup", &parent)(e)),
-            }
-            let dir = parent.join(name);
-            fs::create_dir(&dir).map_err(io_err("create cgroup", &dir))?;
+            let dir = create_under_parent(mount, name)?;
             // Recorded before writing, so that a failed write still removes the directory.
             let procs = dir.join("cgroup.procs");
             let file = OpenOptions::new()
@@ -249,17 +233,7 @@ impl V1Cgroups {
         self.dirs
             .iter()
             .filter(|(c, _, _)| *c == Controller::Memory)
-            .any(|(_, dir, _)| {
-                fs::read_to_string(dir.join("memory.oom_control"))
-                    .ok()
-                    .and_then(|t| {
-                        t.lines().find_map(|l| {
-                            l.strip_prefix("oom_kill ")
-                                .and_then(|n| n.trim().parse::<u64>().ok())
-                        })
-                    })
-                    .is_some_and(|n| n > 0)
-            })
+            .any(|(_, dir, _)| oom_kills(&dir.join("memory.oom_control")) > 0)
     }
 
     /// Removes the v1 cgroups once their processes are gone (the unified cgroup's `cgroup.kill`
@@ -267,22 +241,8 @@ impl V1Cgroups {
     pub fn remove(&mut self) -> Result<(), CgroupError> {
         let mut first_err = None;
         for (_, dir, _) in self.dirs.drain(..) {
-            let start = Instant::now();
-            loop {
-                match fs::remove_dir(&dir) {
-                    Ok(()) => break,
-                    Err(e) if e.kind() == io::ErrorKind::NotFound => break,
-                    Err(e)
-                        if e.raw_os_error() == Some(libc::EBUSY)
-                            && start.elapsed() < Duration::from_secs(5) =>
-                    {
-                        thread::sleep(Duration::from_millis(10));
-                    }
-                    Err(e) => {
-                        first_err.get_or_insert(io_err("remove cgroup", &dir)(e));
-                        break;
-                    }
-                }
+            if let Err(e) = remove_cgroup(&dir, Duration::from_secs(5)) {
+                first_err.get_or_insert(e);
             }
         }
         first_err.map_or(Ok(()), Err)
