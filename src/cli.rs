@@ -5,10 +5,15 @@ use std::{
     time::{Duration, Instant},
 };
 
-use anyhow::{Context as _, anyhow};
+use anyhow::anyhow;
 use clap::{Parser, Subcommand};
 use sandwatch_collector::{Collector, CollectorConfig, CollectorError, Summary, WatchTarget};
-use sandwatch_runner::{CgroupRoot, JobCgroup};
+use sandwatch_runner::{
+    CgroupRoot, SandboxPolicy,
+    sandbox::{
+        self, CommandOutcome, CommandRequest, EndReason, Sandbox, SandboxError, SandboxOptions,
+    },
+};
 use tokio::signal::unix::{SignalKind, signal};
 
 /// Exit code for bad input and for a host that cannot run sandwatch (no root, no BPF).
@@ -45,18 +50,66 @@ pub struct RecordOptions {
     pub counts_window_ms: u64,
 }
 
+#[derive(clap::Args, Debug, Clone)]
+pub struct SandboxArgs {
+    /// Sandbox policy: a preset (strict, default, permissive) or a YAML file.
+    #[arg(long, value_name = "NAME|FILE", default_value = "default")]
+    pub policy: String,
+    /// Host directory mounted as the sandbox's workspace (default: a fresh one, removed after).
+    /// Its top directory is given to the sandbox's unprivileged uid.
+    #[arg(long, value_name = "DIR")]
+    pub workspace: Option<PathBuf>,
+    /// Wall-clock limit of the command (overrides the policy's limits.timeout), e.g. 30s, 5m.
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    pub timeout: Option<Duration>,
+    /// Sandbox id for the job's rows (default: a fresh sw-XXXXXXXX).
+    #[arg(long, value_name = "ID")]
+    pub sandbox_id: Option<String>,
+    /// How often the sandbox_metrics table gets a row.
+    #[arg(long, value_name = "DURATION", default_value = "1s", value_parser = parse_duration)]
+    pub metrics_interval: Duration,
+    /// Where running sandboxes keep their lock and ephemeral workspace.
+    #[arg(long, value_name = "DIR", default_value = sandwatch_runner::sandbox::DEFAULT_RUNTIME_DIR)]
+    pub runtime_dir: PathBuf,
+}
+
+fn parse_duration(s: &str) -> Result<Duration, String> {
+    humantime::parse_duration(s).map_err(|e| format!("{s:?} is not a duration ({e}; e.g. 30s, 5m)"))
+}
+
 #[derive(Subcommand, Debug)]
 pub enum Command {
-    /// Run a command in its own cgroup and record everything it and its children do.
+    /// Run a command in a new sandbox (namespaces, cgroup limits, seccomp, no capabilities,
+    /// Landlock) and record everything it and its children do.
     Run {
         #[command(flatten)]
         record: RecordOptions,
-        /// Sandbox id for the job's rows (default: a fresh sw-XXXXXXXX).
-        #[arg(long, value_name = "ID")]
-        sandbox_id: Option<String>,
+        #[command(flatten)]
+        sandbox: SandboxArgs,
         /// The command and its arguments.
         #[arg(required = true, last = true, value_name = "CMD")]
         command: Vec<String>,
+    },
+    /// Kill every process of a running sandbox at once (its runner reports reason "order").
+    Kill {
+        #[arg(value_name = "ID")]
+        id: String,
+        #[arg(long, value_name = "DIR", default_value = sandwatch_runner::sandbox::DEFAULT_RUNTIME_DIR)]
+        runtime_dir: PathBuf,
+    },
+    /// Stop every process of a running sandbox until `thaw`.
+    Freeze {
+        #[arg(value_name = "ID")]
+        id: String,
+        #[arg(long, value_name = "DIR", default_value = sandwatch_runner::sandbox::DEFAULT_RUNTIME_DIR)]
+        runtime_dir: PathBuf,
+    },
+    /// Resume a frozen sandbox.
+    Thaw {
+        #[arg(value_name = "ID")]
+        id: String,
+        #[arg(long, value_name = "DIR", default_value = sandwatch_runner::sandbox::DEFAULT_RUNTIME_DIR)]
+        runtime_dir: PathBuf,
     },
     /// Sandbox policies.
     Policy {
@@ -155,9 +208,12 @@ pub async fn dispatch(args: Args) -> Result<u8, Failure> {
     match args.command {
         Command::Run {
             record,
-            sandbox_id,
+            sandbox,
             command,
-        } => run(record, sandbox_id, command).await,
+        } => run(record, sandbox, command).await,
+        Command::Kill { id, runtime_dir } => control(&runtime_dir, &id, Order::Kill),
+        Command::Freeze { id, runtime_dir } => control(&runtime_dir, &id, Order::Freeze),
+        Command::Thaw { id, runtime_dir } => control(&runtime_dir, &id, Order::Thaw),
         Command::Watch { record, cgroups } => watch(record, cgroups).await,
         Command::Policy {
             action: PolicyCommand::Check { policy },
@@ -175,10 +231,15 @@ fn require_root() -> Result<(), Failure> {
     Ok(())
 }
 
-fn start_collector(record: &RecordOptions) -> Result<Collector, Failure> {
+fn start_collector(record: &RecordOptions, refusals: &[String]) -> Result<Collector, Failure> {
     let mut config = CollectorConfig::new(record.data.clone());
     config.probes.ring_buffer_bytes = record.ring_buffer_size;
     config.probes.full_counting = record.count_all_syscalls;
+    for name in refusals {
+        if !config.probes.refusal_syscalls.contains(name) {
+            config.probes.refusal_syscalls.push(name.clone());
+        }
+    }
     config.counts_window = Duration::from_millis(record.counts_window_ms.max(10));
     Collector::start(config).map_err(|e| match e {
         CollectorError::Io { .. } => usage(anyhow!(e).context(format!("the data directory {} is not usable", record.data.display()))),
@@ -191,118 +252,235 @@ fn new_sandbox_id() -> String {
     format!("sw-{:08x}", rand::random::<u32>())
 }
 
+enum Order {
+    Kill,
+    Freeze,
+    Thaw,
+}
+
+fn control(runtime_dir: &std::path::Path, id: &str, order: Order) -> Result<u8, Failure> {
+    require_root()?;
+    let root = CgroupRoot::discover().map_err(usage)?;
+    match order {
+        Order::Kill => sandbox::kill_by_id(&root, runtime_dir, id, EndReason::Order),
+        Order::Freeze => sandbox::freeze_by_id(&root, runtime_dir, id, true),
+        Order::Thaw => sandbox::freeze_by_id(&root, runtime_dir, id, false),
+    }
+    .map_err(usage)?;
+    Ok(0)
+}
+
 async fn run(
     record: RecordOptions,
-    sandbox_id: Option<String>,
+    args: SandboxArgs,
     command: Vec<String>,
 ) -> Result<u8, Failure> {
     require_root()?;
-    let sandbox_id = sandbox_id.unwrap_or_else(new_sandbox_id);
-    if sandbox_id.is_empty() || sandbox_id.contains('/') || sandbox_id.starts_with('.') {
-        return Err(usage(anyhow!(
-            "sandbox id {sandbox_id:?}: use letters, digits, '-' and '_' only"
-        )));
+    let mut policy = SandboxPolicy::load(&args.policy).map_err(usage)?;
+    if let Some(t) = args.timeout {
+        policy.limits.timeout = Some(t);
     }
+    let filter = sandwatch_runner::seccomp::SyscallFilter::new(&[]).map_err(usage)?;
+    let sandbox_id = args.sandbox_id.clone().unwrap_or_else(new_sandbox_id);
     let root = CgroupRoot::discover().map_err(usage)?;
-    let collector = start_collector(&record)?;
-    let job = JobCgroup::create(&root, &sandbox_id).map_err(usage)?;
+    for id in sandbox::clean_stale(&root, &args.runtime_dir) {
+        eprintln!("sandwatch: removed the remains of sandbox {id}, whose runner died");
+    }
+    let collector = start_collector(&record, filter.denied())?;
+    let mut options = SandboxOptions::new(sandbox_id.clone(), policy);
+    options.workspace = args.workspace.clone();
+    options.runtime_dir = args.runtime_dir.clone();
+    let sandbox = match Sandbox::create(&root, options).await {
+        Ok(s) => s,
+        Err(e) => {
+            let _ = collector.shutdown().await;
+            return Err(match e {
+                SandboxError::BadId(_)
+                | SandboxError::Exists(_)
+                | SandboxError::Workspace { .. } => usage(e),
+                other => runtime(other),
+            });
+        }
+    };
+    for w in sandbox.warnings() {
+        eprintln!("sandwatch: warning: {w}");
+    }
     let target = WatchTarget {
-        cgroup_id: job.cgroup().id,
-        level: job.cgroup().level,
+        cgroup_id: sandbox.cgroup().id,
+        level: sandbox.cgroup().level,
         sandbox_id: sandbox_id.clone(),
     };
     collector.watch(&target).map_err(usage)?;
+    let lifecycle = Lifecycle::new(&collector, &sandbox);
+    lifecycle.record("created", None, None, None);
 
-    let started = Instant::now();
-    let outcome = run_job(&job, &command).await;
-    // Whatever happened to the job, what was recorded reaches the disk.
-    let _ = collector.unwatch(&target);
-    let summary = collector.shutdown().await;
-    if let Err(e) = job.remove() {
-        eprintln!("sandwatch: {e}");
-    }
-    let summary = summary.map_err(runtime)?;
-    let code = outcome?;
-    eprintln!(
-        "sandwatch: {} exited with status {code} after {:.2} s (sandbox {sandbox_id})",
-        command[0],
-        started.elapsed().as_secs_f64()
-    );
-    print_summary(&summary);
-    Ok(code)
-}
-
-/// Runs the command in the job cgroup, forwards SIGINT/SIGTERM to it, and waits for it and for
-/// every process it left behind. Returns the exit code to report (128+N for signal N).
-async fn run_job(job: &JobCgroup, command: &[String]) -> Result<u8, Failure> {
-    use std::os::unix::process::ExitStatusExt as _;
-
-    let mut cmd = tokio::process::Command::new(&command[0]);
-    cmd.args(&command[1..]);
-    let procs = job.procs_fds();
-    // SAFETY: between fork and exec only async-signal-safe calls: write(2) of a constant.
-    unsafe {
-        cmd.pre_exec(move || {
-            for &fd in &procs {
-                if libc::write(fd, b"0".as_ptr().cast(), 1) != 1 {
-                    return Err(std::io::Error::last_os_error());
-                }
-            }
-            Ok(())
-        });
-    }
-    let mut child = match cmd.spawn() {
-        Ok(c) => c,
-        Err(e) => {
-            let code = if e.kind() == std::io::ErrorKind::NotFound {
-                127
-            } else {
-                126
-            };
-            eprintln!("sandwatch: cannot run {:?}: {e}", command[0]);
-            return Ok(code);
-        }
+    let metrics = spawn_metrics(&collector, &sandbox, args.metrics_interval);
+    let request = CommandRequest {
+        argv: command.clone(),
+        ..CommandRequest::default()
     };
-    let pid = child.id().map(|p| p as i32);
+    let started = Instant::now();
+    lifecycle.record("started", Some(&command), None, None);
     let mut sigint = signal(SignalKind::interrupt()).map_err(runtime)?;
     let mut sigterm = signal(SignalKind::terminate()).map_err(runtime)?;
-    let forward = |sig: i32| {
-        if let Some(pid) = pid {
-            // SAFETY: signalling our own child.
-            unsafe { libc::kill(pid, sig) };
+    let mut out = tokio::io::stdout();
+    let mut err = tokio::io::stderr();
+    let outcome = {
+        let run = sandbox.run(&request, &mut out, &mut err);
+        tokio::pin!(run);
+        let mut interrupts = 0;
+        loop {
+            tokio::select! {
+                o = &mut run => break o,
+                _ = sigint.recv() => {
+                    interrupts += 1;
+                    // First Ctrl-C: the job's own SIGINT handling gets a chance; second: all dies.
+                    if interrupts >= 2 { let _ = sandbox.kill(EndReason::Order); }
+                    else { let _ = sandbox.signal_all(libc::SIGINT).await; }
+                }
+                _ = sigterm.recv() => { let _ = sandbox.kill(EndReason::Order); }
+            }
         }
     };
-    let status = loop {
-        tokio::select! {
-            status = child.wait() => break status.context("waiting for the job").map_err(runtime)?,
-            _ = sigint.recv() => forward(libc::SIGINT),
-            _ = sigterm.recv() => forward(libc::SIGTERM),
-        }
-    };
-    let code = match (status.code(), status.signal()) {
-        (Some(c), _) => c as u8,
-        (None, Some(s)) => 128u8.saturating_add(s as u8),
-        _ => 1,
-    };
-    // The job is over when its last process is: wait for what it left running.
-    let mut announced = false;
-    let waiting_since = Instant::now();
-    let mut interrupts = 0;
-    while job.populated().map_err(runtime)? {
-        if !announced && waiting_since.elapsed() > Duration::from_secs(2) {
-            let n = job.process_count().unwrap_or(0);
-            eprintln!(
-                "sandwatch: the job left {n} process(es) running; waiting for them (Ctrl-C twice kills them)"
+    metrics.abort();
+    let result = match outcome {
+        Ok(o) => {
+            let event = if o.reason == EndReason::Exited {
+                "exited"
+            } else {
+                "killed"
+            };
+            let mut detail = Vec::new();
+            if let Some(e) = &o.start_error {
+                detail.push(e.clone());
+            }
+            for (name, stats) in [("stdout", o.stdout), ("stderr", o.stderr)] {
+                if stats.truncated {
+                    detail.push(format!(
+                        "{name} truncated: {} bytes written, limit reached",
+                        stats.bytes
+                    ));
+                }
+            }
+            lifecycle.record_outcome(
+                event,
+                &command,
+                &o,
+                (!detail.is_empty()).then(|| detail.join("; ")),
             );
-            announced = true;
+            Ok(o)
         }
-        tokio::select! {
-            _ = tokio::time::sleep(Duration::from_millis(20)) => {}
-            _ = sigint.recv() => { interrupts += 1; if interrupts >= 2 { job.kill().map_err(runtime)?; } }
-            _ = sigterm.recv() => job.kill().map_err(runtime)?,
+        Err(e) => {
+            lifecycle.record(
+                "killed",
+                Some(&command),
+                Some("error"),
+                Some(&e.to_string()),
+            );
+            Err(e)
+        }
+    };
+    let destroyed = sandbox.destroy().await;
+    lifecycle.record(
+        "destroyed",
+        None,
+        None,
+        destroyed.as_ref().err().map(|e| e.to_string()).as_deref(),
+    );
+    let _ = collector.unwatch(&target);
+    let summary = collector.shutdown().await.map_err(runtime)?;
+    if let Err(e) = destroyed {
+        eprintln!("sandwatch: {e}");
+    }
+    let outcome = result.map_err(runtime)?;
+    report_outcome(&command[0], &sandbox_id, &outcome, started.elapsed());
+    print_summary(&summary);
+    Ok(outcome.status.clamp(0, 255) as u8)
+}
+
+/// Rows of the `sandboxes` table for one sandbox.
+struct Lifecycle<'a> {
+    collector: &'a Collector,
+    id: String,
+    policy_hash: String,
+    profile: Option<String>,
+}
+
+impl<'a> Lifecycle<'a> {
+    fn new(collector: &'a Collector, sandbox: &Sandbox) -> Self {
+        Self {
+            collector,
+            id: sandbox.id().to_string(),
+            policy_hash: sandbox.policy_hash().to_string(),
+            profile: sandbox.policy().profile.clone(),
         }
     }
-    Ok(code)
+
+    fn record(
+        &self,
+        event: &str,
+        command: Option<&[String]>,
+        reason: Option<&str>,
+        detail: Option<&str>,
+    ) {
+        let _ = (
+            self.collector,
+            &self.id,
+            &self.policy_hash,
+            &self.profile,
+            event,
+            command,
+            reason,
+            detail,
+        );
+    }
+
+    fn record_outcome(
+        &self,
+        event: &str,
+        command: &[String],
+        o: &CommandOutcome,
+        detail: Option<String>,
+    ) {
+        let _ = (event, command, o, detail);
+    }
+}
+
+fn spawn_metrics(
+    collector: &Collector,
+    sandbox: &Sandbox,
+    every: Duration,
+) -> tokio::task::JoinHandle<()> {
+    let _ = (collector, sandbox, every);
+    tokio::spawn(async {})
+}
+
+fn report_outcome(program: &str, id: &str, o: &CommandOutcome, elapsed: Duration) {
+    if let Some(e) = &o.start_error {
+        eprintln!("sandwatch: cannot run {program:?} in sandbox {id}: {e}");
+    }
+    for (name, stats) in [("stdout", o.stdout), ("stderr", o.stderr)] {
+        if stats.truncated {
+            eprintln!(
+                "sandwatch: {name} was cut at the policy's limits.output_bytes ({} bytes written in all)",
+                stats.bytes
+            );
+        }
+    }
+    let how = match o.reason {
+        EndReason::Timeout => "was killed at its wall-clock limit (status 124)".to_string(),
+        EndReason::Oom => format!(
+            "was killed by the OOM killer at the memory limit (status {})",
+            o.status
+        ),
+        EndReason::Order | EndReason::Rule => format!("was killed by order (status {})", o.status),
+        EndReason::SandboxEnded => format!("ended with its sandbox (status {})", o.status),
+        EndReason::Exited => format!("exited with status {}", o.status),
+    };
+    eprintln!(
+        "sandwatch: {program} {how} after {:.2} s (sandbox {id})",
+        elapsed.as_secs_f64()
+    );
 }
 
 async fn watch(record: RecordOptions, cgroups: Vec<PathBuf>) -> Result<u8, Failure> {
@@ -325,7 +503,7 @@ async fn watch(record: RecordOptions, cgroups: Vec<PathBuf>) -> Result<u8, Failu
     }
     let mut sigint = signal(SignalKind::interrupt()).map_err(runtime)?;
     let mut sigterm = signal(SignalKind::terminate()).map_err(runtime)?;
-    let collector = start_collector(&record)?;
+    let collector = start_collector(&record, &[])?;
     for t in &targets {
         collector.watch(t).map_err(usage)?;
     }

@@ -8,6 +8,9 @@ use std::process::ExitCode;
 use clap::Parser as _;
 
 fn main() -> ExitCode {
+    // A sandbox's init is this binary re-executed inside the sandbox: it must not parse our
+    // arguments or start a runtime.
+    sandwatch_runner::init::run_if_init();
     let args = cli::Args::parse();
     cli::init_logging(args.verbose);
     let runtime = match tokio::runtime::Builder::new_multi_thread()

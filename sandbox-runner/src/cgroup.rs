@@ -214,8 +214,13 @@ impl JobCgroup {
 
     /// Whether the memory limit has OOM-killed a process of the job.
     pub fn oom_killed(&self) -> bool {
-        oom_kills(&self.cgroup.path.join("memory.events")) > 0
-            || self.v1.as_ref().is_some_and(|v1| v1.oom_killed())
+        self.oom_kill_count() > 0
+    }
+
+    /// How many processes of the job the memory limit has killed so far.
+    pub fn oom_kill_count(&self) -> u64 {
+        oom_kills(&self.cgroup.path.join("memory.events"))
+            + self.v1.as_ref().map_or(0, |v1| v1.oom_kill_count())
     }
 
     pub fn cgroup(&self) -> &CgroupRef {
@@ -227,6 +232,48 @@ impl JobCgroup {
         (&self.procs)
             .write_all(pid.to_string().as_bytes())
             .map_err(io_err("add a process to", &self.cgroup.path))
+    }
+
+    /// Moves a process into every cgroup of the job (unified and v1), as the runner does for a
+    /// sandbox's init before it starts.
+    pub fn add_everywhere(&self, pid: u32) -> Result<(), CgroupError> {
+        let text = pid.to_string();
+        for fd in self.procs_fds() {
+            // SAFETY: writing to a cgroup.procs descriptor this job owns.
+            if unsafe { libc::write(fd, text.as_ptr().cast(), text.len()) } < 0 {
+                return Err(io_err("add a process to", &self.cgroup.path)(
+                    io::Error::last_os_error(),
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// The v1 memory cgroup of a hybrid host, where memory is accounted.
+    pub fn v1_memory_dir(&self) -> Option<&Path> {
+        self.v1.as_ref().and_then(|v1| v1.memory_dir())
+    }
+
+    /// Stops (`true`) or resumes every process of the job (`cgroup.freeze`), and waits until
+    /// the kernel reports the cgroup frozen or thawed.
+    pub fn freeze(&self, frozen: bool) -> Result<(), CgroupError> {
+        let path = self.cgroup.path.join("cgroup.freeze");
+        fs::write(&path, if frozen { "1" } else { "0" }).map_err(io_err("write", &path))?;
+        let events = self.cgroup.path.join("cgroup.events");
+        let want = if frozen { "frozen 1" } else { "frozen 0" };
+        let start = Instant::now();
+        loop {
+            let text = fs::read_to_string(&events).map_err(io_err("read", &events))?;
+            if text.lines().any(|l| l.trim() == want) {
+                return Ok(());
+            }
+            if start.elapsed() > Duration::from_secs(5) {
+                return Err(io_err("wait for freezing to settle in", &self.cgroup.path)(
+                    io::Error::from(io::ErrorKind::TimedOut),
+                ));
+            }
+            thread::sleep(Duration::from_millis(1));
+        }
     }
 
     /// Whether any process is still in the cgroup (or below it).
@@ -320,7 +367,13 @@ pub(crate) fn remove_cgroup(path: &Path, patience: Duration) -> Result<(), Cgrou
                         waited: patience,
                     });
                 }
-                thread::sleep(Duration::from_millis(10));
+                // Exiting processes leave within a millisecond or two; back off after that.
+                let waited = start.elapsed();
+                thread::sleep(if waited < Duration::from_millis(20) {
+                    Duration::from_micros(200)
+                } else {
+                    Duration::from_millis(10)
+                });
             }
             Err(e) => return Err(io_err("remove cgroup", path)(e)),
         }

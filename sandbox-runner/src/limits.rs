@@ -108,6 +108,11 @@ fn v1_mounts() -> Vec<(Controller, PathBuf)> {
     out
 }
 
+/// Mount points of the v1 controllers sandwatch uses (empty on a pure cgroup v2 host).
+pub(crate) fn v1_mount_points() -> Vec<PathBuf> {
+    v1_mounts().into_iter().map(|(_, p)| p).collect()
+}
+
 /// Applies `limits` to a sandbox named `name` whose unified cgroup is `unified`: through v2
 /// controllers the unified hierarchy delegates, through v1 controllers otherwise.
 pub fn apply(
@@ -228,12 +233,18 @@ impl V1Cgroups {
         self.dirs.iter().map(|(_, _, f)| f.as_raw_fd()).collect()
     }
 
-    /// Whether the memory controller has OOM-killed a process of this sandbox.
-    pub fn oom_killed(&self) -> bool {
+    /// The memory controller's cgroup, if this sandbox has one.
+    pub fn memory_dir(&self) -> Option<&Path> {
         self.dirs
             .iter()
-            .filter(|(c, _, _)| *c == Controller::Memory)
-            .any(|(_, dir, _)| oom_kills(&dir.join("memory.oom_control")) > 0)
+            .find(|(c, _, _)| *c == Controller::Memory)
+            .map(|(_, d, _)| d.as_path())
+    }
+
+    /// How many processes the memory controller has OOM-killed in this sandbox.
+    pub fn oom_kill_count(&self) -> u64 {
+        self.memory_dir()
+            .map_or(0, |d| oom_kills(&d.join("memory.oom_control")))
     }
 
     /// Removes the v1 cgroups once their processes are gone (the unified cgroup's `cgroup.kill`

@@ -1,1 +1,1093 @@
-//! (in progress)
+//! A sandbox's life on the runner's side: create (cgroups with limits, namespaces, init), run
+//! commands in it with their output captured and bounded, kill, freeze and thaw it, destroy it,
+//! and clean up after runners that died without destroying theirs.
+//!
+//! On disk a sandbox is `<runtime>/<id>/` (default runtime `/run/sandwatch`): a `lock` the
+//! runner holds while the sandbox lives (a later runner that can take it knows the sandbox is
+//! stale), the ephemeral `workspace/` when none was given, and `kill-reason` when
+//! `sandwatch kill` ended it. The cgroups are `<hierarchy>/sandwatch/<id>`.
+
+use std::{
+    collections::HashMap,
+    ffi::CString,
+    fs, io,
+    os::{
+        fd::{AsRawFd, FromRawFd as _, OwnedFd, RawFd},
+        unix::{ffi::OsStrExt as _, fs::OpenOptionsExt as _},
+    },
+    path::{Path, PathBuf},
+    sync::{
+        Arc, Mutex,
+        atomic::{AtomicBool, AtomicU64, Ordering},
+    },
+    time::{Duration, Instant},
+};
+
+use nix::fcntl::{Flock, FlockArg};
+use sha2::Digest as _;
+use tokio::{
+    io::unix::AsyncFd,
+    io::{AsyncRead, AsyncReadExt as _, AsyncWrite, AsyncWriteExt as _},
+    net::unix::pipe,
+    sync::{Notify, oneshot},
+};
+
+use crate::{
+    cgroup::{CgroupError, CgroupRef, CgroupRoot, JobCgroup, PARENT},
+    init::INIT_ARG,
+    limits::ResourceLimits,
+    policy::{NetworkMode, SandboxPolicy},
+    protocol::{self, FromInit, SetupPlan, ToInit},
+};
+
+/// Where sandboxes keep their lock, ephemeral workspace and staging root.
+pub const DEFAULT_RUNTIME_DIR: &str = "/run/sandwatch";
+
+/// First host uid (and gid) of the range a sandbox's ids map onto: the sandbox's root is this
+/// unprivileged host uid. Far above the ranges distributions hand out in /etc/subuid.
+pub const DEFAULT_HOST_ID_BASE: u32 = 1_000_000_000;
+
+/// How many ids inside a sandbox map to host ids (0..65536).
+const ID_RANGE: u32 = 65_536;
+
+#[derive(Debug, thiserror::Error)]
+pub enum SandboxError {
+    #[error("sandbox id {0:?}: use letters, digits, '-' and '_' (at most 64)")]
+    BadId(String),
+    #[error("sandbox {0} already exists (another runner has it)")]
+    Exists(String),
+    #[error(transparent)]
+    Cgroup(#[from] CgroupError),
+    #[error("{action}: {source}")]
+    Io {
+        action: String,
+        #[source]
+        source: io::Error,
+    },
+    #[error("sandbox {id} failed to start: {step}: {error}")]
+    Setup {
+        id: String,
+        step: String,
+        error: String,
+    },
+    #[error("sandbox {0} has ended (killed, or its init died)")]
+    Ended(String),
+    #[error("the workspace {path} is not usable: {reason}")]
+    Workspace { path: PathBuf, reason: String },
+}
+
+fn io_ctx(action: impl Into<String>) -> impl FnOnce(io::Error) -> SandboxError {
+    let action = action.into();
+    move |source| SandboxError::Io { action, source }
+}
+
+/// Everything a sandbox is made from.
+#[derive(Debug, Clone)]
+pub struct SandboxOptions {
+    pub id: String,
+    pub policy: SandboxPolicy,
+    /// Host directory mounted as the `workspace` volume. None: a fresh one, removed at destroy.
+    pub workspace: Option<PathBuf>,
+    /// Host directories for other named volumes of the policy (`cache`); missing ones are private tmpfs.
+    pub volumes: Vec<(String, PathBuf)>,
+    pub runtime_dir: PathBuf,
+    pub host_id_base: u32,
+    /// The binary that becomes init: one that calls [`crate::init::run_if_init`] first thing.
+    pub init_exe: PathBuf,
+}
+
+impl SandboxOptions {
+    pub fn new(id: impl Into<String>, policy: SandboxPolicy) -> Self {
+        Self {
+            id: id.into(),
+            policy,
+            workspace: None,
+            volumes: Vec::new(),
+            runtime_dir: PathBuf::from(DEFAULT_RUNTIME_DIR),
+            host_id_base: DEFAULT_HOST_ID_BASE,
+            init_exe: PathBuf::from("/proc/self/exe"),
+        }
+    }
+}
+
+/// Hex SHA-256 of the policy as `policy check` prints it: two sandboxes with the same hash ran
+/// under the same rules.
+pub fn policy_hash(policy: &SandboxPolicy) -> String {
+    let digest = sha2::Sha256::digest(policy.to_yaml().as_bytes());
+    digest.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn valid_id(id: &str) -> bool {
+    !id.is_empty()
+        && id.len() <= 64
+        && id
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+}
+
+/// How a command ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EndReason {
+    /// It exited or died of a signal on its own.
+    Exited,
+    /// The wall-clock limit ran out; the whole sandbox was killed.
+    Timeout,
+    /// The memory limit's OOM killer killed it.
+    Oom,
+    /// `kill` from outside (`sandwatch kill`, an operator).
+    Order,
+    /// A rule's action.
+    Rule,
+    /// The sandbox's init is gone (killed from outside the runner's knowledge).
+    SandboxEnded,
+}
+
+impl EndReason {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EndReason::Exited => "exited",
+            EndReason::Timeout => "timeout",
+            EndReason::Oom => "oom",
+            EndReason::Order => "order",
+            EndReason::Rule => "rule",
+            EndReason::SandboxEnded => "sandbox_ended",
+        }
+    }
+
+    fn parse(s: &str) -> Self {
+        match s.trim() {
+            "rule" => EndReason::Rule,
+            "timeout" => EndReason::Timeout,
+            _ => EndReason::Order,
+        }
+    }
+}
+
+/// A command to run in a sandbox.
+#[derive(Debug, Clone, Default)]
+pub struct CommandRequest {
+    pub argv: Vec<String>,
+    /// Added to (and overriding) the policy's environment.
+    pub env: Vec<(String, String)>,
+    /// Working directory inside; default the workspace volume's mount point.
+    pub cwd: Option<PathBuf>,
+    /// Wall-clock limit; default the policy's `limits.timeout`.
+    pub timeout: Option<Duration>,
+}
+
+/// Bytes of one output stream.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct OutputStats {
+    /// Bytes the command wrote.
+    pub bytes: u64,
+    /// Whether the output limit cut it (what came after the limit was read and discarded).
+    pub truncated: bool,
+}
+
+/// What became of a command.
+#[derive(Debug, Clone)]
+pub struct CommandOutcome {
+    /// Shell-style status: the exit code, 128+N for death by signal N, 124 on timeout, 126/127
+    /// when it could not start.
+    pub status: i32,
+    pub code: Option<i32>,
+    pub signal: Option<i32>,
+    pub reason: EndReason,
+    /// Why it could not start, when it could not.
+    pub start_error: Option<String>,
+    pub stdout: OutputStats,
+    pub stderr: OutputStats,
+    pub duration: Duration,
+}
+
+type ExitSender = oneshot::Sender<(Option<i32>, Option<i32>)>;
+type StartSender = oneshot::Sender<Result<i32, (String, i32)>>;
+
+#[derive(Default)]
+struct Pending {
+    starts: HashMap<u64, StartSender>,
+    exits: HashMap<u64, ExitSender>,
+}
+
+struct Shared {
+    pending: Mutex<Pending>,
+    ended: AtomicBool,
+    ended_notify: Notify,
+}
+
+/// A running sandbox. Destroy it with [`Sandbox::destroy`]; dropping it kills and removes it
+/// too, without waiting politely.
+pub struct Sandbox {
+    id: String,
+    policy: SandboxPolicy,
+    policy_hash: String,
+    cgroup: Option<JobCgroup>,
+    control: Arc<AsyncFd<OwnedFd>>,
+    shared: Arc<Shared>,
+    reader: Option<tokio::task::JoinHandle<()>>,
+    init_pid: i32,
+    dir: PathBuf,
+    workspace: PathBuf,
+    _lock: Flock<fs::File>,
+    next_id: AtomicU64,
+    warnings: Vec<String>,
+    destroyed: bool,
+}
+
+/// Arguments of the cloned child, built before the clone: the child shares the runner's memory
+/// (`CLONE_VM`) and may only make raw system calls until it has executed init.
+struct ChildArgs {
+    sync_read: RawFd,
+    control: RawFd,
+    devnull: RawFd,
+    exe: RawFd,
+    argv: [*const libc::c_char; 3],
+    envp: [*const libc::c_char; 1],
+}
+
+extern "C" fn child_main(arg: *mut libc::c_void) -> libc::c_int {
+    // SAFETY: `arg` points to the ChildArgs the parent keeps alive until init reports (or the
+    // child dies); only async-signal-safe raw system calls follow.
+    unsafe {
+        let a = &*(arg as *const ChildArgs);
+        let mut byte = 0u8;
+        // The parent writes our uid/gid maps and cgroups, then lets us go.
+        if libc::read(a.sync_read, (&mut byte as *mut u8).cast(), 1) != 1 {
+            return 90;
+        }
+        // Become the namespace's root (the mapped, unprivileged host uid), so that init keeps
+        // its capabilities in the namespace across exec and holds none on the host. Raw calls:
+        // libc's wrappers would try to synchronise threads this copy does not have.
+        if libc::syscall(libc::SYS_setgroups, 0, std::ptr::null::<libc::gid_t>()) != 0
+            || libc::syscall(libc::SYS_setresgid, 0, 0, 0) != 0
+            || libc::syscall(libc::SYS_setresuid, 0, 0, 0) != 0
+        {
+            return 91;
+        }
+        for fd in 0..3 {
+            if libc::dup2(a.devnull, fd) < 0 {
+                return 92;
+            }
+        }
+        if a.control == crate::init::CONTROL_FD {
+            libc::fcntl(a.control, libc::F_SETFD, 0);
+        } else if libc::dup2(a.control, crate::init::CONTROL_FD) < 0 {
+            return 93;
+        }
+        libc::syscall(
+            libc::SYS_execveat,
+            a.exe,
+            c"".as_ptr(),
+            a.argv.as_ptr(),
+            a.envp.as_ptr(),
+            libc::AT_EMPTY_PATH,
+        );
+        94
+    }
+}
+
+fn child_failure(code: i32) -> &'static str {
+    match code {
+        90 => "the runner went away before the sandbox started",
+        91 => "taking the sandbox's root identity failed",
+        92 | 93 => "setting up init's descriptors failed",
+        94 => "executing init failed (is the runner's binary still there?)",
+        _ => "init died",
+    }
+}
+
+impl Sandbox {
+    /// Creates a sandbox and waits until its init is ready for commands.
+    pub async fn create(root: &CgroupRoot, opts: SandboxOptions) -> Result<Self, SandboxError> {
+        if !valid_id(&opts.id) {
+            return Err(SandboxError::BadId(opts.id));
+        }
+        let dir = opts.runtime_dir.join(&opts.id);
+        let staging = opts.runtime_dir.join(".root");
+        for d in [&opts.runtime_dir, &staging] {
+            match fs::create_dir(d) {
+                Err(e) if e.kind() != io::ErrorKind::AlreadyExists => {
+                    return Err(io_ctx(format!("create {}", d.display()))(e));
+                }
+                _ => {}
+            }
+        }
+        match fs::create_dir(&dir) {
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
+                return Err(SandboxError::Exists(opts.id));
+            }
+            r => r.map_err(io_ctx(format!("create {}", dir.display())))?,
+        }
+        // From here on, a failure removes what was made; the lock marks the directory as ours.
+        let mut guard = DirGuard(Some(dir.clone()));
+        let lock_file = fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .mode(0o600)
+            .open(dir.join("lock"))
+            .map_err(io_ctx("create the sandbox's lock"))?;
+        let lock = Flock::lock(lock_file, FlockArg::LockExclusiveNonblock)
+            .map_err(|(_, e)| io_ctx("lock the sandbox")(e.into()))?;
+
+        let host_uid = opts.host_id_base + opts.policy.user;
+        let workspace = match &opts.workspace {
+            Some(w) => {
+                let meta = fs::metadata(w).map_err(|e| SandboxError::Workspace {
+                    path: w.clone(),
+                    reason: e.to_string(),
+                })?;
+                if !meta.is_dir() {
+                    return Err(SandboxError::Workspace {
+                        path: w.clone(),
+                        reason: "not a directory".into(),
+                    });
+                }
+                w.canonicalize().map_err(io_ctx("resolve the workspace"))?
+            }
+            None => {
+                let w = dir.join("workspace");
+                fs::create_dir(&w).map_err(io_ctx("create the workspace"))?;
+                w
+            }
+        };
+        // The sandbox's root is an unprivileged host uid: the workspace must be its own to be
+        // writable. A given workspace keeps the owners of what is already inside it.
+        std::os::unix::fs::chown(&workspace, Some(host_uid), Some(host_uid)).map_err(io_ctx(
+            format!("give the workspace {} to the sandbox", workspace.display()),
+        ))?;
+        let mut volumes = vec![("workspace".to_string(), workspace.clone())];
+        volumes.extend(opts.volumes.iter().cloned());
+
+        let limits = ResourceLimits::from_policy(&opts.policy);
+        let cgroup = JobCgroup::create_with_limits(root, &opts.id, &limits)?;
+        let private_network = opts.policy.network.mode == NetworkMode::None;
+        let plan = SetupPlan {
+            policy: opts.policy.clone(),
+            staging,
+            volumes,
+            private_network,
+        };
+
+        let (runner_end, init_end) =
+            protocol::socket_pair().map_err(io_ctx("create the control socket"))?;
+        let (init_pid, warnings) =
+            start_init(&opts, &cgroup, &plan, runner_end.as_raw_fd(), init_end)?;
+        set_nonblocking(runner_end.as_raw_fd()).map_err(io_ctx("set up the control socket"))?;
+        // SAFETY: the AsyncFd owns the socket, which stays open and the same for its lifetime.
+        let control = Arc::new(
+            unsafe { AsyncFd::register(runner_end) }
+                .map_err(|e| io_ctx("register the control socket")(e.into()))?,
+        );
+        let shared = Arc::new(Shared {
+            pending: Mutex::new(Pending::default()),
+            ended: AtomicBool::new(false),
+            ended_notify: Notify::new(),
+        });
+        let mut sandbox = Self {
+            id: opts.id.clone(),
+            policy_hash: policy_hash(&opts.policy),
+            policy: opts.policy,
+            cgroup: Some(cgroup),
+            control: control.clone(),
+            shared: shared.clone(),
+            reader: None,
+            init_pid,
+            dir,
+            workspace,
+            _lock: lock,
+            next_id: AtomicU64::new(1),
+            warnings: Vec::new(),
+            destroyed: false,
+        };
+        guard.0 = None;
+        match wait_ready(&control, &opts.id).await {
+            Ok(w) => sandbox.warnings = warnings.into_iter().chain(w).collect(),
+            Err(e) => {
+                sandbox.teardown();
+                return Err(e);
+            }
+        }
+        sandbox.reader = Some(tokio::spawn(read_control(control, shared)));
+        Ok(sandbox)
+    }
+
+    pub fn id(&self) -> &str {
+        &self.id
+    }
+
+    pub fn policy(&self) -> &SandboxPolicy {
+        &self.policy
+    }
+
+    pub fn policy_hash(&self) -> &str {
+        &self.policy_hash
+    }
+
+    /// The sandbox's cgroup in the unified hierarchy: the id the probes filter on.
+    pub fn cgroup(&self) -> &CgroupRef {
+        self.job().cgroup()
+    }
+
+    fn job(&self) -> &JobCgroup {
+        self.cgroup.as_ref().expect("a live sandbox has its cgroup")
+    }
+
+    /// Host pid of the sandbox's init (in the sandbox's namespaces).
+    pub fn init_pid(&self) -> i32 {
+        self.init_pid
+    }
+
+    /// Host path of the workspace.
+    pub fn workspace(&self) -> &Path {
+        &self.workspace
+    }
+
+    /// What the sandbox got weaker than the policy asked (old kernel features), for the log.
+    pub fn warnings(&self) -> &[String] {
+        &self.warnings
+    }
+
+    /// Where the sandbox's numbers are, for [`crate::metrics`].
+    pub fn metrics_source(&self) -> crate::metrics::MetricsSource {
+        crate::metrics::MetricsSource {
+            unified_cgroup: self.cgroup().path.clone(),
+            memory_cgroup: self.job().v1_memory_dir().map(Path::to_owned),
+            workspace: self.workspace.clone(),
+            net_pid: (self.policy.network.mode == NetworkMode::None).then_some(self.init_pid),
+        }
+    }
+
+    /// Whether the sandbox's init is gone.
+    pub fn has_ended(&self) -> bool {
+        self.shared.ended.load(Ordering::Acquire)
+    }
+
+    /// Runs a command to its end: output streamed to `stdout`/`stderr` up to the policy's
+    /// `limits.output_bytes` each, the wall-clock limit enforced by killing the whole sandbox
+    /// (status 124, as timeout(1)).
+    pub async fn run<O, E>(
+        &self,
+        request: &CommandRequest,
+        stdout: &mut O,
+        stderr: &mut E,
+    ) -> Result<CommandOutcome, SandboxError>
+    where
+        O: AsyncWrite + Unpin,
+        E: AsyncWrite + Unpin,
+    {
+        let started = Instant::now();
+        let limit = self.policy.limits.output_bytes.map_or(u64::MAX, |b| b.0);
+        let timeout = request.timeout.or(self.policy.limits.timeout);
+        let oom_before = self.job().oom_kill_count();
+        let running = match self.spawn(request).await? {
+            Ok(r) => r,
+            Err((error, status)) => {
+                return Ok(CommandOutcome {
+                    status,
+                    code: None,
+                    signal: None,
+                    reason: EndReason::Exited,
+                    start_error: Some(error),
+                    stdout: OutputStats::default(),
+                    stderr: OutputStats::default(),
+                    duration: started.elapsed(),
+                });
+            }
+        };
+        let RunningCommand {
+            stdout: out_pipe,
+            stderr: err_pipe,
+            exit,
+            ..
+        } = running;
+        let pump_out = pump(out_pipe, stdout, limit);
+        let pump_err = pump(err_pipe, stderr, limit);
+        let ended = async {
+            let exit = exit.await.ok();
+            exit
+        };
+        let deadline = async {
+            match timeout {
+                Some(t) => tokio::time::sleep(t).await,
+                None => std::future::pending().await,
+            }
+        };
+        let mut timed_out = false;
+        let (exit, out_stats, err_stats) = {
+            let waiter = async {
+                tokio::select! {
+                    e = ended => e,
+                    () = deadline => {
+                        timed_out = true;
+                        // The limit is the sandbox's: everything in it dies at once.
+                        let _ = self.write_kill_reason("timeout");
+                        let _ = self.job().kill();
+                        None
+                    }
+                }
+            };
+            tokio::join!(waiter, pump_out, pump_err)
+        };
+        let (code, signal) = exit.unwrap_or((None, Some(libc::SIGKILL)));
+        let reason = if timed_out {
+            EndReason::Timeout
+        } else if exit.is_none() {
+            self.read_kill_reason().unwrap_or(EndReason::SandboxEnded)
+        } else if signal == Some(libc::SIGKILL) && self.job().oom_kill_count() > oom_before {
+            EndReason::Oom
+        } else {
+            EndReason::Exited
+        };
+        let status = match (reason, code, signal) {
+            (EndReason::Timeout, _, _) => 124,
+            (_, Some(c), _) => c,
+            (_, None, Some(s)) => 128 + s,
+            _ => 1,
+        };
+        Ok(CommandOutcome {
+            status,
+            code: if timed_out { None } else { code },
+            signal: if timed_out {
+                Some(libc::SIGKILL)
+            } else {
+                signal
+            },
+            reason,
+            start_error: None,
+            stdout: out_stats.map_err(io_ctx("read the command's stdout"))?,
+            stderr: err_stats.map_err(io_ctx("read the command's stderr"))?,
+            duration: started.elapsed(),
+        })
+    }
+
+    /// Starts a command with its stdout and stderr as pipes. The inner error is why it could
+    /// not start and the shell-style status for that (126, 127).
+    pub async fn spawn(
+        &self,
+        request: &CommandRequest,
+    ) -> Result<Result<RunningCommand, (String, i32)>, SandboxError> {
+        if self.has_ended() {
+            return Err(SandboxError::Ended(self.id.clone()));
+        }
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let mut env: Vec<(String, String)> = self
+            .policy
+            .env
+            .iter()
+            .filter(|(k, _)| !request.env.iter().any(|(rk, _)| rk == *k))
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        env.extend(request.env.iter().cloned());
+        let cwd = request.cwd.clone().unwrap_or_else(|| {
+            self.policy
+                .filesystem
+                .volume_mounts
+                .get("workspace")
+                .cloned()
+                .unwrap_or_else(|| PathBuf::from("/"))
+        });
+        let (out_tx, out_rx) = pipe::pipe().map_err(io_ctx("create the stdout pipe"))?;
+        let (err_tx, err_rx) = pipe::pipe().map_err(io_ctx("create the stderr pipe"))?;
+        let devnull = fs::File::open("/dev/null").map_err(io_ctx("open /dev/null"))?;
+        let out_fd = out_tx.into_blocking_fd().map_err(io_ctx("stdout pipe"))?;
+        let err_fd = err_tx.into_blocking_fd().map_err(io_ctx("stderr pipe"))?;
+        let (start_tx, start_rx) = oneshot::channel();
+        let (exit_tx, exit_rx) = oneshot::channel();
+        {
+            let mut p = self
+                .shared
+                .pending
+                .lock()
+                .unwrap_or_else(|e| e.into_inner());
+            p.starts.insert(id, start_tx);
+            p.exits.insert(id, exit_tx);
+        }
+        let msg = ToInit::Exec {
+            id,
+            argv: request.argv.clone(),
+            env,
+            cwd,
+        };
+        let fds = [devnull.as_raw_fd(), out_fd.as_raw_fd(), err_fd.as_raw_fd()];
+        send_async(&self.control, &msg, &fds)
+            .await
+            .map_err(|e| match e.raw_os_error() {
+                Some(libc::EPIPE) | Some(libc::ECONNRESET) => SandboxError::Ended(self.id.clone()),
+                _ => io_ctx("send a command to the sandbox")(e),
+            })?;
+        // Init has its own copies now; ours would keep the pipes open forever.
+        drop((devnull, out_fd, err_fd));
+        match start_rx.await {
+            Ok(Ok(pid)) => Ok(Ok(RunningCommand {
+                id,
+                pid,
+                stdout: out_rx,
+                stderr: err_rx,
+                exit: exit_rx,
+            })),
+            Ok(Err(e)) => Ok(Err(e)),
+            Err(_) => Err(SandboxError::Ended(self.id.clone())),
+        }
+    }
+
+    /// Sends a signal to a command's process group.
+    pub async fn signal(&self, command: &RunningCommand, signal: i32) -> Result<(), SandboxError> {
+        send_async(
+            &self.control,
+            &ToInit::Signal {
+                id: Some(command.id),
+                signal,
+            },
+            &[],
+        )
+        .await
+        .map_err(io_ctx("signal a command"))
+    }
+
+    /// Sends a signal to every running command's process group (a Ctrl-C to forward).
+    pub async fn signal_all(&self, signal: i32) -> Result<(), SandboxError> {
+        send_async(&self.control, &ToInit::Signal { id: None, signal }, &[])
+            .await
+            .map_err(io_ctx("signal a command"))
+    }
+
+    fn write_kill_reason(&self, reason: &str) -> io::Result<()> {
+        fs::write(self.dir.join("kill-reason"), reason)
+    }
+
+    fn read_kill_reason(&self) -> Option<EndReason> {
+        fs::read_to_string(self.dir.join("kill-reason"))
+            .ok()
+            .map(|s| EndReason::parse(&s))
+    }
+
+    /// Kills every process of the sandbox at once; the sandbox is over.
+    pub fn kill(&self, reason: EndReason) -> Result<(), SandboxError> {
+        let _ = self.write_kill_reason(reason.as_str());
+        Ok(self.job().kill()?)
+    }
+
+    /// Stops every process of the sandbox (`true`) or lets them go on.
+    pub fn freeze(&self, frozen: bool) -> Result<(), SandboxError> {
+        Ok(self.job().freeze(frozen)?)
+    }
+
+    /// Waits until the sandbox's init is gone (killed, or crashed).
+    pub async fn ended(&self) {
+        loop {
+            let notified = self.shared.ended_notify.notified();
+            if self.has_ended() {
+                return;
+            }
+            notified.await;
+        }
+    }
+
+    /// Kills whatever runs, waits for it to go, removes the cgroups and the ephemeral workspace.
+    pub async fn destroy(mut self) -> Result<(), SandboxError> {
+        let id = self.id.clone();
+        tokio::task::spawn_blocking(move || self.teardown_checked())
+            .await
+            .map_err(|e| io_ctx(format!("destroy sandbox {id}"))(io::Error::other(e)))?
+    }
+
+    fn teardown_checked(&mut self) -> Result<(), SandboxError> {
+        self.destroyed = true;
+        if let Some(r) = self.reader.take() {
+            r.abort();
+        }
+        let job = self.cgroup.take();
+        if let Some(job) = &job {
+            let _ = job.kill();
+        }
+        // SAFETY: reaping our own child, init.
+        unsafe { libc::waitpid(self.init_pid, std::ptr::null_mut(), 0) };
+        let mut result = Ok(());
+        if let Some(job) = job
+            && let Err(e) = job.remove()
+        {
+            result = Err(e.into());
+        }
+        if let Err(e) = fs::remove_dir_all(&self.dir)
+            && e.kind() != io::ErrorKind::NotFound
+            && result.is_ok()
+        {
+            result = Err(io_ctx(format!("remove {}", self.dir.display()))(e));
+        }
+        result
+    }
+
+    fn teardown(&mut self) {
+        if let Err(e) = self.teardown_checked() {
+            tracing::warn!("sandbox {}: {e}", self.id);
+        }
+    }
+}
+
+impl Drop for Sandbox {
+    fn drop(&mut self) {
+        if !self.destroyed {
+            self.teardown();
+        }
+    }
+}
+
+/// A command that is running, with its output pipes.
+pub struct RunningCommand {
+    id: u64,
+    /// Pid inside the sandbox.
+    pub pid: i32,
+    pub stdout: pipe::Receiver,
+    pub stderr: pipe::Receiver,
+    exit: oneshot::Receiver<(Option<i32>, Option<i32>)>,
+}
+
+impl RunningCommand {
+    /// Exit code and signal; `None` when the sandbox ended first.
+    pub async fn wait(self) -> Option<(Option<i32>, Option<i32>)> {
+        self.exit.await.ok()
+    }
+}
+
+/// Copies a stream to `sink` up to `limit` bytes, then reads and discards the rest so the
+/// writer never blocks on a full pipe.
+async fn pump<R, W>(mut from: R, sink: &mut W, limit: u64) -> io::Result<OutputStats>
+where
+    R: AsyncRead + Unpin,
+    W: AsyncWrite + Unpin,
+{
+    let mut buf = vec![0u8; 64 * 1024];
+    let mut stats = OutputStats::default();
+    loop {
+        let n = from.read(&mut buf).await?;
+        if n == 0 {
+            break;
+        }
+        let kept = limit.saturating_sub(stats.bytes).min(n as u64) as usize;
+        if kept > 0 {
+            sink.write_all(&buf[..kept]).await?;
+        }
+        if kept < n {
+            stats.truncated = true;
+        }
+        stats.bytes += n as u64;
+    }
+    sink.flush().await?;
+    Ok(stats)
+}
+
+struct DirGuard(Option<PathBuf>);
+
+impl Drop for DirGuard {
+    fn drop(&mut self) {
+        if let Some(d) = self.0.take() {
+            let _ = fs::remove_dir_all(d);
+        }
+    }
+}
+
+fn set_nonblocking(fd: RawFd) -> io::Result<()> {
+    // SAFETY: flag changes on a descriptor we own.
+    unsafe {
+        let flags = libc::fcntl(fd, libc::F_GETFL);
+        if flags < 0 || libc::fcntl(fd, libc::F_SETFL, flags | libc::O_NONBLOCK) < 0 {
+            return Err(io::Error::last_os_error());
+        }
+    }
+    Ok(())
+}
+
+/// Clones init into new namespaces, maps its ids, puts it in the sandbox's cgroups, hands it
+/// the plan and lets it go. Returns init's host pid.
+fn start_init(
+    opts: &SandboxOptions,
+    cgroup: &JobCgroup,
+    plan: &SetupPlan,
+    runner_end: RawFd,
+    init_end: OwnedFd,
+) -> Result<(i32, Vec<String>), SandboxError> {
+    let exe_path = CString::new(opts.init_exe.as_os_str().as_bytes())
+        .map_err(|_| io_ctx("init binary path")(io::ErrorKind::InvalidInput.into()))?;
+    // SAFETY: opening a path for exec by descriptor; the descriptor is owned below.
+    let exe = unsafe {
+        let fd = libc::open(exe_path.as_ptr(), libc::O_PATH | libc::O_CLOEXEC);
+        if fd < 0 {
+            return Err(io_ctx(format!("open {}", opts.init_exe.display()))(
+                io::Error::last_os_error(),
+            ));
+        }
+        OwnedFd::from_raw_fd(fd)
+    };
+    let devnull: OwnedFd = fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open("/dev/null")
+        .map_err(io_ctx("open /dev/null"))?
+        .into();
+    let pipe = || {
+        nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)
+            .map_err(|e| io_ctx("create a pipe")(e.into()))
+    };
+    let (sync_read, sync_write) = pipe()?;
+    let (exec_read, exec_write) = pipe()?;
+    let arg0 = c"sandwatch-init";
+    let arg1 = CString::new(INIT_ARG).expect("no NUL");
+    let args = Box::new(ChildArgs {
+        sync_read: sync_read.as_raw_fd(),
+        control: init_end.as_raw_fd(),
+        devnull: devnull.as_raw_fd(),
+        exe: exe.as_raw_fd(),
+        argv: [arg0.as_ptr(), arg1.as_ptr(), std::ptr::null()],
+        envp: [std::ptr::null()],
+    });
+    let mut stack = vec![0u8; 256 * 1024];
+    let mut flags = libc::CLONE_VM
+        | libc::CLONE_NEWUSER
+        | libc::CLONE_NEWPID
+        | libc::CLONE_NEWNS
+        | libc::CLONE_NEWUTS
+        | libc::CLONE_NEWIPC;
+    if plan.private_network {
+        flags |= libc::CLONE_NEWNET;
+    }
+    // SAFETY: the child runs `child_main` on its own stack with `args`, both alive until it has
+    // executed init or died (we wait for either below); it shares our memory but touches only
+    // its stack and those arguments.
+    let pid = unsafe {
+        let top = stack.as_mut_ptr().add(stack.len());
+        let top = top.sub(top as usize % 16);
+        libc::clone(
+            child_main,
+            top.cast(),
+            flags | libc::SIGCHLD,
+            (&*args as *const ChildArgs).cast_mut().cast(),
+        )
+    };
+    if pid < 0 {
+        return Err(io_ctx("clone the sandbox's init into new namespaces")(
+            io::Error::last_os_error(),
+        ));
+    }
+    drop((init_end, exec_write, sync_read));
+    let kill_child = |e: SandboxError| {
+        // SAFETY: killing and reaping our own child.
+        unsafe {
+            libc::kill(pid, libc::SIGKILL);
+            libc::waitpid(pid, std::ptr::null_mut(), 0);
+        }
+        e
+    };
+    let map = format!("0 {} {ID_RANGE}\n", opts.host_id_base);
+    let setup = || -> Result<(), SandboxError> {
+        for file in ["uid_map", "gid_map"] {
+            let path = format!("/proc/{pid}/{file}");
+            fs::write(&path, &map).map_err(io_ctx(format!("write {path}")))?;
+        }
+        cgroup.add_everywhere(pid as u32)?;
+        protocol::send(runner_end, &ToInit::Setup(Box::new(clone_plan(plan))), &[])
+            .map_err(io_ctx("send the sandbox's setup plan"))?;
+        nix::unistd::write(&sync_write, &[1])
+            .map_err(|e| io_ctx("start the sandbox's init")(e.into()))?;
+        Ok(())
+    };
+    if let Err(e) = setup() {
+        return Err(kill_child(e));
+    }
+    drop(sync_write);
+    // The child's copy of `exec_write` closes when it executes init (close-on-exec) or dies:
+    // only then may its stack and arguments go.
+    let mut byte = [0u8; 1];
+    let _ = nix::unistd::read(&exec_read, &mut byte);
+    let mut status = 0;
+    // SAFETY: polling our own child.
+    if unsafe { libc::waitpid(pid, &mut status, libc::WNOHANG) } == pid {
+        let code = if libc::WIFEXITED(status) {
+            libc::WEXITSTATUS(status)
+        } else {
+            -1
+        };
+        return Err(SandboxError::Setup {
+            id: opts.id.clone(),
+            step: "start init".into(),
+            error: child_failure(code).into(),
+        });
+    }
+    drop(stack);
+    drop(args);
+    Ok((pid, Vec::new()))
+}
+
+fn clone_plan(plan: &SetupPlan) -> SetupPlan {
+    SetupPlan {
+        policy: plan.policy.clone(),
+        staging: plan.staging.clone(),
+        volumes: plan.volumes.clone(),
+        private_network: plan.private_network,
+    }
+}
+
+async fn send_async(control: &AsyncFd<OwnedFd>, msg: &ToInit, fds: &[RawFd]) -> io::Result<()> {
+    loop {
+        let mut guard = control.writable().await?;
+        match guard.try_io(|fd| protocol::send(fd.as_raw_fd(), msg, fds)) {
+            Ok(r) => return r,
+            Err(_would_block) => continue,
+        }
+    }
+}
+
+async fn recv_async(control: &AsyncFd<OwnedFd>, buf: &mut Vec<u8>) -> io::Result<Option<FromInit>> {
+    loop {
+        let mut guard = control.readable().await?;
+        match guard.try_io(|fd| protocol::recv::<FromInit>(fd.as_raw_fd(), buf)) {
+            Ok(r) => return r.map(|m| m.map(|(msg, _)| msg)),
+            Err(_would_block) => continue,
+        }
+    }
+}
+
+async fn wait_ready(control: &AsyncFd<OwnedFd>, id: &str) -> Result<Vec<String>, SandboxError> {
+    let mut buf = Vec::new();
+    let setup_error = |step: &str, error: String| SandboxError::Setup {
+        id: id.to_string(),
+        step: step.to_string(),
+        error,
+    };
+    let reply = tokio::time::timeout(Duration::from_secs(30), recv_async(control, &mut buf))
+        .await
+        .map_err(|_| setup_error("wait for init", "no answer within 30 s".into()))?
+        .map_err(|e| setup_error("wait for init", e.to_string()))?;
+    match reply {
+        Some(FromInit::Ready { warnings }) => Ok(warnings),
+        Some(FromInit::SetupFailed { step, error }) => Err(setup_error(&step, error)),
+        Some(other) => Err(setup_error(
+            "wait for init",
+            format!("unexpected {other:?}"),
+        )),
+        None => Err(setup_error(
+            "wait for init",
+            "init exited during setup".into(),
+        )),
+    }
+}
+
+async fn read_control(control: Arc<AsyncFd<OwnedFd>>, shared: Arc<Shared>) {
+    let mut buf = Vec::new();
+    loop {
+        let msg = match recv_async(&control, &mut buf).await {
+            Ok(Some(m)) => m,
+            Ok(None) | Err(_) => break,
+        };
+        let mut p = shared.pending.lock().unwrap_or_else(|e| e.into_inner());
+        match msg {
+            FromInit::Started { id, pid } => {
+                if let Some(tx) = p.starts.remove(&id) {
+                    let _ = tx.send(Ok(pid));
+                }
+            }
+            FromInit::ExecFailed { id, error, code } => {
+                p.exits.remove(&id);
+                if let Some(tx) = p.starts.remove(&id) {
+                    let _ = tx.send(Err((error, code)));
+                }
+            }
+            FromInit::Exited { id, code, signal } => {
+                if let Some(tx) = p.exits.remove(&id) {
+                    let _ = tx.send((code, signal));
+                }
+            }
+            FromInit::Ready { .. } | FromInit::SetupFailed { .. } => {}
+        }
+    }
+    // Init is gone: nobody will answer what is pending.
+    let mut p = shared.pending.lock().unwrap_or_else(|e| e.into_inner());
+    p.starts.clear();
+    p.exits.clear();
+    shared.ended.store(true, Ordering::Release);
+    shared.ended_notify.notify_waiters();
+}
+
+/// Kills sandbox `id` of another runner from outside (`sandwatch kill`): the reason is left
+/// for its runner to report, then every process in its cgroup dies at once.
+pub fn kill_by_id(
+    root: &CgroupRoot,
+    runtime_dir: &Path,
+    id: &str,
+    reason: EndReason,
+) -> Result<(), SandboxError> {
+    let cg = sandbox_cgroup(root, runtime_dir, id)?;
+    let _ = fs::write(runtime_dir.join(id).join("kill-reason"), reason.as_str());
+    let path = cg.join("cgroup.kill");
+    fs::write(&path, "1").map_err(io_ctx(format!("write {}", path.display())))
+}
+
+/// Freezes or thaws sandbox `id` of another runner from outside.
+pub fn freeze_by_id(
+    root: &CgroupRoot,
+    runtime_dir: &Path,
+    id: &str,
+    frozen: bool,
+) -> Result<(), SandboxError> {
+    let cg = sandbox_cgroup(root, runtime_dir, id)?;
+    let path = cg.join("cgroup.freeze");
+    fs::write(&path, if frozen { "1" } else { "0" })
+        .map_err(io_ctx(format!("write {}", path.display())))
+}
+
+fn sandbox_cgroup(
+    root: &CgroupRoot,
+    runtime_dir: &Path,
+    id: &str,
+) -> Result<PathBuf, SandboxError> {
+    if !valid_id(id) {
+        return Err(SandboxError::BadId(id.to_string()));
+    }
+    let cg = root.mount().join(PARENT).join(id);
+    if !runtime_dir.join(id).join("lock").exists() || !cg.is_dir() {
+        return Err(SandboxError::Io {
+            action: format!("find sandbox {id}"),
+            source: io::Error::new(io::ErrorKind::NotFound, "no such running sandbox"),
+        });
+    }
+    Ok(cg)
+}
+
+/// Removes what runners that died (SIGKILL, a crash) left behind: their sandboxes' cgroups
+/// (killing anything still in them) and directories. A sandbox whose lock can be taken has no
+/// runner. Returns the ids cleaned.
+pub fn clean_stale(root: &CgroupRoot, runtime_dir: &Path) -> Vec<String> {
+    let Ok(entries) = fs::read_dir(runtime_dir) else {
+        return Vec::new();
+    };
+    let mut cleaned = Vec::new();
+    for entry in entries.flatten() {
+        let Some(id) = entry.file_name().to_str().map(str::to_owned) else {
+            continue;
+        };
+        if !valid_id(&id) {
+            continue;
+        }
+        let dir = entry.path();
+        let Ok(file) = fs::OpenOptions::new().write(true).open(dir.join("lock")) else {
+            continue;
+        };
+        let Ok(lock) = Flock::lock(file, FlockArg::LockExclusiveNonblock) else {
+            continue; // a live runner holds it
+        };
+        let mut hierarchies = vec![root.mount().to_owned()];
+        hierarchies.extend(crate::limits::v1_mount_points());
+        for h in hierarchies {
+            let cg = h.join(PARENT).join(&id);
+            if cg.is_dir()
+                && let Err(e) = crate::cgroup::remove_cgroup(&cg, Duration::from_secs(5))
+            {
+                tracing::warn!("stale sandbox {id}: {e}");
+            }
+        }
+        let _ = fs::remove_dir_all(&dir);
+        drop(lock);
+        cleaned.push(id);
+    }
+    cleaned
+}
