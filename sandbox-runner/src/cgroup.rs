@@ -198,6 +198,7 @@ impl JobCgroup {
         limits: &crate::limits::ResourceLimits,
     ) -> Result<Self, CgroupError> {
         let mut job = Self::create(root, name)?;
+        let _span = tracing::trace_span!("cgroup.limits").entered();
         job.v1 = Some(crate::limits::apply(&job.cgroup.path, name, limits)?);
         Ok(job)
     }
@@ -301,7 +302,9 @@ impl JobCgroup {
     /// Kills what is left, waits for the cgroup to empty and removes it.
     pub fn remove(mut self) -> Result<(), CgroupError> {
         self.removed = true;
-        remove_cgroup(&self.cgroup.path, Duration::from_secs(5))?;
+        tracing::trace_span!("cgroup.rmdir")
+            .in_scope(|| remove_cgroup(&self.cgroup.path, Duration::from_secs(5)))?;
+        let _span = tracing::trace_span!("cgroup.rmdir_v1").entered();
         match self.v1.take() {
             Some(mut v1) => v1.remove(),
             None => Ok(()),

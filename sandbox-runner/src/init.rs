@@ -75,6 +75,7 @@ fn send(msg: &FromInit) -> bool {
 
 impl Init {
     fn main() -> i32 {
+        let mut marks = vec![mark("main")];
         // SAFETY: closing descriptors this fresh process does not use; making it undumpable so
         // that a command running as the same uid cannot read or write init's memory through
         // /proc/1/mem (init holds the namespace's capabilities).
@@ -87,8 +88,9 @@ impl Init {
             Ok(Some((ToInit::Setup(plan), _))) => plan,
             _ => return 1,
         };
+        marks.push(mark("plan"));
         let mut warnings = Vec::new();
-        let confinement = match setup(&plan, &mut warnings) {
+        let confinement = match setup(&plan, &mut warnings, &mut marks) {
             Ok(c) => c,
             Err((step, error)) => {
                 send(&FromInit::SetupFailed { step, error });
@@ -100,7 +102,8 @@ impl Init {
             confinement,
             commands: HashMap::new(),
         };
-        if !send(&FromInit::Ready { warnings }) {
+        marks.push(mark("ready"));
+        if !send(&FromInit::Ready { warnings, marks }) {
             return 1;
         }
         init.serve(&mut buf)
@@ -360,8 +363,26 @@ fn resolve(program: &str, path_var: &str) -> Option<PathBuf> {
         })
 }
 
+/// A step of init's setup and when it was reached (CLOCK_MONOTONIC, the runner's clock too).
+fn mark(step: &str) -> (String, u64) {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: reading a clock into a local.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+    (
+        step.to_string(),
+        ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64,
+    )
+}
+
 /// Builds everything a command will be confined in. Errors name the step.
-fn setup(plan: &SetupPlan, warnings: &mut Vec<String>) -> Result<Confinement, (String, String)> {
+fn setup(
+    plan: &SetupPlan,
+    warnings: &mut Vec<String>,
+    marks: &mut Vec<(String, u64)>,
+) -> Result<Confinement, (String, String)> {
     let err = |step: &str| {
         let step = step.to_string();
         move |e: nix::errno::Errno| (step, e.to_string())
@@ -371,13 +392,16 @@ fn setup(plan: &SetupPlan, warnings: &mut Vec<String>) -> Result<Confinement, (S
     // hides the host's hierarchy.
     nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWCGROUP)
         .map_err(err("unshare the cgroup namespace"))?;
+    marks.push(mark("cgroupns"));
     mounts::build_root(plan).map_err(|e| (e.step, e.error.to_string()))?;
+    marks.push(mark("root"));
     if let Some(name) = &policy.hostname {
         nix::unistd::sethostname(name).map_err(err("sethostname"))?;
     }
     if plan.private_network {
         mounts::loopback_up().map_err(|e| ("bring loopback up".to_string(), e.to_string()))?;
     }
+    marks.push(mark("net"));
     let filter = SyscallFilter::new(&[])
         .map_err(|e| ("compile the seccomp filter".to_string(), e.to_string()))?;
     let fs = FsAccess::from_policy(&policy.filesystem);

@@ -55,6 +55,9 @@ pub enum FromInit {
     Ready {
         /// Things that were weaker than asked (e.g. an old Landlock ABI), for the runner to log.
         warnings: Vec<String>,
+        /// When init reached each step of its setup (CLOCK_MONOTONIC, ns), for profiling.
+        #[serde(default)]
+        marks: Vec<(String, u64)>,
     },
     SetupFailed {
         step: String,

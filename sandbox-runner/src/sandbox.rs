@@ -31,6 +31,7 @@ use tokio::{
     net::unix::pipe,
     sync::{Notify, oneshot},
 };
+use tracing::Instrument as _;
 
 use crate::{
     cgroup::{CgroupError, CgroupRef, CgroupRoot, JobCgroup, PARENT},
@@ -302,6 +303,7 @@ impl Sandbox {
         if !valid_id(&opts.id) {
             return Err(SandboxError::BadId(opts.id));
         }
+        let span = tracing::trace_span!("sandbox.dirs").entered();
         let dir = opts.runtime_dir.join(&opts.id);
         let staging = opts.runtime_dir.join(".root");
         for d in [&opts.runtime_dir, &staging] {
@@ -358,9 +360,11 @@ impl Sandbox {
         ))?;
         let mut volumes = vec![("workspace".to_string(), workspace.clone())];
         volumes.extend(opts.volumes.iter().cloned());
+        drop(span);
 
         let limits = ResourceLimits::from_policy(&opts.policy);
-        let cgroup = JobCgroup::create_with_limits(root, &opts.id, &limits)?;
+        let cgroup = tracing::trace_span!("sandbox.cgroup")
+            .in_scope(|| JobCgroup::create_with_limits(root, &opts.id, &limits))?;
         let private_network = opts.policy.network.mode == NetworkMode::None;
         let plan = SetupPlan {
             policy: opts.policy.clone(),
@@ -371,8 +375,8 @@ impl Sandbox {
 
         let (runner_end, init_end) =
             protocol::socket_pair().map_err(io_ctx("create the control socket"))?;
-        let (init_pid, warnings) =
-            start_init(&opts, &cgroup, &plan, runner_end.as_raw_fd(), init_end)?;
+        let (init_pid, warnings) = tracing::trace_span!("sandbox.start_init")
+            .in_scope(|| start_init(&opts, &cgroup, &plan, runner_end.as_raw_fd(), init_end))?;
         set_nonblocking(runner_end.as_raw_fd()).map_err(io_ctx("set up the control socket"))?;
         // SAFETY: the AsyncFd owns the socket, which stays open and the same for its lifetime.
         let control = Arc::new(
@@ -401,7 +405,10 @@ impl Sandbox {
             destroyed: false,
         };
         guard.0 = None;
-        match wait_ready(&control, &opts.id).await {
+        match wait_ready(&control, &opts.id)
+            .instrument(tracing::trace_span!("sandbox.wait_ready"))
+            .await
+        {
             Ok(w) => sandbox.warnings = warnings.into_iter().chain(w).collect(),
             Err(e) => {
                 sandbox.teardown();
@@ -480,7 +487,11 @@ impl Sandbox {
         let limit = self.policy.limits.output_bytes.map_or(u64::MAX, |b| b.0);
         let timeout = request.timeout.or(self.policy.limits.timeout);
         let oom_before = self.job().oom_kill_count();
-        let running = match self.spawn(request).await? {
+        let running = match self
+            .spawn(request)
+            .instrument(tracing::trace_span!("sandbox.spawn"))
+            .await?
+        {
             Ok(r) => r,
             Err((error, status)) => {
                 return Ok(CommandOutcome {
@@ -527,7 +538,9 @@ impl Sandbox {
                     }
                 }
             };
-            tokio::join!(waiter, pump_out, pump_err)
+            async { tokio::join!(waiter, pump_out, pump_err) }
+                .instrument(tracing::trace_span!("sandbox.wait"))
+                .await
         };
         let (code, signal) = exit.unwrap_or((None, Some(libc::SIGKILL)));
         let reason = if timed_out {
@@ -688,6 +701,7 @@ impl Sandbox {
     pub async fn destroy(mut self) -> Result<(), SandboxError> {
         let id = self.id.clone();
         tokio::task::spawn_blocking(move || self.teardown_checked())
+            .instrument(tracing::trace_span!("sandbox.destroy"))
             .await
             .map_err(|e| io_ctx(format!("destroy sandbox {id}"))(io::Error::other(e)))?
     }
@@ -699,16 +713,20 @@ impl Sandbox {
         }
         let job = self.cgroup.take();
         if let Some(job) = &job {
+            let _span = tracing::trace_span!("destroy.kill").entered();
             let _ = job.kill();
         }
-        // SAFETY: reaping our own child, init.
-        unsafe { libc::waitpid(self.init_pid, std::ptr::null_mut(), 0) };
+        tracing::trace_span!("destroy.waitpid").in_scope(|| {
+            // SAFETY: reaping our own child, init.
+            unsafe { libc::waitpid(self.init_pid, std::ptr::null_mut(), 0) };
+        });
         let mut result = Ok(());
         if let Some(job) = job
             && let Err(e) = job.remove()
         {
             result = Err(e.into());
         }
+        let _span = tracing::trace_span!("destroy.dir").entered();
         if let Err(e) = fs::remove_dir_all(&self.dir)
             && e.kind() != io::ErrorKind::NotFound
             && result.is_ok()
@@ -807,6 +825,7 @@ fn start_init(
     runner_end: RawFd,
     init_end: OwnedFd,
 ) -> Result<(i32, Vec<String>), SandboxError> {
+    let clone_span = tracing::trace_span!("init.clone").entered();
     let exe_path = CString::new(opts.init_exe.as_os_str().as_bytes())
         .map_err(|_| io_ctx("init binary path")(io::ErrorKind::InvalidInput.into()))?;
     // SAFETY: opening a path for exec by descriptor; the descriptor is owned below.
@@ -870,6 +889,7 @@ fn start_init(
         ));
     }
     drop((init_end, exec_write, sync_read));
+    drop(clone_span);
     let kill_child = |e: SandboxError| {
         // SAFETY: killing and reaping our own child.
         unsafe {
@@ -891,14 +911,14 @@ fn start_init(
             .map_err(|e| io_ctx("start the sandbox's init")(e.into()))?;
         Ok(())
     };
-    if let Err(e) = setup() {
+    if let Err(e) = tracing::trace_span!("init.handoff").in_scope(setup) {
         return Err(kill_child(e));
     }
     drop(sync_write);
     // The child's copy of `exec_write` closes when it executes init (close-on-exec) or dies:
     // only then may its stack and arguments go.
     let mut byte = [0u8; 1];
-    let _ = nix::unistd::read(&exec_read, &mut byte);
+    let _ = tracing::trace_span!("init.exec").in_scope(|| nix::unistd::read(&exec_read, &mut byte));
     let mut status = 0;
     // SAFETY: polling our own child.
     if unsafe { libc::waitpid(pid, &mut status, libc::WNOHANG) } == pid {
@@ -959,7 +979,12 @@ async fn wait_ready(control: &AsyncFd<OwnedFd>, id: &str) -> Result<Vec<String>,
         .map_err(|_| setup_error("wait for init", "no answer within 30 s".into()))?
         .map_err(|e| setup_error("wait for init", e.to_string()))?;
     match reply {
-        Some(FromInit::Ready { warnings }) => Ok(warnings),
+        Some(FromInit::Ready { warnings, marks }) => {
+            for (mark, ns) in &marks {
+                tracing::trace!(target: "sandwatch_runner::init_marks", mark = mark.as_str(), ns);
+            }
+            Ok(warnings)
+        }
         Some(FromInit::SetupFailed { step, error }) => Err(setup_error(&step, error)),
         Some(other) => Err(setup_error(
             "wait for init",

@@ -59,6 +59,8 @@ use clap::Subcommand;
 pub enum Suite {
     /// Probe overhead on watched and unwatched workloads, and the highest loss-free event rate.
     Probes(ProbesArgs),
+    /// Create + run /bin/true + destroy and 20 sandboxes at once, against bubblewrap.
+    Sandbox(crate::bench_sandbox::SandboxArgs),
 }
 
 #[derive(clap::Args, Clone, Debug)]
@@ -92,6 +94,7 @@ pub struct ProbesArgs {
 pub fn run(suite: Suite) -> anyhow::Result<()> {
     match suite {
         Suite::Probes(args) => probes(args),
+        Suite::Sandbox(args) => crate::bench_sandbox::run(args),
     }
 }
 
@@ -270,7 +273,7 @@ struct Bins {
     event_gen: PathBuf,
 }
 
-fn target_dir() -> PathBuf {
+pub(crate) fn target_dir() -> PathBuf {
     match std::env::var_os("CARGO_TARGET_DIR").map(PathBuf::from) {
         Some(t) if t.is_absolute() => t,
         Some(t) => crate::workspace_root().join(t),
@@ -287,7 +290,7 @@ extern "C" fn on_signal(_: libc::c_int) {
     INTERRUPTED.store(true, Ordering::SeqCst);
 }
 
-fn install_signal_handlers() {
+pub(crate) fn install_signal_handlers() {
     let handler: extern "C" fn(libc::c_int) = on_signal;
     // SAFETY: the handler only stores to an atomic, which is async-signal-safe.
     unsafe {
@@ -1382,20 +1385,20 @@ fn median(v: &[f64]) -> f64 {
     }
 }
 
-fn command_output(cmd: &mut Command) -> Option<String> {
+pub(crate) fn command_output(cmd: &mut Command) -> Option<String> {
     let out = cmd.output().ok()?;
     out.status
         .success()
         .then(|| String::from_utf8_lossy(&out.stdout).trim().to_owned())
 }
 
-fn loadavg() -> String {
+pub(crate) fn loadavg() -> String {
     fs::read_to_string("/proc/loadavg")
         .map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
         .unwrap_or_else(|_| "?".into())
 }
 
-fn machine_line() -> String {
+pub(crate) fn machine_line() -> String {
     let cores = thread::available_parallelism()
         .map(|n| n.get())
         .unwrap_or(0);

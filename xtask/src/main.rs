@@ -5,8 +5,10 @@
 //! - `test`: unit tests of every default crate, then the root-only integration tests that load
 //!   the real probes into this kernel.
 //! - `bench probes`: the probe overhead and throughput benchmarks of the README.
+//! - `bench sandbox`: a sandbox's create + run + destroy and 20 at once, against bubblewrap.
 
 mod bench;
+mod bench_sandbox;
 
 use std::{
     env,
