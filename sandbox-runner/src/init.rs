@@ -375,7 +375,7 @@ fn setup(plan: &SetupPlan, warnings: &mut Vec<String>) -> Result<Confinement, (S
     if plan.private_network {
         mounts::loopback_up().map_err(|e| ("bring loopback up".to_string(), e.to_string()))?;
     }
-    let filter = SyscallFilter::new(&[])
+    let filter = SyscallFilter::new(&policy.seccomp.deny)
         .map_err(|e| ("compile the seccomp filter".to_string(), e.to_string()))?;
     // One Landlock domain for the whole sandbox, entered by init: commands inherit it, so they
     // may signal each other (a domain per command would forbid that) and nothing outside.
