@@ -385,8 +385,8 @@ fn setup(
         move |e: nix::errno::Errno| (step, e.to_string())
     };
     let policy: &SandboxPolicy = &plan.policy;
-    // Joined by the runner before we started: a cgroup namespace rooted at the sandbox's cgroup
-    // hides the host's hierarchy.
+    // Joined by the runner before it sent the plan: a cgroup namespace rooted at the sandbox's
+    // cgroup hides the host's hierarchy.
     nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWCGROUP)
         .map_err(err("unshare the cgroup namespace"))?;
     marks.push(mark("cgroupns"));

@@ -239,6 +239,8 @@ pub struct Sandbox {
 /// (`CLONE_VM`) and may only make raw system calls until it has executed init.
 struct ChildArgs {
     sync_read: RawFd,
+    /// Where the child reports why it failed (one byte) before the exec closes it.
+    exec_write: RawFd,
     control: RawFd,
     devnull: RawFd,
     exe: RawFd,
@@ -251,8 +253,24 @@ extern "C" fn child_main(arg: *mut libc::c_void) -> libc::c_int {
     // child dies); only async-signal-safe raw system calls follow.
     unsafe {
         let a = &*(arg as *const ChildArgs);
+        let code = child_steps(a);
+        // Only reached on failure: say why before exiting, so the parent need not race our exit.
+        let byte = code as u8;
+        libc::write(a.exec_write, (&byte as *const u8).cast(), 1);
+        code
+    }
+}
+
+/// The child's way to init; returns (a failure code) only if it cannot execute it.
+///
+/// # Safety
+/// As `child_main`: raw system calls only, on the parent's descriptors and memory.
+unsafe fn child_steps(a: &ChildArgs) -> libc::c_int {
+    // SAFETY: see `child_main`.
+    unsafe {
         let mut byte = 0u8;
-        // The parent writes our uid/gid maps and cgroups, then lets us go.
+        // The parent writes our uid/gid maps, then lets us go; it puts us in the sandbox's
+        // cgroups and sends the plan while we execute init.
         if libc::read(a.sync_read, (&mut byte as *mut u8).cast(), 1) != 1 {
             return 90;
         }
@@ -383,8 +401,11 @@ impl Sandbox {
         drop(span);
 
         let limits = ResourceLimits::from_policy(&opts.policy);
-        let cgroup = tracing::trace_span!("sandbox.cgroup")
-            .in_scope(|| JobCgroup::create_with_limits(root, &opts.id, &limits))?;
+        let make_cgroup = || {
+            tracing::trace_span!("sandbox.cgroup")
+                .in_scope(|| JobCgroup::create_with_limits(root, &opts.id, &limits))
+                .map_err(SandboxError::from)
+        };
         let private_network = opts.policy.network.mode == NetworkMode::None;
         let plan = SetupPlan {
             policy: opts.policy.clone(),
@@ -395,8 +416,8 @@ impl Sandbox {
 
         let (runner_end, init_end) =
             protocol::socket_pair().map_err(io_ctx("create the control socket"))?;
-        let (init_pid, warnings) = tracing::trace_span!("sandbox.start_init")
-            .in_scope(|| start_init(&opts, &cgroup, &plan, runner_end.as_raw_fd(), init_end))?;
+        let (init_pid, warnings, cgroup) = tracing::trace_span!("sandbox.start_init")
+            .in_scope(|| start_init(&opts, make_cgroup, &plan, runner_end.as_raw_fd(), init_end))?;
         set_nonblocking(runner_end.as_raw_fd()).map_err(io_ctx("set up the control socket"))?;
         // SAFETY: the AsyncFd owns the socket, which stays open and the same for its lifetime.
         let control = Arc::new(
@@ -842,15 +863,21 @@ fn set_nonblocking(fd: RawFd) -> io::Result<()> {
     Ok(())
 }
 
-/// Clones init into new namespaces, maps its ids, puts it in the sandbox's cgroups, hands it
-/// the plan and lets it go. Returns init's host pid.
+/// Clones init into new namespaces, maps its ids and lets it go; makes the sandbox's cgroups
+/// (`make_cgroup`) and puts init in them while it executes, then hands it the plan. Returns
+/// init's host pid and its cgroups.
+///
+/// Init does nothing but start up (exec, dynamic loading, closing descriptors) until the plan
+/// arrives: its cgroup namespace, mounts and every command come after it has joined every
+/// cgroup of the sandbox, limits set. Making and joining the cgroups (a join waits for an RCU
+/// grace period, ~1-3 ms here) thus overlaps init's exec instead of preceding it.
 fn start_init(
     opts: &SandboxOptions,
-    cgroup: &JobCgroup,
+    make_cgroup: impl FnOnce() -> Result<JobCgroup, SandboxError>,
     plan: &SetupPlan,
     runner_end: RawFd,
     init_end: OwnedFd,
-) -> Result<(i32, Vec<String>), SandboxError> {
+) -> Result<(i32, Vec<String>, JobCgroup), SandboxError> {
     let clone_span = tracing::trace_span!("init.clone").entered();
     let exe_path = c_path(&opts.init_exe)?;
     // SAFETY: opening a path for exec by descriptor; the descriptor is owned below.
@@ -879,6 +906,7 @@ fn start_init(
     let arg1 = CString::new(INIT_ARG).expect("no NUL");
     let args = Box::new(ChildArgs {
         sync_read: sync_read.as_raw_fd(),
+        exec_write: exec_write.as_raw_fd(),
         control: init_end.as_raw_fd(),
         devnull: devnull.as_raw_fd(),
         exe: exe.as_raw_fd(),
@@ -929,9 +957,6 @@ fn start_init(
             let path = format!("/proc/{pid}/{file}");
             fs::write(&path, &map).map_err(io_ctx(format!("write {path}")))?;
         }
-        cgroup.add_everywhere(pid as u32)?;
-        protocol::send(runner_end, &ToInit::Setup(Box::new(clone_plan(plan))), &[])
-            .map_err(io_ctx("send the sandbox's setup plan"))?;
         nix::unistd::write(&sync_write, &[1])
             .map_err(|e| io_ctx("start the sandbox's init")(e.into()))?;
         Ok(())
@@ -940,13 +965,25 @@ fn start_init(
         return Err(kill_child(e));
     }
     drop(sync_write);
+    let join_span = tracing::trace_span!("init.join").entered();
+    let cgroup = make_cgroup().map_err(kill_child)?;
+    let joined = cgroup
+        .add_everywhere(pid as u32)
+        .map_err(SandboxError::from)
+        .and_then(|()| {
+            protocol::send(runner_end, &ToInit::Setup(Box::new(clone_plan(plan))), &[])
+                .map_err(io_ctx("send the sandbox's setup plan"))
+        });
+    drop(join_span);
     // The child's copy of `exec_write` closes when it executes init (close-on-exec) or dies:
-    // only then may its stack and arguments go.
+    // only then may its stack and arguments go. A byte in it is why it could not.
     let mut byte = [0u8; 1];
-    let _ = tracing::trace_span!("init.exec").in_scope(|| nix::unistd::read(&exec_read, &mut byte));
+    let failed = tracing::trace_span!("init.exec")
+        .in_scope(|| nix::unistd::read(&exec_read, &mut byte))
+        .is_ok_and(|n| n == 1);
     let mut status = 0;
-    // SAFETY: polling our own child.
-    if unsafe { libc::waitpid(pid, &mut status, libc::WNOHANG) } == pid {
+    // SAFETY: reaping (when it said it failed) or polling our own child.
+    if unsafe { libc::waitpid(pid, &mut status, if failed { 0 } else { libc::WNOHANG }) } == pid {
         let code = if libc::WIFEXITED(status) {
             libc::WEXITSTATUS(status)
         } else {
@@ -958,9 +995,11 @@ fn start_init(
             error: child_failure(code).into(),
         });
     }
+    // On failure init dies first, then its cgroups are removed as they drop.
+    joined.map_err(kill_child)?;
     drop(stack);
     drop(args);
-    Ok((pid, Vec::new()))
+    Ok((pid, Vec::new(), cgroup))
 }
 
 fn clone_plan(plan: &SetupPlan) -> SetupPlan {

@@ -489,82 +489,118 @@ mod phases {
         tracing::subscriber::set_global_default(subscriber).expect("no other subscriber");
     }
 
-    /// The phases of one iteration, in the order they happen, as (key, description, ms).
+    /// A point of an iteration's timeline.
+    #[derive(Clone, Copy)]
+    enum At {
+        Start(&'static str),
+        End(&'static str),
+        /// One of init's marks.
+        Mark(&'static str),
+    }
+
+    /// The phases: each ends at its second point; time before its first point (when given),
+    /// since the previous phase, is "other".
+    const PHASES: &[(&str, Option<At>, At)] = {
+        use At::*;
+        &[
+            ("dirs", Some(Start("sandbox.dirs")), End("sandbox.dirs")),
+            (
+                "cgroup_unified",
+                Some(Start("sandbox.cgroup")),
+                Start("cgroup.limits"),
+            ),
+            ("cgroup_limits", None, End("cgroup.limits")),
+            ("init_clone", Some(Start("init.clone")), End("init.clone")),
+            (
+                "init_handoff",
+                Some(Start("init.handoff")),
+                End("init.handoff"),
+            ),
+            ("init_join", None, End("init.join")),
+            ("init_exec", Some(Start("init.exec")), End("init.exec")),
+            ("init_load", None, Mark("main")),
+            ("init_plan", None, Mark("plan")),
+            ("init_cgroupns", None, Mark("cgroupns")),
+            ("init_mounts", None, Mark("root")),
+            ("init_net", None, Mark("net")),
+            ("init_rest", None, Mark("ready")),
+            ("ready_delivery", None, End("sandbox.wait_ready")),
+            (
+                "run_spawn",
+                Some(Start("sandbox.spawn")),
+                End("sandbox.spawn"),
+            ),
+            ("run_wait", Some(Start("sandbox.wait")), End("sandbox.wait")),
+            (
+                "destroy_blocking_dispatch",
+                Some(Start("sandbox.destroy")),
+                Start("destroy.kill"),
+            ),
+            ("destroy_kill", None, End("destroy.kill")),
+            (
+                "destroy_waitpid",
+                Some(Start("destroy.waitpid")),
+                End("destroy.waitpid"),
+            ),
+            (
+                "destroy_rmdir_unified",
+                Some(Start("cgroup.rmdir")),
+                End("cgroup.rmdir"),
+            ),
+            (
+                "destroy_rmdir_v1",
+                Some(Start("cgroup.rmdir_v1")),
+                End("cgroup.rmdir_v1"),
+            ),
+            (
+                "destroy_dir",
+                Some(Start("destroy.dir")),
+                End("destroy.dir"),
+            ),
+            ("destroy_blocking_dispatch", None, End("sandbox.destroy")),
+        ]
+    };
+
+    /// The phases of one iteration along its critical path, in the order they happen, as
+    /// (key, ms). A phase runs from where the previous one (in time) ended: work that overlapped
+    /// an earlier phase counts 0, so the phases add up to the whole iteration.
     pub fn breakdown(start: u64, end: u64, recs: &[Rec]) -> Vec<(&'static str, f64)> {
-        let span = |name: &str| {
-            recs.iter().find_map(|r| match r {
-                Rec::Span(n, s, e) if *n == name => Some((*s, *e)),
+        let time = |at: At| {
+            recs.iter().find_map(|r| match (r, at) {
+                (Rec::Span(n, s, _), At::Start(w)) if *n == w => Some(*s),
+                (Rec::Span(n, _, e), At::End(w)) if *n == w => Some(*e),
+                (Rec::Mark(n, t), At::Mark(w)) if n == w => Some(*t),
                 _ => None,
             })
         };
-        let mark = |name: &str| {
-            recs.iter().find_map(|r| match r {
-                Rec::Mark(n, t) if n == name => Some(*t),
-                _ => None,
-            })
-        };
-        let d = |a: u64, b: u64| (b as f64 - a as f64) / 1e6;
-        let len = |name: &str| span(name).map_or(0.0, |(s, e)| d(s, e));
-        let mut out = Vec::new();
-        let mut accounted = 0.0;
-        let mut push = |k: &'static str, v: f64| {
-            accounted += v;
-            out.push((k, v));
-        };
-        push("dirs", len("sandbox.dirs"));
-        push(
-            "cgroup_unified",
-            len("sandbox.cgroup") - len("cgroup.limits"),
-        );
-        push("cgroup_limits", len("cgroup.limits"));
-        push("init_clone", len("init.clone"));
-        push("init_handoff", len("init.handoff"));
-        push("init_exec", len("init.exec"));
-        // Init's side, on the critical path while the runner waits for Ready.
-        if let (Some((_, exec_end)), Some((ready_start, ready_end))) =
-            (span("init.exec"), span("sandbox.wait_ready"))
-        {
-            let steps = ["main", "plan", "cgroupns", "root", "net", "ready"];
-            let keys = [
-                "init_load",
-                "init_plan",
-                "init_cgroupns",
-                "init_mounts",
-                "init_net",
-                "init_rest",
-            ];
-            // Between the exec and the wait for Ready the runner registers the socket: that
-            // overlaps init's start, so init's steps are counted from the exec.
-            let _ = ready_start;
-            let mut prev = exec_end;
-            for (step, key) in steps.iter().zip(keys) {
-                if let Some(t) = mark(step) {
-                    push(key, d(prev, t));
-                    prev = t;
-                }
+        let ms = |a: u64, b: u64| b.saturating_sub(a) as f64 / 1e6;
+        let mut out: Vec<(&'static str, f64)> = Vec::new();
+        for (key, _, _) in PHASES {
+            if !out.iter().any(|(k, _)| k == key) {
+                out.push((key, 0.0));
             }
-            push("ready_delivery", d(prev, ready_end));
         }
-        push("run_spawn", len("sandbox.spawn"));
-        push("run_wait", len("sandbox.wait"));
-        let destroy = len("sandbox.destroy");
-        let inner = [
-            "destroy.kill",
-            "destroy.waitpid",
-            "cgroup.rmdir",
-            "cgroup.rmdir_v1",
-            "destroy.dir",
-        ];
-        let inner_sum: f64 = inner.iter().map(|n| len(n)).sum();
-        push("destroy_kill", len("destroy.kill"));
-        push("destroy_waitpid", len("destroy.waitpid"));
-        push("destroy_rmdir_unified", len("cgroup.rmdir"));
-        push("destroy_rmdir_v1", len("cgroup.rmdir_v1"));
-        push("destroy_dir", len("destroy.dir"));
-        push("destroy_blocking_dispatch", destroy - inner_sum);
-        let total = d(start, end);
-        out.push(("other", total - accounted));
-        out.push(("total", total));
+        // In the order they ended: the runner may make its cgroups before or after the clone.
+        let mut timed: Vec<(&'static str, Option<u64>, u64)> = PHASES
+            .iter()
+            .filter_map(|(k, gap, to)| Some((*k, gap.and_then(time), time(*to)?)))
+            .collect();
+        timed.sort_by_key(|(_, _, t)| *t);
+        let mut other = 0.0;
+        let mut prev = start;
+        for (key, gap, to) in timed {
+            if let Some(g) = gap {
+                other += ms(prev, g);
+                prev = prev.max(g);
+            }
+            if let Some((_, v)) = out.iter_mut().find(|(k, _)| *k == key) {
+                *v += ms(prev, to);
+            }
+            prev = prev.max(to);
+        }
+        other += ms(prev, end);
+        out.push(("other", other));
+        out.push(("total", ms(start, end)));
         out
     }
 }
