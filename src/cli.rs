@@ -280,7 +280,8 @@ async fn run(
     if let Some(t) = args.timeout {
         policy.limits.timeout = Some(t);
     }
-    let filter = sandwatch_runner::seccomp::SyscallFilter::new(&[]).map_err(usage)?;
+    let filter =
+        sandwatch_runner::seccomp::SyscallFilter::new(&policy.seccomp.deny).map_err(usage)?;
     let sandbox_id = args.sandbox_id.clone().unwrap_or_else(new_sandbox_id);
     let root = CgroupRoot::discover().map_err(usage)?;
     for id in sandbox::clean_stale(&root, &args.runtime_dir) {
