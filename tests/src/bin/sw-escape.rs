@@ -438,6 +438,14 @@ fn process_vm_readv_init() -> Report {
     refused("process_vm_readv(init)", r)
 }
 
+fn read_init_mem() -> Report {
+    let r = open("/proc/1/mem", libc::O_RDONLY, 0);
+    if let Ok(fd) = r {
+        close(fd);
+    }
+    refused("open /proc/1/mem read-only", r)
+}
+
 fn write_init_mem() -> Report {
     let r = open("/proc/1/mem", libc::O_RDWR, 0);
     if let Ok(fd) = r {
@@ -460,6 +468,29 @@ fn open_init_ns() -> Report {
         close(fd);
     }
     refused("open /proc/1/ns/mnt", r)
+}
+
+fn overwrite_init_exe() -> Report {
+    let r = open("/proc/1/exe", libc::O_WRONLY, 0);
+    if let Ok(fd) = r {
+        close(fd);
+    }
+    refused("open init's executable /proc/1/exe for writing", r)
+}
+
+fn pidfd_getfd_init() -> Report {
+    // SAFETY: a pidfd for pid 1 of our pid namespace.
+    let pidfd = match sys(unsafe { libc::syscall(libc::SYS_pidfd_open, 1, 0) }) {
+        Ok(fd) => fd,
+        Err(e) => return Report::blocked(Some(e), format!("pidfd_open(1): {}", strerror(e))),
+    };
+    // SAFETY: asks for a copy of init's descriptor 3, its control socket.
+    let r = sys(unsafe { libc::syscall(libc::SYS_pidfd_getfd, pidfd, 3, 0) });
+    close(pidfd);
+    if let Ok(fd) = r {
+        close(fd);
+    }
+    refused("pidfd_getfd(init, 3): a copy of init's control socket", r)
 }
 
 fn kill_init() -> Report {
@@ -769,6 +800,54 @@ fn setns_mnt() -> Report {
     let r = isolated(|| sys(unsafe { libc::setns(fd as i32, libc::CLONE_NEWNS) } as i64));
     close(fd);
     refused("setns(/proc/self/ns/mnt, CLONE_NEWNS)", r)
+}
+
+fn clone_newuser() -> Report {
+    // SAFETY: clone without a stack is fork: the child leaves at once.
+    let r = sys(unsafe {
+        libc::syscall(
+            libc::SYS_clone,
+            libc::CLONE_NEWUSER | libc::SIGCHLD,
+            0usize,
+            0usize,
+            0usize,
+            0usize,
+        )
+    });
+    reap_clone("clone(CLONE_NEWUSER)", r)
+}
+
+fn clone3_newuser() -> Report {
+    // struct clone_args (CLONE_ARGS_SIZE_VER0 = 64 bytes): flags, pidfd, child_tid, parent_tid,
+    // exit_signal, stack, stack_size, tls.
+    let mut args = [0u64; 8];
+    args[0] = libc::CLONE_NEWUSER as u64;
+    args[4] = libc::SIGCHLD as u64;
+    // SAFETY: clone3 without a stack is fork: the child leaves at once.
+    let r = sys(unsafe { libc::syscall(libc::SYS_clone3, args.as_mut_ptr(), size_of_val(&args)) });
+    reap_clone("clone3(CLONE_NEWUSER)", r)
+}
+
+/// After a fork-like clone: the child (0) leaves, the parent reaps it.
+fn reap_clone(what: &str, r: Sys) -> Report {
+    match r {
+        // SAFETY: the child of a fork-like clone leaves without running anything else.
+        Ok(0) => unsafe { libc::_exit(0) },
+        // SAFETY: reaping our own child.
+        Ok(pid) => unsafe {
+            libc::waitpid(pid as i32, std::ptr::null_mut(), 0);
+        },
+        Err(_) => {}
+    }
+    refused(what, r)
+}
+
+fn personality() -> Report {
+    // SAFETY: in a child that exits right after.
+    let r = isolated(|| {
+        sys(unsafe { libc::personality(libc::ADDR_NO_RANDOMIZE as libc::c_ulong) } as i64)
+    });
+    refused("personality(ADDR_NO_RANDOMIZE)", r)
 }
 
 fn chroot() -> Report {
@@ -1105,6 +1184,22 @@ fn new_socket(what: &str, domain: i32, ty: i32, protocol: i32) -> Report {
     refused(what, r)
 }
 
+/// AF_VSOCK has no network namespaces on this kernel: a stream socket's only transport is the
+/// virtio device, to the hypervisor (CID 2), whatever the sandbox's network mode. The socket is
+/// only created, never connected: what listens on the hypervisor's side is not ours to poke.
+fn socket_vsock() -> Report {
+    let r = socket(libc::AF_VSOCK, libc::SOCK_STREAM, 0);
+    match r {
+        Ok(fd) => {
+            close(fd);
+            Report::escaped(
+                "socket(AF_VSOCK, SOCK_STREAM) created: vsock is not network-namespaced, its transport leads to the hypervisor (not connected)",
+            )
+        }
+        Err(_) => refused("socket(AF_VSOCK, SOCK_STREAM)", r),
+    }
+}
+
 fn connect_v4(ty: i32, addr: [u8; 4], port: u16) -> Sys {
     let fd = socket(libc::AF_INET, ty, 0)?;
     let sa = libc::sockaddr_in {
@@ -1203,9 +1298,12 @@ fn main() {
     run("kill_host_pid", kill_host_pid(&args, &pids));
     run("ptrace_host_pid", ptrace_host_pid(&args));
     run("process_vm_readv_init", process_vm_readv_init());
+    run("read_init_mem", read_init_mem());
     run("write_init_mem", write_init_mem());
     run("init_control_socket", init_control_socket());
     run("open_init_ns", open_init_ns());
+    run("overwrite_init_exe", overwrite_init_exe());
+    run("pidfd_getfd_init", pidfd_getfd_init());
 
     run("write_usr", write_new_file(&args.usr_target));
     run("write_etc", write_existing_file(&args.etc_target));
@@ -1241,6 +1339,8 @@ fn main() {
     );
     run("fsopen", fsopen());
     run("unshare_user", unshare_user());
+    run("clone_newuser", clone_newuser());
+    run("clone3_newuser", clone3_newuser());
     run("setns", setns_mnt());
     run("chroot", chroot());
     run("pivot_root", pivot_root());
@@ -1260,6 +1360,7 @@ fn main() {
     run("io_uring_setup", io_uring_setup());
     run("syslog", syslog());
     run("iopl", iopl());
+    run("personality", personality());
     run("raise_nofile", raise_nofile());
     run("tiocsti", tiocsti());
 
@@ -1272,6 +1373,7 @@ fn main() {
             (libc::ETH_P_ALL as u16).to_be() as i32,
         ),
     );
+    run("socket_vsock", socket_vsock());
     run(
         "socket_raw",
         new_socket(
