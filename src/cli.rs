@@ -312,6 +312,11 @@ async fn run(
         sandbox_id: sandbox_id.clone(),
     };
     collector.watch(&target).map_err(usage)?;
+    // The policy's network.blocked_ports, refused in the kernel (EPERM) before the job starts.
+    let ports = sandbox.policy().blocked_ports();
+    collector
+        .block_ports(target.cgroup_id, target.level, &ports)
+        .map_err(usage)?;
     let lifecycle = Lifecycle::new(&collector, &sandbox);
     lifecycle.record("created", None, None, None);
 
@@ -388,6 +393,7 @@ async fn run(
         None,
         destroyed.as_ref().err().map(|e| e.to_string()).as_deref(),
     );
+    let _ = collector.unblock_ports(target.cgroup_id);
     let _ = collector.unwatch(&target);
     let summary = collector.shutdown().await.map_err(runtime)?;
     if let Err(e) = destroyed {

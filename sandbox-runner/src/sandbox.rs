@@ -555,10 +555,7 @@ impl Sandbox {
         } = running;
         let pump_out = pump(out_pipe, stdout, limit);
         let pump_err = pump(err_pipe, stderr, limit);
-        let ended = async {
-            let exit = exit.await.ok();
-            exit
-        };
+        let ended = async { exit.await.ok() };
         let deadline = async {
             match timeout {
                 Some(t) => tokio::time::sleep(t).await,

@@ -10,7 +10,7 @@
 //!   - `personality` with any persona but `PER_LINUX`, `PER_LINUX32`, `UNAME26`,
 //!     `PER_LINUX32|UNAME26` and `0xffffffff` (the query), the set Docker's default profile allows;
 //!   - `ioctl(fd, TIOCSTI, ..)`;
-//!   - `socket(AF_PACKET, ..)`;
+//!   - `socket(AF_PACKET, ..)` and `socket(AF_VSOCK, ..)`;
 //! - a second program refusing with `ENOSYS`: `clone3`, and on x86_64 every x32-ABI syscall.
 //!
 //! Both programs kill the process on a syscall made through another architecture's ABI (on
@@ -296,7 +296,14 @@ fn rules_by_argument(name: &str) -> Result<Vec<SeccompRule>, BackendError> {
         "ioctl" => vec![arg(1, SeccompCmpOp::Eq, libc::TIOCSTI)?],
         // Raw packet sockets see and forge every frame of an interface; they need CAP_NET_RAW,
         // and AF_PACKET has had several privilege escalations reachable from user namespaces.
-        "socket" => vec![arg(0, SeccompCmpOp::Eq, libc::AF_PACKET as u64)?],
+        // vsock ignores network namespaces: in a VM it is a way out to the hypervisor whatever
+        // the sandbox's network mode. One rule per family: a rule's conditions all must hold.
+        "socket" => {
+            return [libc::AF_PACKET, libc::AF_VSOCK]
+                .into_iter()
+                .map(|family| SeccompRule::new(vec![arg(0, SeccompCmpOp::Eq, family as u64)?]))
+                .collect();
+        }
         _ => unreachable!("{name} is refused by argument"),
     };
     Ok(vec![SeccompRule::new(conditions)?])
@@ -562,6 +569,8 @@ mod tests {
             run(Some(&f), socket(libc::AF_PACKET)),
             Outcome::Errno(libc::EPERM)
         );
+        let vsock = || unsafe { libc::socket(libc::AF_VSOCK, libc::SOCK_STREAM, 0) }.into();
+        assert_eq!(run(Some(&f), vsock), Outcome::Errno(libc::EPERM));
         let unix = || unsafe { libc::socket(libc::AF_UNIX, libc::SOCK_STREAM, 0) }.into();
         assert_eq!(run(Some(&f), unix), Outcome::Errno(0));
     }
