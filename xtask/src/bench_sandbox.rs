@@ -148,55 +148,69 @@ const CONTENDERS: [(&str, &str); 4] = [
     ("bare", "`/bin/true` spawned and waited for (the floor)"),
 ];
 
-/// Phase keys of sw-sandbox-bench's breakdown, with what each covers.
+/// Phase keys of sw-sandbox-bench's breakdown, in the order they happen, with what each covers.
 const PHASES: &[(&str, &str)] = &[
-    ("dirs", "runtime dir, lock, workspace mkdir + chown"),
     (
-        "cgroup_unified",
-        "cgroup v2 (unified) mkdir, open cgroup.procs",
-    ),
-    (
-        "cgroup_limits",
-        "cgroup v1 cpu/memory/pids mkdir + limit writes (hybrid host)",
+        "dirs",
+        "runtime dir (made locked, renamed), workspace mkdir + chown",
     ),
     (
         "init_clone",
         "open init exe, pipes, clone(NEWUSER|NEWPID|NEWNS|NEWUTS|NEWIPC|NEWNET)",
     ),
+    ("init_handoff", "uid/gid maps, release the child"),
     (
-        "init_handoff",
-        "uid/gid maps, join the cgroups, send the setup plan",
+        "cgroup_unified",
+        "cgroup v2 (unified) mkdir, open cgroup.procs (while init executes)",
+    ),
+    (
+        "cgroup_limits",
+        "cgroup v1 cpu/memory/pids mkdir + limit writes (hybrid host; while init executes)",
+    ),
+    (
+        "init_join",
+        "init joins every cgroup (an RCU grace period), the setup plan is sent",
     ),
     (
         "init_exec",
-        "child: setresuid, dup2, execveat until close-on-exec fires",
+        "rest of the wait until init's exec closes the pipe (usually done by now)",
     ),
     (
         "init_load",
         "init binary start: ld.so, relocations, Rust runtime, until main",
     ),
-    ("init_plan", "init: close_range, prctl, receive the plan"),
+    (
+        "init_plan",
+        "init: close_range, prctl, receive the plan (waits for the join)",
+    ),
     ("init_cgroupns", "init: unshare the cgroup namespace"),
     (
         "init_mounts",
-        "init: build the root (binds, tmpfs, /dev, /proc, masks, pivot_root)",
+        "init: build the root (binds, tmpfs, /dev, /proc, masks, pivot_root, detach the host's)",
     ),
     ("init_net", "init: bring loopback up"),
     (
         "init_rest",
-        "init: seccomp filter, Landlock rules, rlimits, until Ready",
+        "init: seccomp filter, Landlock domain, rlimits, until Ready",
     ),
     ("ready_delivery", "Ready message until the runner wakes"),
     (
         "run_spawn",
-        "`run`: Exec message, init forks + confines + execs, Started",
+        "`run`: Exec message, init forks + confines (caps, Landlock, seccomp) + execs, Started",
     ),
     (
         "run_wait",
         "`run`: command runs, exits, pipes drained, Exited",
     ),
+    (
+        "destroy_blocking_dispatch",
+        "destroy: spawn_blocking hand-off and return",
+    ),
     ("destroy_kill", "destroy: write cgroup.kill"),
-    ("destroy_waitpid", "destroy: waitpid(init)"),
+    (
+        "destroy_waitpid",
+        "destroy: waitpid(init) (the namespaces' teardown)",
+    ),
     (
         "destroy_rmdir_unified",
         "destroy: rmdir the unified cgroup (polling while busy)",
@@ -210,12 +224,8 @@ const PHASES: &[(&str, &str)] = &[
         "destroy: remove the runtime dir and workspace",
     ),
     (
-        "destroy_blocking_dispatch",
-        "destroy: spawn_blocking hand-off and return",
-    ),
-    (
         "other",
-        "not covered by a span (bookkeeping between phases, overlaps)",
+        "between the spans (create's and run's bookkeeping, task wake-ups)",
     ),
     ("total", "whole iteration (with the tracing layer on)"),
 ];
@@ -378,7 +388,15 @@ impl Report<'_> {
         for v in self.verdicts() {
             let _ = writeln!(md, "- {v}");
         }
-        let _ = writeln!(md);
+        let _ = writeln!(
+            md,
+            "\nNot like for like, in sandwatch's disfavour: the sandbox does more (cgroups with limits, an init that \
+             stays to run commands, seccomp, Landlock, no capabilities) and the `strict` preset's `cpu.shares: 512` \
+             and 1-core quota hold init and the command, so on a busy host they get half the CPU weight bwrap and \
+             the bare spawn get. The sandbox's init is the benchmark binary in the first row and the release \
+             `sandwatch` binary, as `sandwatch run` uses, in the second. bwrap's network namespace is torn down \
+             asynchronously by the kernel, as the sandbox's is.\n"
+        );
         if let Some(p) = self.phases {
             let n = p
                 .get("phase_iterations")
@@ -389,8 +407,10 @@ impl Report<'_> {
                 "#### 3. Where the time goes (separate run: `{} --phases {n} --sandwatch-init …`)\n\n\
                  {n} iterations per init, interleaved, with a tracing layer timing the runner's spans \
                  (`sandbox.*`, `init.*`, `cgroup.*`, `destroy.*`) and init's own step marks (CLOCK_MONOTONIC, sent \
-                 with Ready); medians in ms, so they do not add up exactly to the total. Init's steps are on the \
-                 critical path: the runner is waiting for Ready meanwhile.\n",
+                 with Ready). The phases partition each iteration's wall time along its critical path: a phase runs \
+                 from where the previous one ended, so work hidden behind an earlier phase counts 0 (the runner makes \
+                 and joins the cgroups while init executes; init's steps run while the runner waits for Ready). \
+                 Medians in ms, so the column does not add up exactly to the total's median.\n",
                 self.bench_bin.display()
             );
             let _ = writeln!(
