@@ -280,7 +280,8 @@ async fn run(
     if let Some(t) = args.timeout {
         policy.limits.timeout = Some(t);
     }
-    let filter = sandwatch_runner::seccomp::SyscallFilter::new(&[]).map_err(usage)?;
+    let filter =
+        sandwatch_runner::seccomp::SyscallFilter::new(&policy.seccomp.deny).map_err(usage)?;
     let sandbox_id = args.sandbox_id.clone().unwrap_or_else(new_sandbox_id);
     let root = CgroupRoot::discover().map_err(usage)?;
     for id in sandbox::clean_stale(&root, &args.runtime_dir) {
@@ -311,6 +312,11 @@ async fn run(
         sandbox_id: sandbox_id.clone(),
     };
     collector.watch(&target).map_err(usage)?;
+    // The policy's network.blocked_ports, refused in the kernel (EPERM) before the job starts.
+    let ports = sandbox.policy().blocked_ports();
+    collector
+        .block_ports(target.cgroup_id, target.level, &ports)
+        .map_err(usage)?;
     let lifecycle = Lifecycle::new(&collector, &sandbox);
     lifecycle.record("created", None, None, None);
 
@@ -387,6 +393,7 @@ async fn run(
         None,
         destroyed.as_ref().err().map(|e| e.to_string()).as_deref(),
     );
+    let _ = collector.unblock_ports(target.cgroup_id);
     let _ = collector.unwatch(&target);
     let summary = collector.shutdown().await.map_err(runtime)?;
     if let Err(e) = destroyed {

@@ -172,6 +172,29 @@ impl Collector {
             .unwatch(target.cgroup_id, target.level)
     }
 
+    /// Refuses (EPERM) connect() and destination-naming sendmsg()/sendto() to `ports` for the
+    /// processes of a cgroup below `<unified>/sandwatch` (at depth `level`) and its descendants:
+    /// a sandbox policy's `network.blocked_ports`, enforced in the kernel.
+    pub fn block_ports(
+        &self,
+        cgroup_id: u64,
+        level: u32,
+        ports: &[u16],
+    ) -> Result<(), CollectorError> {
+        self.probes
+            .lock()
+            .expect("probe lock")
+            .block_ports(cgroup_id, level, ports)
+    }
+
+    /// Lifts every port blocked for the cgroup.
+    pub fn unblock_ports(&self, cgroup_id: u64) -> Result<(), CollectorError> {
+        self.probes
+            .lock()
+            .expect("probe lock")
+            .unblock_ports(cgroup_id)
+    }
+
     /// Number of tracepoints and programs attached.
     pub fn attached(&self) -> usize {
         self.probes.lock().expect("probe lock").attached

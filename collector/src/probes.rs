@@ -2,16 +2,20 @@
 
 use std::{
     collections::{BTreeMap, HashMap as StdHashMap},
-    path::Path,
+    os::unix::fs::MetadataExt as _,
+    path::{Path, PathBuf},
     sync::{Arc, Mutex},
 };
 
 use aya::{
     Ebpf, EbpfLoader,
     maps::{Array, HashMap, MapData, PerCpuArray, RingBuf},
-    programs::{ProgramError, RawTracePoint, TracePoint, trace_point::TracePointLink},
+    programs::{
+        CgroupAttachMode, CgroupSockAddr, ProgramError, RawTracePoint, TracePoint,
+        trace_point::TracePointLink,
+    },
 };
-use sandwatch_probes_abi::{COUNT_SLOTS, NR_SLOTS, TRACED, kind, settings};
+use sandwatch_probes_abi::{BlockedPortKey, COUNT_SLOTS, NR_SLOTS, TRACED, kind, settings};
 use tracing::{debug, info, warn};
 
 use crate::CollectorError;
@@ -124,6 +128,7 @@ pub struct ProbeSet {
     /// Watched cgroups per level: the kernel checks a task's ancestors only at these levels.
     levels: BTreeMap<u32, usize>,
     slots: Arc<Mutex<CounterSlots>>,
+    ports: PortPolicy,
     /// Tracepoints attached, for the summary.
     pub attached: usize,
     /// Owned here so that they live exactly as long as the set (see `Drop`).
@@ -182,6 +187,106 @@ fn detach_in_background() {
             warn!("fork failed; detaching the probes in this process (takes a few seconds)");
         }
     }
+}
+
+/// The enforcement programs of a sandbox policy's `network.blocked_ports` (kernel side:
+/// `ebpf-probes/probes/src/port_policy.rs`), one per attach type.
+const PORT_POLICY_PROGRAMS: [&str; 4] = [
+    "block_connect4",
+    "block_connect6",
+    "block_sendmsg4",
+    "block_sendmsg6",
+];
+
+/// The cgroup under the unified hierarchy's root that holds every sandbox's cgroup: the runner's
+/// `sandwatch_runner::cgroup::PARENT`, at depth 1.
+const SANDBOX_PARENT: &str = "sandwatch";
+const SANDBOX_PARENT_LEVEL: u32 = 1;
+
+/// [`BlockedPortKey`] as an aya map key (the trait is aya's and the type the ABI crate's).
+#[derive(Clone, Copy)]
+#[repr(transparent)]
+struct PortKey(BlockedPortKey);
+
+// SAFETY: repr(C), 16 bytes, padding spelled out as a field (asserted in the ABI crate); every
+// bit pattern is a valid value.
+unsafe impl aya::Pod for PortKey {}
+
+/// The blocked-ports map and what the collector put in it.
+struct PortPolicy {
+    map: HashMap<MapData, PortKey, u8>,
+    /// Where the programs are attached, or why they are not: blocking a port then fails, so a
+    /// policy is never silently unenforced.
+    attached_at: Result<PathBuf, String>,
+    /// Ports blocked per cgroup id, with the cgroup's level.
+    blocked: StdHashMap<u64, (u32, Vec<u16>)>,
+    /// Cgroups with blocked ports per level (the kernel's `settings::BLOCK_LEVELS`).
+    levels: BTreeMap<u32, usize>,
+}
+
+/// The unified hierarchy's mount, found as `sandwatch_runner::cgroup::CgroupRoot::discover` finds
+/// it (the collector does not depend on the runner).
+fn unified_mount() -> Result<PathBuf, String> {
+    let info = std::fs::read_to_string("/proc/self/mountinfo")
+        .map_err(|e| format!("reading /proc/self/mountinfo: {e}"))?;
+    let mut mounts: Vec<PathBuf> = info
+        .lines()
+        .filter_map(|line| {
+            let (pre, post) = line.split_once(" - ")?;
+            let fields: Vec<&str> = pre.split_whitespace().collect();
+            let mountpoint = fields.get(4)?;
+            (post.split_whitespace().next() == Some("cgroup2") && fields.get(3) == Some(&"/"))
+                .then(|| PathBuf::from(mountpoint.replace("\\040", " ")))
+        })
+        .collect();
+    mounts.sort_by_key(|p| match p.to_str() {
+        Some("/sys/fs/cgroup") => 0,
+        Some("/sys/fs/cgroup/unified") => 1,
+        _ => 2,
+    });
+    mounts
+        .into_iter()
+        .next()
+        .ok_or_else(|| "no cgroup2 (unified) hierarchy is mounted".to_string())
+}
+
+/// Attaches the port-policy programs (loaded already) to `<unified>/sandwatch`, creating that
+/// cgroup as the runner would if it is missing. Returns the cgroup's path.
+fn attach_port_policy(ebpf: &mut Ebpf) -> Result<PathBuf, String> {
+    let parent = unified_mount()?.join(SANDBOX_PARENT);
+    match std::fs::create_dir(&parent) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+        Err(e) => return Err(format!("creating cgroup {}: {e}", parent.display())),
+    }
+    let dir = std::fs::File::open(&parent)
+        .map_err(|e| format!("opening cgroup {}: {e}", parent.display()))?;
+    for name in PORT_POLICY_PROGRAMS {
+        let prog: &mut CgroupSockAddr = ebpf
+            .program_mut(name)
+            .expect("loaded before")
+            .try_into()
+            .map_err(|e| format!("{name}: {e}"))?;
+        // A BPF link (kernel 5.7 and later, which aya uses when it can): always multi-attach, so
+        // programs others attach to this cgroup or its ancestors keep running and ours never
+        // replaces one. The link takes no flags: AllowMultiple would be refused with EINVAL
+        // (aya-rs/aya#1078), so the mode given is the one that passes none.
+        prog.attach(&dir, CgroupAttachMode::Single)
+            .map_err(|e| format!("attaching {name} to {}: {e}", parent.display()))?;
+    }
+    Ok(parent)
+}
+
+/// Whether cgroup `id` sits exactly `depth` levels below `dir`.
+fn cgroup_below(dir: &Path, depth: u32, id: u64) -> bool {
+    if depth == 0 {
+        return std::fs::metadata(dir).is_ok_and(|m| m.ino() == id);
+    }
+    std::fs::read_dir(dir).is_ok_and(|entries| {
+        entries.flatten().any(|e| {
+            e.file_type().is_ok_and(|t| t.is_dir()) && cgroup_below(&e.path(), depth - 1, id)
+        })
+    })
 }
 
 fn prog_err(what: &str) -> impl FnOnce(ProgramError) -> CollectorError + '_ {
@@ -275,6 +380,22 @@ impl ProbeSet {
                 .map_err(prog_err(name))?;
             prog.load()
                 .map_err(|e| CollectorError::Probe(format!("verifier refused {name}: {e:#}")))?;
+        }
+        for name in PORT_POLICY_PROGRAMS {
+            let prog: &mut CgroupSockAddr = ebpf
+                .program_mut(name)
+                .ok_or_else(|| {
+                    CollectorError::Probe(format!("program {name} missing from the object"))
+                })?
+                .try_into()
+                .map_err(prog_err(name))?;
+            prog.load()
+                .map_err(|e| CollectorError::Probe(format!("verifier refused {name}: {e:#}")))?;
+        }
+        let port_policy_at = attach_port_policy(&mut ebpf);
+        match &port_policy_at {
+            Ok(p) => info!("port policy enforced below {}", p.display()),
+            Err(e) => warn!("blocked ports cannot be enforced: {e}"),
         }
         let mut attach = |ebpf: &mut Ebpf,
                           prog: &str,
@@ -396,6 +517,13 @@ impl ProbeSet {
             .set(settings::WAKEUP_BYTES, u64::from(rb / 16), 0)
             .map_err(map_err("SETTINGS"))?;
         let watched = HashMap::try_from(take(&mut ebpf, "WATCHED")?).map_err(map_err("WATCHED"))?;
+        let ports = PortPolicy {
+            map: HashMap::try_from(take(&mut ebpf, "BLOCKED_PORTS")?)
+                .map_err(map_err("BLOCKED_PORTS"))?,
+            attached_at: port_policy_at,
+            blocked: StdHashMap::new(),
+            levels: BTreeMap::new(),
+        };
         let slots = Arc::new(Mutex::new(CounterSlots::new()));
         // Full counting counts every number; otherwise only the syscalls with probes can move.
         let counted: Vec<u32> = if config.full_counting {
@@ -430,6 +558,7 @@ impl ProbeSet {
                 settings: settings_map,
                 levels: BTreeMap::new(),
                 slots,
+                ports,
                 attached,
                 _links: links,
             },
@@ -478,6 +607,97 @@ impl ProbeSet {
             }
         }
         self.write_levels()
+    }
+
+    /// Refuses, with EPERM, connect() (TCP and UDP) and sendmsg()/sendto() naming a destination
+    /// (UDP) to any of `ports`, IPv4 and IPv6, for the processes of cgroup `id` (at depth `level`)
+    /// and of its descendants. The cgroup must be below `<unified>/sandwatch`, where the programs
+    /// run. Blocking more ports of the same cgroup adds to its list.
+    pub fn block_ports(
+        &mut self,
+        id: u64,
+        level: u32,
+        ports: &[u16],
+    ) -> Result<(), CollectorError> {
+        if ports.is_empty() {
+            return Ok(());
+        }
+        let parent =
+            self.ports.attached_at.as_ref().map_err(|e| {
+                CollectorError::Probe(format!("blocked ports cannot be enforced: {e}"))
+            })?;
+        if level <= SANDBOX_PARENT_LEVEL || level > MAX_WATCH_LEVEL {
+            return Err(CollectorError::Config(format!(
+                "cgroup at depth {level}: ports can be blocked for cgroups below {} (depth {}..={MAX_WATCH_LEVEL})",
+                parent.display(),
+                SANDBOX_PARENT_LEVEL + 1
+            )));
+        }
+        if !cgroup_below(parent, level - SANDBOX_PARENT_LEVEL, id) {
+            return Err(CollectorError::Config(format!(
+                "cgroup {id} is not at depth {level} below {}: blocked ports are enforced there only",
+                parent.display()
+            )));
+        }
+        let known = self.ports.blocked.get(&id).map(|(l, p)| (*l, p.clone()));
+        if let Some((l, _)) = &known
+            && *l != level
+        {
+            return Err(CollectorError::Config(format!(
+                "cgroup {id} has ports blocked at depth {l}, not {level}"
+            )));
+        }
+        let mut list = known.map(|(_, p)| p).unwrap_or_default();
+        let mut added = Vec::new();
+        for &port in ports {
+            if list.contains(&port) || added.contains(&port) {
+                continue;
+            }
+            if let Err(e) = self
+                .ports
+                .map
+                .insert(PortKey(BlockedPortKey::new(id, port)), 1, 0)
+            {
+                for &p in &added {
+                    let _ = self.ports.map.remove(&PortKey(BlockedPortKey::new(id, p)));
+                }
+                return Err(CollectorError::Probe(format!("blocked ports map: {e}")));
+            }
+            added.push(port);
+        }
+        list.extend(added);
+        list.sort_unstable();
+        if self.ports.blocked.insert(id, (level, list)).is_none() {
+            *self.ports.levels.entry(level).or_default() += 1;
+        }
+        self.write_block_levels()
+    }
+
+    /// Lifts every port blocked for cgroup `id`.
+    pub fn unblock_ports(&mut self, id: u64) -> Result<(), CollectorError> {
+        let Some((level, ports)) = self.ports.blocked.remove(&id) else {
+            return Ok(());
+        };
+        for port in ports {
+            let _ = self
+                .ports
+                .map
+                .remove(&PortKey(BlockedPortKey::new(id, port)));
+        }
+        if let Some(n) = self.ports.levels.get_mut(&level) {
+            *n -= 1;
+            if *n == 0 {
+                self.ports.levels.remove(&level);
+            }
+        }
+        self.write_block_levels()
+    }
+
+    fn write_block_levels(&mut self) -> Result<(), CollectorError> {
+        let mask = self.ports.levels.keys().fold(0u64, |m, l| m | (1 << l));
+        self.settings
+            .set(settings::BLOCK_LEVELS, mask, 0)
+            .map_err(|e| CollectorError::Probe(format!("settings map: {e}")))
     }
 
     fn write_levels(&mut self) -> Result<(), CollectorError> {

@@ -6,8 +6,9 @@
 //! a multi-threaded tokio program, cannot do between fork and exec.
 //!
 //! Init builds the sandbox's root (see `mounts`), reports ready, then runs commands on request:
-//! each is forked, confined (rlimits, Landlock, no capabilities, no_new_privs, seccomp, in that
-//! order: each step needs privileges the next one removes) and executed. Init reaps every process
+//! init enters the sandbox's Landlock domain once; each command is forked,
+//! confined (rlimits, no_new_privs, no capabilities, seccomp, in that order: each step needs
+//! privileges the next one removes) and executed. Init reaps every process
 //! (orphans included, as pid 1 must) and reports the commands' exits. When the runner's end of
 //! the control socket closes, init exits, and the kernel kills everything left in the pid
 //! namespace: a sandbox does not outlive its runner.
@@ -34,7 +35,7 @@ use nix::{
 };
 
 use crate::{
-    fs_access::FsAccess,
+    fs_access::{FsAccess, FsAccessStatus},
     mounts,
     policy::SandboxPolicy,
     protocol::{self, FromInit, SetupPlan, ToInit},
@@ -57,7 +58,6 @@ pub fn run_if_init() {
 /// What a command gets confined with, prepared once at setup.
 struct Confinement {
     filter: SyscallFilter,
-    fs: FsAccess,
     rlimits: Vec<(libc::__rlimit_resource_t, u64)>,
     uid: u32,
 }
@@ -309,9 +309,6 @@ impl Init {
                 return nix::errno::Errno::last_raw();
             }
         }
-        if c.fs.restrict_self().is_err() {
-            return libc::EPERM;
-        }
         if let Err(e) = drop_privileges(c.uid) {
             return fail(e);
         }
@@ -378,9 +375,15 @@ fn setup(plan: &SetupPlan, warnings: &mut Vec<String>) -> Result<Confinement, (S
     if plan.private_network {
         mounts::loopback_up().map_err(|e| ("bring loopback up".to_string(), e.to_string()))?;
     }
-    let filter = SyscallFilter::new(&[])
+    let filter = SyscallFilter::new(&policy.seccomp.deny)
         .map_err(|e| ("compile the seccomp filter".to_string(), e.to_string()))?;
-    let fs = FsAccess::from_policy(&policy.filesystem);
+    // One Landlock domain for the whole sandbox, entered by init: commands inherit it, so they
+    // may signal each other (a domain per command would forbid that) and nothing outside.
+    match FsAccess::from_policy(&policy.filesystem).restrict_self() {
+        Ok(FsAccessStatus::Full { .. }) => {}
+        Ok(status) => warnings.push(format!("Landlock: {status}")),
+        Err(e) => return Err(("Landlock".to_string(), e.to_string())),
+    }
     let mut rlimits = vec![(libc::RLIMIT_CORE, 0)];
     if let Some(n) = policy.limits.open_files {
         rlimits.push((
@@ -396,7 +399,6 @@ fn setup(plan: &SetupPlan, warnings: &mut Vec<String>) -> Result<Confinement, (S
     }
     Ok(Confinement {
         filter,
-        fs,
         rlimits,
         uid: policy.user,
     })

@@ -17,3 +17,4 @@ pub mod seccomp;
 pub use cgroup::{CgroupError, CgroupRef, CgroupRoot, JobCgroup};
 pub use limits::ResourceLimits;
 pub use policy::{PolicyError, SandboxPolicy};
+pub use seccomp::{SeccompError, SyscallFilter};

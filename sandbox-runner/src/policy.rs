@@ -62,6 +62,9 @@ pub struct SandboxPolicy {
     /// uid inside the sandbox (0: the sandbox's root, mapped to an unprivileged host uid).
     #[serde(default)]
     pub user: u32,
+    /// Syscalls refused (EPERM) beyond the default filter. The default filter cannot be loosened.
+    #[serde(default)]
+    pub seccomp: SeccompPolicy,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -165,6 +168,16 @@ pub struct LimitsPolicy {
     /// RLIMIT_FSIZE.
     #[serde(default)]
     pub file_size: Option<ByteSize>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SeccompPolicy {
+    /// Syscall names of the runner's architecture, refused whatever their arguments, on top of
+    /// [`DEFAULT_DENIED`](crate::seccomp::DEFAULT_DENIED) and the default filter's refusals by
+    /// argument.
+    #[serde(default)]
+    pub deny: Vec<String>,
 }
 
 /// A byte count, written as a number or with a binary suffix: `512M`, `1GiB`, `64k`.
@@ -650,6 +663,11 @@ impl SandboxPolicy {
                 );
             }
         }
+        for (i, name) in self.seccomp.deny.iter().enumerate() {
+            if let Err(e) = crate::seccomp::syscall_number(name) {
+                return fail(&format!("seccomp.deny[{i}]"), e.to_string());
+            }
+        }
         if self.user == u32::MAX {
             return fail("user", "4294967295 is not a uid".into());
         }
@@ -720,13 +738,19 @@ fn line_of(text: &str, key: &str) -> Option<usize> {
     let mut found = None;
     let (mut from, mut min_indent) = (0usize, 0usize);
     for (name, index) in parts {
-        let hit = (from..lines.len()).find(|&i| {
-            let l = lines[i];
-            let indent = l.len() - l.trim_start().len();
-            let t = l.trim_start().trim_start_matches("- ");
-            indent >= min_indent
-                && (t.starts_with(&format!("{name}:")) || t.starts_with(&format!("\"{name}\":")))
-        })?;
+        // Within the block found so far: a flow mapping (`seccomp: { deny: [..] }`) keeps its
+        // keys on the parent's line, and a later block can have keys of the same name.
+        let hit = (from..lines.len())
+            .take_while(|&i| {
+                let l = lines[i];
+                let t = l.trim_start();
+                t.is_empty() || t.starts_with('#') || l.len() - t.len() >= min_indent
+            })
+            .find(|&i| {
+                let t = lines[i].trim_start().trim_start_matches("- ");
+                t.starts_with(&format!("{name}:")) || t.starts_with(&format!("\"{name}\":"))
+            });
+        let Some(hit) = hit else { break };
         found = Some(hit + 1);
         let indent = lines[hit].len() - lines[hit].trim_start().len();
         from = hit + 1;
@@ -883,11 +907,55 @@ network:
         let e = check("cpu: [1, 2]\n").unwrap_err();
         assert_eq!((e.line, e.key.as_str()), (Some(1), "cpu"));
 
+        let e = check("memory: { limit: 2M }\ncpu:\n  limit: 1\n").unwrap_err();
+        assert_eq!(
+            (e.line, e.key.as_str()),
+            (Some(1), "memory.limit"),
+            "a flow mapping's keys are on its line, not in a later block"
+        );
+
         let e = check("memory: {limit: 1G\n").unwrap_err();
         assert!(
             e.line.is_some() && e.key.is_empty(),
             "YAML syntax errors carry the parser's line: {e}"
         );
+    }
+
+    #[test]
+    fn seccomp_names_are_checked_and_round_trip() {
+        assert_eq!(
+            check("").unwrap().seccomp,
+            SeccompPolicy::default(),
+            "no presets deny beyond the default filter"
+        );
+        let pol = check("extends: strict\nseccomp:\n  deny: [getcwd, bpf, getcwd]\n").unwrap();
+        assert_eq!(pol.seccomp.deny, ["getcwd", "bpf", "getcwd"]);
+        assert_eq!(
+            pol.memory.limit,
+            Some(ByteSize(512 << 20)),
+            "strict's memory"
+        );
+        assert_eq!(
+            &SandboxPolicy::from_yaml("x", &pol.to_yaml()).unwrap(),
+            &pol
+        );
+
+        let e = check("seccomp:\n  deny:\n    - getcwd\n    - fooo\n").unwrap_err();
+        assert_eq!((e.line, e.key.as_str()), (Some(4), "seccomp.deny[1]"));
+        assert_eq!(
+            e.message,
+            format!("\"fooo\" is not a syscall on {}", std::env::consts::ARCH)
+        );
+
+        let e = check("pids: { max: 8 }\nseccomp: { deny: [Mount] }\n").unwrap_err();
+        assert_eq!((e.line, e.key.as_str()), (Some(2), "seccomp.deny[0]"));
+
+        let e = check("seccomp:\n  allow: [bpf]\n").unwrap_err();
+        assert_eq!((e.line, e.key.as_str()), (Some(2), "seccomp.allow"));
+        assert!(e.message.contains("unknown field `allow`"), "{e}");
+
+        let e = check("seccomp:\n  deny: bpf\n").unwrap_err();
+        assert_eq!((e.line, e.key.as_str()), (Some(2), "seccomp.deny"));
     }
 
     #[test]

@@ -312,23 +312,43 @@ impl Sandbox {
                 _ => {}
             }
         }
-        match fs::create_dir(&dir) {
-            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
-                return Err(SandboxError::Exists(opts.id));
-            }
-            r => r.map_err(io_ctx(format!("create {}", dir.display())))?,
-        }
-        // From here on, a failure removes what was made; the lock marks the directory as ours.
-        let mut guard = DirGuard(Some(dir.clone()));
+        // The directory appears under its id already locked (made under a hidden name, then
+        // renamed), so a `clean_stale` elsewhere never sees it unlocked.
+        let fresh = opts
+            .runtime_dir
+            .join(format!(".new-{}-{}", opts.id, std::process::id()));
+        fs::create_dir(&fresh).map_err(io_ctx(format!("create {}", fresh.display())))?;
+        let mut guard = DirGuard(Some(fresh.clone()));
         let lock_file = fs::OpenOptions::new()
             .create(true)
             .truncate(false)
             .write(true)
             .mode(0o600)
-            .open(dir.join("lock"))
+            .open(fresh.join("lock"))
             .map_err(io_ctx("create the sandbox's lock"))?;
         let lock = Flock::lock(lock_file, FlockArg::LockExclusiveNonblock)
             .map_err(|(_, e)| io_ctx("lock the sandbox")(e.into()))?;
+        let (from, to) = (c_path(&fresh)?, c_path(&dir)?);
+        // SAFETY: renaming between two NUL-terminated paths.
+        if unsafe {
+            libc::renameat2(
+                libc::AT_FDCWD,
+                from.as_ptr(),
+                libc::AT_FDCWD,
+                to.as_ptr(),
+                libc::RENAME_NOREPLACE,
+            )
+        } != 0
+        {
+            let e = io::Error::last_os_error();
+            return Err(if e.kind() == io::ErrorKind::AlreadyExists {
+                SandboxError::Exists(opts.id)
+            } else {
+                io_ctx(format!("create {}", dir.display()))(e)
+            });
+        }
+        // From here on, a failure removes what was made.
+        guard.0 = Some(dir.clone());
 
         let host_uid = opts.host_id_base + opts.policy.user;
         let workspace = match &opts.workspace {
@@ -524,10 +544,7 @@ impl Sandbox {
         } = running;
         let pump_out = pump(out_pipe, stdout, limit);
         let pump_err = pump(err_pipe, stderr, limit);
-        let ended = async {
-            let exit = exit.await.ok();
-            exit
-        };
+        let ended = async { exit.await.ok() };
         let deadline = async {
             match timeout {
                 Some(t) => tokio::time::sleep(t).await,
@@ -808,6 +825,12 @@ impl Drop for DirGuard {
     }
 }
 
+fn c_path(p: &Path) -> Result<CString, SandboxError> {
+    CString::new(p.as_os_str().as_bytes()).map_err(|_| {
+        io_ctx(format!("{}: a NUL byte in a path", p.display()))(io::ErrorKind::InvalidInput.into())
+    })
+}
+
 fn set_nonblocking(fd: RawFd) -> io::Result<()> {
     // SAFETY: flag changes on a descriptor we own.
     unsafe {
@@ -828,8 +851,7 @@ fn start_init(
     runner_end: RawFd,
     init_end: OwnedFd,
 ) -> Result<(i32, Vec<String>), SandboxError> {
-    let exe_path = CString::new(opts.init_exe.as_os_str().as_bytes())
-        .map_err(|_| io_ctx("init binary path")(io::ErrorKind::InvalidInput.into()))?;
+    let exe_path = c_path(&opts.init_exe)?;
     // SAFETY: opening a path for exec by descriptor; the descriptor is owned below.
     let exe = unsafe {
         let fd = libc::open(exe_path.as_ptr(), libc::O_PATH | libc::O_CLOEXEC);
@@ -1086,10 +1108,19 @@ pub fn clean_stale(root: &CgroupRoot, runtime_dir: &Path) -> Vec<String> {
         let Some(id) = entry.file_name().to_str().map(str::to_owned) else {
             continue;
         };
+        let dir = entry.path();
+        if id.starts_with(".new-") {
+            // A runner died while creating one: no cgroup exists for it yet.
+            if let Ok(file) = fs::OpenOptions::new().write(true).open(dir.join("lock"))
+                && Flock::lock(file, FlockArg::LockExclusiveNonblock).is_ok()
+            {
+                let _ = fs::remove_dir_all(&dir);
+            }
+            continue;
+        }
         if !valid_id(&id) {
             continue;
         }
-        let dir = entry.path();
         let Ok(file) = fs::OpenOptions::new().write(true).open(dir.join("lock")) else {
             continue;
         };

@@ -85,6 +85,9 @@ pub mod settings {
     /// submitted without a wakeup and the collector polls on a short timer: one wakeup per record
     /// would cost a context switch per event.
     pub const WAKEUP_BYTES: u32 = 2;
+    /// Bitmask of the cgroup-tree levels (1..=63) at which a cgroup with blocked ports sits; the
+    /// port-policy programs check a process's ancestors only at these levels.
+    pub const BLOCK_LEVELS: u32 = 3;
     pub const LEN: u32 = 4;
 }
 
@@ -182,6 +185,43 @@ pub struct NetRecord {
     pub _pad: u32,
     pub addr: [u8; SOCKADDR_CAP],
 }
+
+/// Key of the `BLOCKED_PORTS` map: connect() and sendmsg()/sendto() from the processes of
+/// `cgroup_id` (or of its descendants) to destination `port` are refused with EPERM.
+///
+/// Sixteen bytes with the padding spelled out: the kernel hashes every byte of a key, so both
+/// sides must write the same zeroes where a compiler would leave padding undefined.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct BlockedPortKey {
+    /// A cgroup id (unified hierarchy): the inode of its directory.
+    pub cgroup_id: u64,
+    /// Destination port, host byte order.
+    pub port: u16,
+    pub _pad: [u8; 6],
+}
+
+impl BlockedPortKey {
+    pub const fn new(cgroup_id: u64, port: u16) -> Self {
+        Self {
+            cgroup_id,
+            port,
+            _pad: [0; 6],
+        }
+    }
+}
+
+// The layout both sides agree on; a change here changes the map's key size.
+const _: () = {
+    assert!(core::mem::size_of::<BlockedPortKey>() == 16);
+    assert!(core::mem::align_of::<BlockedPortKey>() == 8);
+    assert!(core::mem::offset_of!(BlockedPortKey, cgroup_id) == 0);
+    assert!(core::mem::offset_of!(BlockedPortKey, port) == 8);
+    assert!(core::mem::offset_of!(BlockedPortKey, _pad) == 10);
+};
+
+/// Entries of the `BLOCKED_PORTS` map: (cgroup, port) pairs over all sandboxes at once.
+pub const BLOCKED_PORTS_CAP: u32 = 16384;
 
 /// Watched cgroups that can hold a counter slot at once (the `COUNTS` array's rows).
 pub const COUNT_SLOTS: u32 = 1024;
@@ -301,3 +341,22 @@ pub const FATAL_BY_DEFAULT: u64 = {
     }
     m
 };
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The key the collector writes is byte for byte the key the kernel program builds: same
+    /// size, the port in host order at offset 8, zero padding.
+    #[test]
+    fn blocked_port_key_layout_is_fixed() {
+        assert_eq!(core::mem::size_of::<BlockedPortKey>(), 16);
+        let key = BlockedPortKey::new(0x0102_0304_0506_0708, 22);
+        // SAFETY: a 16-byte repr(C) value with no undefined padding, read as bytes.
+        let bytes: [u8; 16] = unsafe { core::mem::transmute(key) };
+        let mut want = [0u8; 16];
+        want[..8].copy_from_slice(&0x0102_0304_0506_0708u64.to_ne_bytes());
+        want[8..10].copy_from_slice(&22u16.to_ne_bytes());
+        assert_eq!(bytes, want);
+    }
+}

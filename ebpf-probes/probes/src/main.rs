@@ -11,6 +11,8 @@
 //! - `sched:sched_process_exit` and `signal:signal_deliver` (not syscall tracepoints: they cost
 //!   nothing on the syscall path) for how a process ended.
 //! - optionally a raw `sys_enter` that counts every syscall of watched cgroups (full counting).
+//! - `cgroup_sock_addr` programs that enforce a sandbox policy's blocked ports (`port_policy.rs`):
+//!   the only programs here that change what a process can do.
 //!
 //! Every failed ring-buffer reservation or map insert is counted per record kind in `DROPS`.
 #![cfg_attr(target_arch = "bpf", no_std)]
@@ -59,8 +61,9 @@ mod probes {
     #[map]
     static WATCHED: HashMap<u64, u32> = HashMap::with_max_entries(4096, 0);
 
+    /// Read by `port_policy` too (its levels).
     #[map]
-    static SETTINGS: Array<u64> = Array::with_max_entries(settings::LEN, 0);
+    pub(crate) static SETTINGS: Array<u64> = Array::with_max_entries(settings::LEN, 0);
 
     /// Lost records per kind: failed ring-buffer reservations and failed map inserts.
     #[map]
@@ -778,6 +781,9 @@ mod probes {
     #[unsafe(no_mangle)]
     static LICENSE: [u8; 4] = *b"GPL\0";
 }
+
+#[cfg(target_arch = "bpf")]
+mod port_policy;
 
 #[cfg(not(target_arch = "bpf"))]
 fn main() {}
