@@ -54,6 +54,7 @@ fn a_job_is_recorded_with_arguments_and_results() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
     let policy = policy_file(dir.path(), "host-net.yaml", HOST_NETWORK_POLICY);
+    // The job runs in a sandbox, which cannot see the target directory: a copy in its workspace.
     let workspace = job_workspace();
     // The file the job creates, by its path inside the sandbox (what the probes see) and on the
     // host (the workspace volume).
@@ -585,6 +586,7 @@ fn ring_buffer_overflow_is_counted_exactly() {
     require_root();
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
+    // The job runs in a sandbox, which cannot see the target directory: a copy in its workspace.
     let workspace = job_workspace();
     let opens = 200_000u64;
     let out = sandwatch(&[
@@ -716,6 +718,7 @@ fn truncation_refusals_and_signals_are_recorded_faithfully() {
     require_root();
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
+    // The job runs in a sandbox (default preset), which cannot see the target directory.
     let workspace = job_workspace();
     let out = sandwatch(&[
         "run",

@@ -23,7 +23,9 @@ use sandwatch_runner::{
 };
 use support::*;
 
-/// A sandbox made through the library, with the test job in its workspace.
+/// A sandbox made through the library, with the test job in its workspace. Keep `workspace`
+/// bound for the sandbox's life (`workspace: _workspace`, not `..`, which drops it at once and
+/// removes the directory the sandbox mounted).
 struct Fixture {
     sandbox: Sandbox,
     workspace: tempfile::TempDir,
@@ -249,6 +251,7 @@ async fn a_timeout_kills_the_sandbox_at_the_deadline() {
     };
     let ran = run_request(&sandbox, &req).await;
     let o = &ran.outcome;
+    eprintln!("timed out after {:?}", o.duration);
     assert_eq!(
         (o.status, o.reason, o.signal),
         (124, EndReason::Timeout, Some(libc::SIGKILL))
@@ -656,7 +659,7 @@ fn a_sandbox_whose_runner_was_killed_dies_and_is_cleaned_up() {
     // ...until the next runner cleans it: the lock is free, so the sandbox is stale.
     let root = CgroupRoot::discover().unwrap();
     let cleaned = sandwatch_runner::sandbox::clean_stale(&root, &runtime);
-    assert_eq!(cleaned, [id.clone()]);
+    assert_eq!(cleaned, std::slice::from_ref(&id));
     for d in sandbox_cgroups(&id) {
         assert!(!d.exists(), "{} is left behind", d.display());
     }
