@@ -7,13 +7,18 @@ use std::{
 
 use anyhow::anyhow;
 use clap::{Parser, Subcommand};
-use sandwatch_collector::{Collector, CollectorConfig, CollectorError, Summary, WatchTarget};
+use sandwatch_collector::{
+    Collector, CollectorConfig, CollectorError, SandboxEventRecord, SandboxMetricsRecord,
+    SandboxRecorder, Summary, WatchTarget,
+};
+use sandwatch_runner::metrics::MetricsSampler;
 use sandwatch_runner::{
     CgroupRoot, SandboxPolicy,
     sandbox::{
         self, CommandOutcome, CommandRequest, EndReason, Sandbox, SandboxError, SandboxOptions,
     },
 };
+use sandwatch_schema::SandboxLifecycle;
 use tokio::signal::unix::{SignalKind, signal};
 
 /// Exit code for bad input and for a host that cannot run sandwatch (no root, no BPF).
@@ -318,7 +323,7 @@ async fn run(
         .block_ports(target.cgroup_id, target.level, &ports)
         .map_err(usage)?;
     let lifecycle = Lifecycle::new(&collector, &sandbox);
-    lifecycle.record("created", None, None, None);
+    lifecycle.simple(SandboxLifecycle::Created, None, None);
 
     let metrics = spawn_metrics(&collector, &sandbox, args.metrics_interval);
     let request = CommandRequest {
@@ -326,7 +331,7 @@ async fn run(
         ..CommandRequest::default()
     };
     let started = Instant::now();
-    lifecycle.record("started", Some(&command), None, None);
+    lifecycle.simple(SandboxLifecycle::Started, Some(&command), None);
     let mut sigint = signal(SignalKind::interrupt()).map_err(runtime)?;
     let mut sigterm = signal(SignalKind::terminate()).map_err(runtime)?;
     let mut out = tokio::io::stdout();
@@ -351,47 +356,23 @@ async fn run(
     metrics.abort();
     let result = match outcome {
         Ok(o) => {
-            let event = if o.reason == EndReason::Exited {
-                "exited"
-            } else {
-                "killed"
-            };
-            let mut detail = Vec::new();
-            if let Some(e) = &o.start_error {
-                detail.push(e.clone());
-            }
-            for (name, stats) in [("stdout", o.stdout), ("stderr", o.stderr)] {
-                if stats.truncated {
-                    detail.push(format!(
-                        "{name} truncated: {} bytes written, limit reached",
-                        stats.bytes
-                    ));
-                }
-            }
-            lifecycle.record_outcome(
-                event,
-                &command,
-                &o,
-                (!detail.is_empty()).then(|| detail.join("; ")),
-            );
+            lifecycle.outcome(&command, &o);
             Ok(o)
         }
         Err(e) => {
-            lifecycle.record(
-                "killed",
-                Some(&command),
-                Some("error"),
-                Some(&e.to_string()),
-            );
+            let mut row = lifecycle.row(SandboxLifecycle::Killed);
+            row.command = Some(shell_words(&command));
+            row.reason = Some("error".into());
+            row.detail = Some(e.to_string());
+            lifecycle.record(row);
             Err(e)
         }
     };
     let destroyed = sandbox.destroy().await;
-    lifecycle.record(
-        "destroyed",
+    lifecycle.simple(
+        SandboxLifecycle::Destroyed,
         None,
-        None,
-        destroyed.as_ref().err().map(|e| e.to_string()).as_deref(),
+        destroyed.as_ref().err().map(|e| e.to_string()),
     );
     let _ = collector.unblock_ports(target.cgroup_id);
     let _ = collector.unwatch(&target);
@@ -406,60 +387,137 @@ async fn run(
 }
 
 /// Rows of the `sandboxes` table for one sandbox.
-struct Lifecycle<'a> {
-    collector: &'a Collector,
+struct Lifecycle {
+    recorder: SandboxRecorder,
     id: String,
     policy_hash: String,
     profile: Option<String>,
 }
 
-impl<'a> Lifecycle<'a> {
-    fn new(collector: &'a Collector, sandbox: &Sandbox) -> Self {
+impl Lifecycle {
+    fn new(collector: &Collector, sandbox: &Sandbox) -> Self {
         Self {
-            collector,
+            recorder: collector.sandbox_recorder(),
             id: sandbox.id().to_string(),
             policy_hash: sandbox.policy_hash().to_string(),
             profile: sandbox.policy().profile.clone(),
         }
     }
 
-    fn record(
-        &self,
-        event: &str,
-        command: Option<&[String]>,
-        reason: Option<&str>,
-        detail: Option<&str>,
-    ) {
-        let _ = (
-            self.collector,
-            &self.id,
-            &self.policy_hash,
-            &self.profile,
+    fn row(&self, event: SandboxLifecycle) -> SandboxEventRecord {
+        SandboxEventRecord {
+            time: std::time::SystemTime::now(),
+            sandbox_id: self.id.clone(),
             event,
-            command,
-            reason,
-            detail,
-        );
+            command: None,
+            exit_code: None,
+            signal: None,
+            reason: None,
+            policy_hash: self.policy_hash.clone(),
+            profile: self.profile.clone(),
+            detail: None,
+        }
     }
 
-    fn record_outcome(
-        &self,
-        event: &str,
-        command: &[String],
-        o: &CommandOutcome,
-        detail: Option<String>,
-    ) {
-        let _ = (event, command, o, detail);
+    fn record(&self, row: SandboxEventRecord) {
+        // Fails only once the collector has stopped, which happens after the last row.
+        if let Err(e) = self.recorder.record_sandbox_event(row) {
+            tracing::warn!("sandboxes row lost: {e}");
+        }
+    }
+
+    fn simple(&self, event: SandboxLifecycle, command: Option<&[String]>, detail: Option<String>) {
+        let mut row = self.row(event);
+        row.command = command.map(shell_words);
+        row.detail = detail;
+        self.record(row);
+    }
+
+    fn outcome(&self, command: &[String], o: &CommandOutcome) {
+        let killed = !matches!(o.reason, EndReason::Exited);
+        let mut row = self.row(if killed {
+            SandboxLifecycle::Killed
+        } else {
+            SandboxLifecycle::Exited
+        });
+        row.command = Some(shell_words(command));
+        row.exit_code = o.code.or(o.start_error.as_ref().map(|_| o.status));
+        row.signal = o.signal;
+        row.reason = killed.then(|| o.reason.as_str().to_string());
+        let mut detail = Vec::new();
+        if let Some(e) = &o.start_error {
+            detail.push(e.clone());
+        }
+        for (name, stats) in [("stdout", o.stdout), ("stderr", o.stderr)] {
+            if stats.truncated {
+                detail.push(format!(
+                    "{name} truncated at the output limit ({} bytes written)",
+                    stats.bytes
+                ));
+            }
+        }
+        row.detail = (!detail.is_empty()).then(|| detail.join("; "));
+        self.record(row);
     }
 }
 
+/// A command line as one string, quoted where a word needs it.
+fn shell_words(argv: &[String]) -> String {
+    argv.iter()
+        .map(|a| {
+            if !a.is_empty()
+                && a.chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "-_./=:,+@%".contains(c))
+            {
+                a.clone()
+            } else {
+                format!("'{}'", a.replace('\'', "'\\''"))
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// Samples the sandbox's metrics every `every` into `sandbox_metrics` until aborted.
 fn spawn_metrics(
     collector: &Collector,
     sandbox: &Sandbox,
     every: Duration,
 ) -> tokio::task::JoinHandle<()> {
-    let _ = (collector, sandbox, every);
-    tokio::spawn(async {})
+    let recorder = collector.sandbox_recorder();
+    let id = sandbox.id().to_string();
+    let mut sampler = MetricsSampler::new(sandbox.metrics_source());
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(every);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        tick.tick().await;
+        loop {
+            tick.tick().await;
+            let sample = match tokio::task::block_in_place(|| sampler.sample()) {
+                Ok(s) => s,
+                Err(e) => {
+                    // The sandbox is ending under us (its cgroup or processes just went).
+                    tracing::debug!("metrics of sandbox {id}: {e}");
+                    continue;
+                }
+            };
+            let row = SandboxMetricsRecord {
+                time: sample.time,
+                sandbox_id: id.clone(),
+                cpu_usage_percent: sample.cpu_usage_percent,
+                memory_usage_bytes: sample.memory_usage_bytes,
+                memory_limit_bytes: sample.memory_limit_bytes,
+                disk_usage_bytes: sample.disk_usage_bytes,
+                network_rx_bytes: sample.network_rx_bytes,
+                network_tx_bytes: sample.network_tx_bytes,
+                process_count: sample.process_count,
+                file_descriptors: sample.file_descriptors,
+            };
+            if recorder.record_sandbox_metrics(row).is_err() {
+                return;
+            }
+        }
+    })
 }
 
 fn report_outcome(program: &str, id: &str, o: &CommandOutcome, elapsed: Duration) {

@@ -6,8 +6,9 @@ use std::time::{Duration, Instant};
 
 use sandwatch_schema::{
     BatchBuilder, CountRow, CountsBuilder, DropRow, DropsBuilder, FileEvent, FileEventsBuilder,
-    NetworkEvent, NetworkEventsBuilder, ProcessEvent, ProcessEventsBuilder, SyscallEvent,
-    SyscallEventsBuilder, Table, TableBatch,
+    NetworkEvent, NetworkEventsBuilder, ProcessEvent, ProcessEventsBuilder, SandboxEvent,
+    SandboxMetricsBuilder, SandboxMetricsRow, SandboxesBuilder, SyscallEvent, SyscallEventsBuilder,
+    Table, TableBatch,
 };
 
 use crate::CollectorError;
@@ -42,6 +43,8 @@ pub struct Batchers {
     network: NetworkEventsBuilder,
     syscall: SyscallEventsBuilder,
     counts: CountsBuilder,
+    sandboxes: SandboxesBuilder,
+    sandbox_metrics: SandboxMetricsBuilder,
     drops: DropsBuilder,
     state: [SlotState; Table::ALL.len()],
     sealed: Vec<TableBatch>,
@@ -74,6 +77,8 @@ impl Batchers {
             network: NetworkEventsBuilder::new(cap / 8),
             syscall: SyscallEventsBuilder::new(cap / 8),
             counts: CountsBuilder::new(64),
+            sandboxes: SandboxesBuilder::new(8),
+            sandbox_metrics: SandboxMetricsBuilder::new(64),
             drops: DropsBuilder::new(8),
             state: Default::default(),
             sealed: Vec::new(),
@@ -88,6 +93,8 @@ impl Batchers {
             Table::NetworkEvents => &mut self.network,
             Table::SyscallEvents => &mut self.syscall,
             Table::SyscallCounts => &mut self.counts,
+            Table::Sandboxes => &mut self.sandboxes,
+            Table::SandboxMetrics => &mut self.sandbox_metrics,
             Table::Drops => &mut self.drops,
         }
     }
@@ -137,6 +144,14 @@ impl Batchers {
 
     pub fn drop_row(&mut self, e: &DropRow<'_>) -> Result<(), CollectorError> {
         push_row!(self, drops, Table::Drops, e.time_ns, e)
+    }
+
+    pub fn sandbox_event(&mut self, e: &SandboxEvent<'_>) -> Result<(), CollectorError> {
+        push_row!(self, sandboxes, Table::Sandboxes, e.time_ns, e)
+    }
+
+    pub fn sandbox_metrics(&mut self, e: &SandboxMetricsRow<'_>) -> Result<(), CollectorError> {
+        push_row!(self, sandbox_metrics, Table::SandboxMetrics, e.time_ns, e)
     }
 
     fn seal(&mut self, t: Table) -> Result<(), CollectorError> {

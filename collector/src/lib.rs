@@ -8,6 +8,8 @@
 //!   ──► BatchBus (Arc<TableBatch> to every sink) ──► ParquetSink (<data>/<table>/date=/hour=/)
 //! ```
 //! Kernel-side counters (syscall counts, drops) are drained every window into their own tables.
+//! Rows the runner reports (sandbox lifecycle, metrics samples) join at the batchers, through a
+//! queue into the reader task ([`SandboxRecorder`]).
 //! Nothing is lost silently: a record the kernel could not write, or that the collector could not
 //! decode, is counted in the `drops` table and in the [`Summary`].
 
@@ -19,6 +21,7 @@ mod enrich;
 mod parquet_sink;
 mod pipeline;
 mod probes;
+mod sandbox_rows;
 
 use std::{io, path::PathBuf};
 
@@ -26,6 +29,7 @@ pub use batcher::BatchLimits;
 pub use parquet_sink::ParquetOptions;
 pub use pipeline::{Collector, CollectorConfig, DropTotals, Summary, WatchTarget, hostname};
 pub use probes::{DEFAULT_REFUSAL_SYSCALLS, MAX_WATCH_LEVEL, ProbeConfig};
+pub use sandbox_rows::{SandboxEventRecord, SandboxMetricsRecord, SandboxRecorder};
 
 #[derive(Debug, thiserror::Error)]
 pub enum CollectorError {
@@ -48,4 +52,7 @@ pub enum CollectorError {
     },
     #[error("internal error: {0}")]
     Internal(String),
+    /// A row handed in after the collector stopped (or after its reader failed).
+    #[error("the collector has stopped: this {0} row was not recorded")]
+    Stopped(sandwatch_schema::Table),
 }

@@ -28,6 +28,9 @@ use crate::{
     enrich::{RegistryView, SandboxRegistry},
     parquet_sink::{self, ParquetOptions, ParquetSink, SinkSummary},
     probes::{CounterSlots, ProbeConfig, ProbeSet, ProbeStreams},
+    sandbox_rows::{
+        self, SandboxEventRecord, SandboxMetricsRecord, SandboxRecorder, SandboxRowQueue,
+    },
 };
 
 /// Records decoded per wake-up before the reader publishes and yields.
@@ -106,6 +109,7 @@ struct ReaderStats {
 pub struct Collector {
     probes: Arc<Mutex<ProbeSet>>,
     registry: SandboxRegistry,
+    sandbox_rows: SandboxRecorder,
     stop: watch::Sender<bool>,
     reader: JoinHandle<Result<ReaderStats, CollectorError>>,
     sink: std::thread::JoinHandle<Result<SinkSummary, CollectorError>>,
@@ -130,6 +134,7 @@ impl Collector {
         let parquet_rx = bus.subscribe("parquet", 64);
         let sink = parquet_sink::spawn(sink, parquet_rx, tokio::runtime::Handle::current());
         let (stop, stop_rx) = watch::channel(false);
+        let (sandbox_rows, row_queue) = sandbox_rows::queue();
         let decoder = Decoder::new(&config.host, registry.clone(), refusals);
         let reader = Reader {
             decoder,
@@ -145,10 +150,11 @@ impl Collector {
             last_poll: Instant::now(),
             records: 0,
         };
-        let reader = tokio::spawn(reader.run(streams, stop_rx));
+        let reader = tokio::spawn(reader.run(streams, row_queue, stop_rx));
         Ok(Self {
             probes: Arc::new(Mutex::new(probes)),
             registry,
+            sandbox_rows,
             stop,
             reader,
             sink,
@@ -195,13 +201,36 @@ impl Collector {
             .unblock_ports(cgroup_id)
     }
 
+    /// Records a sandbox lifecycle event (`sandboxes`). Never waits; fails once the collector
+    /// has stopped.
+    pub fn record_sandbox_event(&self, event: SandboxEventRecord) -> Result<(), CollectorError> {
+        self.sandbox_rows.record_sandbox_event(event)
+    }
+
+    /// Records a sandbox metrics sample (`sandbox_metrics`). Never waits; fails once the
+    /// collector has stopped.
+    pub fn record_sandbox_metrics(
+        &self,
+        sample: SandboxMetricsRecord,
+    ) -> Result<(), CollectorError> {
+        self.sandbox_rows.record_sandbox_metrics(sample)
+    }
+
+    /// A handle that records sandbox rows from other tasks, and outlives [`shutdown`]
+    /// (its sends then fail with [`CollectorError::Stopped`]).
+    ///
+    /// [`shutdown`]: Collector::shutdown
+    pub fn sandbox_recorder(&self) -> SandboxRecorder {
+        self.sandbox_rows.clone()
+    }
+
     /// Number of tracepoints and programs attached.
     pub fn attached(&self) -> usize {
         self.probes.lock().expect("probe lock").attached
     }
 
-    /// Stops reading after draining everything the kernel recorded, flushes every table to disk
-    /// and reports what was recorded.
+    /// Stops reading after draining everything the kernel recorded and every sandbox row queued
+    /// so far, flushes every table to disk and reports what was recorded.
     pub async fn shutdown(self) -> Result<Summary, CollectorError> {
         let _ = self.stop.send(true);
         let reader = self
@@ -246,6 +275,7 @@ impl Reader {
     async fn run(
         mut self,
         streams: ProbeStreams,
+        mut sandbox_rows: SandboxRowQueue,
         mut stop: watch::Receiver<bool>,
     ) -> Result<ReaderStats, CollectorError> {
         let ProbeStreams {
@@ -292,6 +322,9 @@ impl Reader {
                 _ = tick.tick() => {
                     self.poll_counters(&mut counts, &slots, &counted, &drops)?;
                 }
+                Some(row) = sandbox_rows.recv() => {
+                    sandbox_rows.append_waiting(row, &mut self.batchers, &self.host)?;
+                }
                 guard = async { log.as_mut().expect("guarded by the if").readable_mut().await }, if log.is_some() => {
                     if let Ok(mut guard) = guard {
                         guard.get_inner_mut().flush();
@@ -307,6 +340,7 @@ impl Reader {
         while !self.drain(events.get_mut(), DRAIN_CHUNK)? {
             self.publish().await?;
         }
+        sandbox_rows.close_and_drain(&mut self.batchers, &self.host)?;
         self.poll_counters(&mut counts, &slots, &counted, &drops)?;
         self.batchers.seal_all()?;
         self.publish().await?;

@@ -528,11 +528,32 @@ impl Sandbox {
         let limit = self.policy.limits.output_bytes.map_or(u64::MAX, |b| b.0);
         let timeout = request.timeout.or(self.policy.limits.timeout);
         let oom_before = self.job().oom_kill_count();
-        let running = match self
+        let ended_before = self.has_ended();
+        let spawned = match self
             .spawn(request)
             .instrument(tracing::trace_span!("sandbox.spawn"))
-            .await?
+            .await
         {
+            // Killed while the command was starting (init gone before it reported the start):
+            // the same outcome as a kill a moment later, not an error.
+            Err(SandboxError::Ended(_)) if !ended_before => match self.read_kill_reason() {
+                Some(reason) => {
+                    return Ok(CommandOutcome {
+                        status: 128 + libc::SIGKILL,
+                        code: None,
+                        signal: Some(libc::SIGKILL),
+                        reason,
+                        start_error: None,
+                        stdout: OutputStats::default(),
+                        stderr: OutputStats::default(),
+                        duration: started.elapsed(),
+                    });
+                }
+                None => return Err(SandboxError::Ended(self.id.clone())),
+            },
+            other => other?,
+        };
+        let running = match spawned {
             Ok(r) => r,
             Err((error, status)) => {
                 return Ok(CommandOutcome {

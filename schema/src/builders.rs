@@ -5,7 +5,7 @@ use std::sync::Arc;
 use arrow_array::{
     ArrayRef, RecordBatch,
     builder::{
-        BooleanBuilder, Int32Builder, Int64Builder, ListBuilder, StringBuilder,
+        BooleanBuilder, Float64Builder, Int32Builder, Int64Builder, ListBuilder, StringBuilder,
         TimestampNanosecondBuilder, UInt16Builder, UInt32Builder, UInt64Builder,
     },
 };
@@ -13,7 +13,10 @@ use arrow_schema::{ArrowError, SchemaRef};
 
 use crate::{
     Table,
-    events::{Common, CountRow, DropRow, FileEvent, NetworkEvent, ProcessEvent, SyscallEvent},
+    events::{
+        Common, CountRow, DropRow, FileEvent, NetworkEvent, ProcessEvent, SandboxEvent,
+        SandboxMetricsRow, SyscallEvent,
+    },
 };
 
 /// What every table builder can do without knowing its event type: the batching layer seals
@@ -341,6 +344,73 @@ table_builder! {
 }
 
 table_builder! {
+    /// Builds `sandboxes`.
+    SandboxesBuilder, Table::Sandboxes, SandboxEvent, common: false,
+    columns {
+        time: TimestampNanosecondBuilder = time_builder,
+        host: StringBuilder = strings,
+        sandbox_id: StringBuilder = strings,
+        event: StringBuilder = strings,
+        command: StringBuilder = strings,
+        exit_code: Int32Builder = Int32Builder::with_capacity,
+        signal: Int32Builder = Int32Builder::with_capacity,
+        reason: StringBuilder = strings,
+        policy_hash: StringBuilder = |cap| StringBuilder::with_capacity(cap, cap * 64),
+        profile: StringBuilder = strings,
+        detail: StringBuilder = strings,
+    }
+    append(self, e) {
+        self.time.append_value(e.time_ns);
+        self.host.append_value(e.host);
+        self.sandbox_id.append_value(e.sandbox_id);
+        self.event.append_value(e.event.name());
+        self.command.append_option(e.command);
+        self.exit_code.append_option(e.exit_code);
+        self.signal.append_option(e.signal);
+        self.reason.append_option(e.reason);
+        self.policy_hash.append_value(e.policy_hash);
+        self.profile.append_option(e.profile);
+        self.detail.append_option(e.detail);
+    }
+}
+
+/// Bytes as the `_mb` columns count them: MiB.
+fn mib(bytes: u64) -> f64 {
+    bytes as f64 / (1u64 << 20) as f64
+}
+
+table_builder! {
+    /// Builds `sandbox_metrics`.
+    SandboxMetricsBuilder, Table::SandboxMetrics, SandboxMetricsRow, common: false,
+    columns {
+        time: TimestampNanosecondBuilder = time_builder,
+        host: StringBuilder = strings,
+        sandbox_id: StringBuilder = strings,
+        cpu_usage_percent: Float64Builder = Float64Builder::with_capacity,
+        memory_usage_mb: Float64Builder = Float64Builder::with_capacity,
+        memory_limit_mb: Float64Builder = Float64Builder::with_capacity,
+        disk_usage_mb: Float64Builder = Float64Builder::with_capacity,
+        network_rx_bytes: UInt64Builder = UInt64Builder::with_capacity,
+        network_tx_bytes: UInt64Builder = UInt64Builder::with_capacity,
+        process_count: UInt32Builder = UInt32Builder::with_capacity,
+        file_descriptors: UInt32Builder = UInt32Builder::with_capacity,
+    }
+    append(self, e) {
+        self.time.append_value(e.time_ns);
+        self.host.append_value(e.host);
+        self.sandbox_id.append_value(e.sandbox_id);
+        self.cpu_usage_percent.append_value(e.cpu_usage_percent);
+        self.memory_usage_mb.append_value(mib(e.memory_usage_bytes));
+        self.memory_limit_mb.append_option(e.memory_limit_bytes.map(mib));
+        self.disk_usage_mb.append_value(mib(e.disk_usage_bytes));
+        self.network_rx_bytes.append_option(e.network_rx_bytes);
+        self.network_tx_bytes.append_option(e.network_tx_bytes);
+        self.process_count.append_value(e.process_count);
+        self.file_descriptors.append_value(e.file_descriptors);
+    }
+}
+
+table_builder! {
     /// Builds `drops`.
     DropsBuilder, Table::Drops, DropRow, common: false,
     columns {
@@ -363,7 +433,9 @@ table_builder! {
 
 #[cfg(test)]
 mod tests {
-    use arrow_array::{Array, ListArray, StringArray};
+    use arrow_array::{Array, Float64Array, Int32Array, ListArray, StringArray, UInt64Array};
+
+    use crate::SandboxLifecycle;
 
     use super::*;
 
@@ -450,5 +522,93 @@ mod tests {
             total: 1,
         });
         assert_eq!(d.finish().unwrap().num_rows(), 1);
+    }
+
+    #[test]
+    fn sandbox_builders_match_their_schemas() {
+        let mut s = SandboxesBuilder::new(2);
+        let event = SandboxEvent {
+            time_ns: 1,
+            host: "h",
+            sandbox_id: "sw-1",
+            event: SandboxLifecycle::Created,
+            command: None,
+            exit_code: None,
+            signal: None,
+            reason: None,
+            policy_hash: "ab12",
+            profile: Some("default"),
+            detail: None,
+        };
+        s.append(&event);
+        s.append(&SandboxEvent {
+            event: SandboxLifecycle::Killed,
+            command: Some("python3 job.py"),
+            signal: Some(9),
+            reason: Some("timeout"),
+            ..event
+        });
+        let batch = s.finish().unwrap();
+        assert_eq!(batch.schema(), Table::Sandboxes.schema());
+        let text = |col: &str| {
+            batch
+                .column_by_name(col)
+                .unwrap()
+                .as_any()
+                .downcast_ref::<StringArray>()
+                .unwrap()
+                .clone()
+        };
+        assert_eq!(
+            (text("event").value(0), text("event").value(1)),
+            ("created", "killed")
+        );
+        assert!(text("reason").is_null(0));
+        assert_eq!(text("reason").value(1), "timeout");
+        let signal = batch.column_by_name("signal").unwrap();
+        let signal = signal.as_any().downcast_ref::<Int32Array>().unwrap();
+        assert!(signal.is_null(0));
+        assert_eq!(signal.value(1), 9);
+
+        let mut m = SandboxMetricsBuilder::new(2);
+        let row = SandboxMetricsRow {
+            time_ns: 1,
+            host: "h",
+            sandbox_id: "sw-1",
+            cpu_usage_percent: 150.0,
+            memory_usage_bytes: 3 << 19,
+            memory_limit_bytes: Some(512 << 20),
+            disk_usage_bytes: 1 << 20,
+            network_rx_bytes: Some(10),
+            network_tx_bytes: Some(20),
+            process_count: 2,
+            file_descriptors: 7,
+        };
+        m.append(&row);
+        m.append(&SandboxMetricsRow {
+            memory_limit_bytes: None,
+            network_rx_bytes: None,
+            network_tx_bytes: None,
+            ..row
+        });
+        let batch = m.finish().unwrap();
+        assert_eq!(batch.schema(), Table::SandboxMetrics.schema());
+        let float = |col: &str| {
+            batch
+                .column_by_name(col)
+                .unwrap()
+                .as_any()
+                .downcast_ref::<Float64Array>()
+                .unwrap()
+                .clone()
+        };
+        assert_eq!(float("memory_usage_mb").value(0), 1.5, "MiB");
+        assert_eq!(float("memory_limit_mb").value(0), 512.0);
+        assert!(float("memory_limit_mb").is_null(1), "no limit is null");
+        assert_eq!(float("disk_usage_mb").value(1), 1.0);
+        let rx = batch.column_by_name("network_rx_bytes").unwrap();
+        let rx = rx.as_any().downcast_ref::<UInt64Array>().unwrap();
+        assert_eq!(rx.value(0), 10);
+        assert!(rx.is_null(1), "host network: null");
     }
 }

@@ -120,3 +120,73 @@ pub struct DropRow<'a> {
     /// Running total for this source and kind since the collector started.
     pub total: u64,
 }
+
+/// What happened to a sandbox, the `event` column of `sandboxes`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum SandboxLifecycle {
+    /// Its cgroups, namespaces and workspace exist; nothing runs yet.
+    Created,
+    /// A command started in it.
+    Started,
+    /// A command ended (by itself, or by a signal it did not get from sandwatch).
+    Exited,
+    /// sandwatch killed it (timeout, OOM, an order, a rule, ...).
+    Killed,
+    /// It is gone: cgroups removed, workspace released.
+    Destroyed,
+}
+
+impl SandboxLifecycle {
+    pub fn name(self) -> &'static str {
+        match self {
+            SandboxLifecycle::Created => "created",
+            SandboxLifecycle::Started => "started",
+            SandboxLifecycle::Exited => "exited",
+            SandboxLifecycle::Killed => "killed",
+            SandboxLifecycle::Destroyed => "destroyed",
+        }
+    }
+}
+
+/// One `sandboxes` row: one lifecycle event of one sandbox. These rows come from the runner, not
+/// from the kernel.
+#[derive(Clone, Copy, Debug)]
+pub struct SandboxEvent<'a> {
+    pub time_ns: i64,
+    pub host: &'a str,
+    pub sandbox_id: &'a str,
+    pub event: SandboxLifecycle,
+    /// The command line of the command concerned (`started`, `exited`, a `killed` command).
+    pub command: Option<&'a str>,
+    pub exit_code: Option<i32>,
+    /// `exited`: the signal that ended the command; `killed`: the signal sandwatch sent.
+    pub signal: Option<i32>,
+    /// Why: `timeout`, `oom`, `order`, `rule`, `error`, `runner_exit`, ...
+    pub reason: Option<&'a str>,
+    /// Hex SHA-256 of the resolved policy YAML.
+    pub policy_hash: &'a str,
+    pub profile: Option<&'a str>,
+    /// Free text: an error message, "output truncated", ...
+    pub detail: Option<&'a str>,
+}
+
+/// One `sandbox_metrics` row: one sample of one sandbox's resource use. Sizes come in bytes, as
+/// the kernel counts them; the builder writes the table's MiB columns.
+#[derive(Clone, Copy, Debug)]
+pub struct SandboxMetricsRow<'a> {
+    pub time_ns: i64,
+    pub host: &'a str,
+    pub sandbox_id: &'a str,
+    /// 100 = one core busy for the whole interval since the previous sample.
+    pub cpu_usage_percent: f64,
+    pub memory_usage_bytes: u64,
+    /// None: no memory limit.
+    pub memory_limit_bytes: Option<u64>,
+    /// Space the workspace's files take on disk.
+    pub disk_usage_bytes: u64,
+    /// Totals since the sandbox's network namespace was made; None when it shares the host's.
+    pub network_rx_bytes: Option<u64>,
+    pub network_tx_bytes: Option<u64>,
+    pub process_count: u32,
+    pub file_descriptors: u32,
+}

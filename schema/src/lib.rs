@@ -8,7 +8,8 @@
 //!
 //! Conventions: times are UTC timestamps with nanoseconds; addresses are text a person reads
 //! (`127.0.0.1`, `::1`); ports are integers; a value the kernel did not give is null, never a
-//! made-up default.
+//! made-up default. Sizes called `_mb` are MiB (2^20 bytes, the unit a policy's `512M` means) as
+//! float64; byte counters called `_bytes` are exact integers.
 
 mod builders;
 mod events;
@@ -20,9 +21,12 @@ use arrow_schema::{DataType, Field, Schema, SchemaRef, TimeUnit};
 
 pub use builders::{
     BatchBuilder, CountsBuilder, DropsBuilder, FileEventsBuilder, NetworkEventsBuilder,
-    ProcessEventsBuilder, SyscallEventsBuilder,
+    ProcessEventsBuilder, SandboxMetricsBuilder, SandboxesBuilder, SyscallEventsBuilder,
 };
-pub use events::{Common, CountRow, DropRow, FileEvent, NetworkEvent, ProcessEvent, SyscallEvent};
+pub use events::{
+    Common, CountRow, DropRow, FileEvent, NetworkEvent, ProcessEvent, SandboxEvent,
+    SandboxLifecycle, SandboxMetricsRow, SyscallEvent,
+};
 
 /// Every table of the audit log this build writes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -32,16 +36,22 @@ pub enum Table {
     NetworkEvents,
     SyscallEvents,
     SyscallCounts,
+    /// Sandbox lifecycle, from the runner.
+    Sandboxes,
+    /// Sampled resource use per sandbox, from the runner.
+    SandboxMetrics,
     Drops,
 }
 
 impl Table {
-    pub const ALL: [Table; 6] = [
+    pub const ALL: [Table; 8] = [
         Table::ProcessEvents,
         Table::FileEvents,
         Table::NetworkEvents,
         Table::SyscallEvents,
         Table::SyscallCounts,
+        Table::Sandboxes,
+        Table::SandboxMetrics,
         Table::Drops,
     ];
 
@@ -53,6 +63,8 @@ impl Table {
             Table::NetworkEvents => "network_events",
             Table::SyscallEvents => "syscall_events",
             Table::SyscallCounts => "syscall_counts",
+            Table::Sandboxes => "sandboxes",
+            Table::SandboxMetrics => "sandbox_metrics",
             Table::Drops => "drops",
         }
     }
@@ -64,7 +76,9 @@ impl Table {
             | Table::FileEvents
             | Table::NetworkEvents
             | Table::SyscallEvents => common_fields(),
-            Table::SyscallCounts | Table::Drops => vec![time_field()],
+            Table::SyscallCounts | Table::Sandboxes | Table::SandboxMetrics | Table::Drops => {
+                vec![time_field()]
+            }
         };
         fields.extend(match self {
             Table::ProcessEvents => vec![
@@ -118,6 +132,30 @@ impl Table {
                 Field::new("count", DataType::UInt64, false),
                 Field::new("window_ms", DataType::UInt32, false),
             ],
+            Table::Sandboxes => vec![
+                Field::new("host", DataType::Utf8, false),
+                Field::new("sandbox_id", DataType::Utf8, false),
+                Field::new("event", DataType::Utf8, false),
+                Field::new("command", DataType::Utf8, true),
+                Field::new("exit_code", DataType::Int32, true),
+                Field::new("signal", DataType::Int32, true),
+                Field::new("reason", DataType::Utf8, true),
+                Field::new("policy_hash", DataType::Utf8, false),
+                Field::new("profile", DataType::Utf8, true),
+                Field::new("detail", DataType::Utf8, true),
+            ],
+            Table::SandboxMetrics => vec![
+                Field::new("host", DataType::Utf8, false),
+                Field::new("sandbox_id", DataType::Utf8, false),
+                Field::new("cpu_usage_percent", DataType::Float64, false),
+                Field::new("memory_usage_mb", DataType::Float64, false),
+                Field::new("memory_limit_mb", DataType::Float64, true),
+                Field::new("disk_usage_mb", DataType::Float64, false),
+                Field::new("network_rx_bytes", DataType::UInt64, true),
+                Field::new("network_tx_bytes", DataType::UInt64, true),
+                Field::new("process_count", DataType::UInt32, false),
+                Field::new("file_descriptors", DataType::UInt32, false),
+            ],
             Table::Drops => vec![
                 Field::new("host", DataType::Utf8, false),
                 Field::new("source", DataType::Utf8, false),
@@ -138,7 +176,7 @@ impl fmt::Display for Table {
 
 #[derive(Debug, thiserror::Error)]
 #[error(
-    "unknown table {0:?} (tables: process_events, file_events, network_events, syscall_events, syscall_counts, drops)"
+    "unknown table {0:?} (tables: process_events, file_events, network_events, syscall_events, syscall_counts, sandboxes, sandbox_metrics, drops)"
 )]
 pub struct UnknownTable(pub String);
 
@@ -228,6 +266,25 @@ mod tests {
                 .map(|f| f.name().as_str())
                 .collect();
             assert_eq!(names, COMMON_COLUMNS, "{t}");
+        }
+    }
+
+    #[test]
+    fn runner_tables_start_with_time_host_and_a_sandbox() {
+        for t in [Table::Sandboxes, Table::SandboxMetrics] {
+            let schema = t.schema();
+            let first: Vec<(&str, bool)> = schema
+                .fields()
+                .iter()
+                .take(3)
+                .map(|f| (f.name().as_str(), f.is_nullable()))
+                .collect();
+            assert_eq!(
+                first,
+                [("time", false), ("host", false), ("sandbox_id", false)],
+                "{t}"
+            );
+            assert_eq!(schema.field(0).data_type(), time_field().data_type());
         }
     }
 

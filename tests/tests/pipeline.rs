@@ -36,6 +36,12 @@ fn one<'a>(
     rows[0]
 }
 
+/// The policy the recorded job runs under: the default preset (seccomp, no capabilities,
+/// private mounts, pid and user namespaces) with the host's network, so that the job reaches
+/// the test's listeners on the host's loopback (the default, `mode: none`, has a loopback of its
+/// own).
+const HOST_NETWORK_POLICY: &str = "extends: default\nnetwork: { mode: host }\n";
+
 #[test]
 fn a_job_is_recorded_with_arguments_and_results() {
     require_root();
@@ -47,22 +53,32 @@ fn a_job_is_recorded_with_arguments_and_results() {
     let uport = udp.local_addr().unwrap().port();
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
-    let file = dir.path().join("created.txt");
-    let sandbox = format!("sw-test-script-{}", std::process::id());
+    let policy = policy_file(dir.path(), "host-net.yaml", HOST_NETWORK_POLICY);
+    // The job runs in a sandbox, which cannot see the target directory: a copy in its workspace.
+    let workspace = job_workspace();
+    // The file the job creates, by its path inside the sandbox (what the probes see) and on the
+    // host (the workspace volume).
+    let file = "/workspace/created.txt";
+    let host_file = workspace.path().join("created.txt");
+    let sandbox = unique_id("script");
     let (tport_s, uport_s) = (tport.to_string(), uport.to_string());
     let started_ns = chrono_now_ns();
-    let out = sandwatch(&[
+    let (runner_pid, out) = sandwatch_with_pid(&[
         "run",
         "--data",
         data.to_str().unwrap(),
         "--sandbox-id",
         &sandbox,
+        "--policy",
+        policy.to_str().unwrap(),
+        "--workspace",
+        workspace.path().to_str().unwrap(),
         "--",
-        job_bin(),
+        SANDBOXED_JOB,
         "script",
         &tport_s,
         &uport_s,
-        file.to_str().unwrap(),
+        file,
     ]);
     let ended_ns = chrono_now_ns();
     assert_eq!(
@@ -80,30 +96,68 @@ fn a_job_is_recorded_with_arguments_and_results() {
         .expect("the TCP connection arrived");
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("no records lost"), "{stderr}");
+    // What the job wrote is on the host, owned by the unprivileged uid the sandbox's root maps to.
+    {
+        use std::os::unix::fs::MetadataExt as _;
+        let meta = std::fs::metadata(&host_file).expect("the job's file is in the workspace");
+        assert_eq!(std::fs::read(&host_file).unwrap(), b"sandwatch\n");
+        assert_eq!(
+            (meta.uid(), meta.gid(), meta.mode() & 0o777),
+            (MAPPED_ROOT, MAPPED_ROOT, 0o640)
+        );
+    }
 
-    let pid = facts["pid"].as_u64().unwrap().to_string();
-    let tracee = facts["tracee"].as_i64().unwrap().to_string();
+    // The job reports pids as it sees them, in the sandbox's pid namespace; the probes record
+    // host pids (pid, ppid, tid) and the syscalls' own arguments and results (clone's return
+    // value, kill's and ptrace's target), which are the job's namespace pids.
+    let ns_pid = facts["pid"].as_u64().unwrap().to_string();
+    let ns_tracee = facts["tracee"].as_i64().unwrap().to_string();
+    let ns_cat = facts["cat_pid"].as_u64().unwrap().to_string();
     let cat = facts["cat"].as_str().unwrap();
-    let file = file.to_str().unwrap();
 
     // process_events
     let procs = read_table(&data, "process_events");
     let job_exec = one(
         procs.filter(|r| {
             get(r, "event") == Some("execve")
-                && get(r, "pid") == Some(&pid)
+                && get(r, "filename") == Some(SANDBOXED_JOB)
                 && get(r, "ret") == Some("0")
         }),
         "the job's exec",
     );
-    assert_eq!(get(job_exec, "filename"), Some(job_bin()));
+    let pid = get(job_exec, "pid").unwrap().to_owned();
+    assert_ne!(
+        pid, ns_pid,
+        "the pid column is the host's pid, not the namespace's"
+    );
     assert_eq!(
         get(job_exec, "argv"),
-        Some(format!("[{}, script, {tport}, {uport}, {file}]", job_bin()).as_str())
+        Some(format!("[{SANDBOXED_JOB}, script, {tport}, {uport}, {file}]").as_str())
     );
     assert_eq!(get(job_exec, "argv_truncated"), Some("false"));
-    assert_eq!(get(job_exec, "exe"), Some(job_bin()));
+    assert_eq!(get(job_exec, "exe"), Some(SANDBOXED_JOB));
     assert_eq!(get(job_exec, "sandbox_id"), Some(sandbox.as_str()));
+    // The job's parent is the sandbox's init, by its host pid: the process whose clone returned
+    // the job's namespace pid, itself a child of the runner (the sandwatch process we started).
+    let init_pid = get(job_exec, "ppid").unwrap().to_owned();
+    let init_clone = one(
+        procs.filter(|r| {
+            get(r, "pid") == Some(&init_pid)
+                && get(r, "child_pid") == Some(&ns_pid)
+                && matches!(get(r, "event"), Some("clone" | "clone3" | "fork" | "vfork"))
+        }),
+        "init's clone of the job",
+    );
+    assert_eq!(
+        get(init_clone, "ppid"),
+        Some(runner_pid.to_string().as_str()),
+        "init's parent is the runner: the ppid column is a host pid too"
+    );
+    assert_eq!(
+        get(init_clone, "exe").map(std::path::PathBuf::from),
+        Some(sandwatch_bin().canonicalize().unwrap()),
+        "init is the runner's own binary"
+    );
     let cat_exec = one(
         procs.filter(|r| {
             get(r, "event") == Some("execve")
@@ -121,7 +175,7 @@ fn a_job_is_recorded_with_arguments_and_results() {
     assert_eq!(get(cat_exec, "comm"), Some("cat"));
     let cat_pid = get(cat_exec, "pid").unwrap().to_owned();
     let spawn = one(
-        procs.filter(|r| get(r, "pid") == Some(&pid) && get(r, "child_pid") == Some(&cat_pid)),
+        procs.filter(|r| get(r, "pid") == Some(&pid) && get(r, "child_pid") == Some(&ns_cat)),
         "the clone that made cat",
     );
     assert!(
@@ -131,10 +185,21 @@ fn a_job_is_recorded_with_arguments_and_results() {
         ),
         "{spawn:?}"
     );
-    assert_eq!(get(spawn, "ret"), Some(cat_pid.as_str()));
+    assert_eq!(get(spawn, "ret"), Some(ns_cat.as_str()));
     one(
-        procs.filter(|r| get(r, "pid") == Some(&pid) && get(r, "child_pid") == Some(&tracee)),
+        procs.filter(|r| get(r, "pid") == Some(&pid) && get(r, "child_pid") == Some(&ns_tracee)),
         "the fork of the tracee",
+    );
+    // Changed with the sandbox: its seccomp filter refuses ptrace with EPERM (no job may act on
+    // another process's memory and registers). Both calls are still recorded, with the kernel's
+    // -EPERM; PTRACE_DETACH is refused the same way.
+    assert_eq!(
+        (
+            facts["attach_errno"].as_i64(),
+            facts["detach_errno"].as_i64()
+        ),
+        (Some(libc::EPERM as i64), Some(libc::EPERM as i64)),
+        "ptrace is refused in a sandbox"
     );
     let attach = one(
         procs
@@ -150,7 +215,7 @@ fn a_job_is_recorded_with_arguments_and_results() {
             get(attach, "ret"),
             get(attach, "pid")
         ),
-        (Some(tracee.as_str()), Some("0"), Some(pid.as_str()))
+        (Some(ns_tracee.as_str()), Some("-1"), Some(pid.as_str()))
     );
     let detach = one(
         procs
@@ -160,7 +225,7 @@ fn a_job_is_recorded_with_arguments_and_results() {
             .collect(),
         "PTRACE_DETACH",
     );
-    assert_eq!(get(detach, "ret"), Some("0"));
+    assert_eq!(get(detach, "ret"), Some("-1"));
     let kill = one(
         procs.filter(|r| get(r, "event") == Some("kill") && get(r, "pid") == Some(&pid)),
         "the kill",
@@ -171,7 +236,7 @@ fn a_job_is_recorded_with_arguments_and_results() {
             get(kill, "signal"),
             get(kill, "ret")
         ),
-        (Some(tracee.as_str()), Some("9"), Some("0"))
+        (Some(ns_tracee.as_str()), Some("9"), Some("0"))
     );
     let exits = procs.with("event", "exit");
     let exit_of = |p: &str| {
@@ -192,11 +257,17 @@ fn a_job_is_recorded_with_arguments_and_results() {
         (Some("7"), None)
     );
     assert_eq!(get(exit_of(&cat_pid), "exit_code"), Some("0"));
+    // The tracee never executes anything: its host pid is that of the job's other child.
+    let tracee = one(
+        exits
+            .iter()
+            .copied()
+            .filter(|r| get(r, "ppid") == Some(&pid) && get(r, "pid") != Some(&cat_pid))
+            .collect(),
+        "the tracee's exit",
+    );
     assert_eq!(
-        (
-            get(exit_of(&tracee), "exit_code"),
-            get(exit_of(&tracee), "exit_signal")
-        ),
+        (get(tracee, "exit_code"), get(tracee, "exit_signal")),
         (None, Some("9"))
     );
 
@@ -213,6 +284,7 @@ fn a_job_is_recorded_with_arguments_and_results() {
     let mine = files.filter(|r| get(r, "path") == Some(file));
     assert_eq!(mine.len(), 2, "{mine:#?}");
     let (w, r) = (mine[0], mine[1]);
+    assert_eq!(get(w, "pid"), Some(pid.as_str()));
     assert_eq!(get(w, "flags_text"), Some("O_WRONLY|O_CREAT|O_TRUNC"));
     assert_eq!(get(w, "mode"), Some("416"), "0o640");
     assert_eq!(get(w, "ret"), Some(facts["wfd"].to_string().as_str()));
@@ -261,7 +333,9 @@ fn a_job_is_recorded_with_arguments_and_results() {
     assert_eq!(get(send, "bytes"), Some("13"));
     assert_eq!(get(send, "protocol"), Some("udp"));
 
-    // Every event row is the sandbox's, with the common columns filled.
+    // Every event row is the sandbox's, with the common columns filled, made by a process that
+    // is uid 0 in the sandbox and the unprivileged mapped uid on the host (what the probes see).
+    let mapped = MAPPED_ROOT.to_string();
     for (name, t) in [
         ("process_events", &procs),
         ("file_events", &files),
@@ -280,6 +354,11 @@ fn a_job_is_recorded_with_arguments_and_results() {
                         .unwrap()
                         .trim()
                 )
+            );
+            assert_eq!(
+                (get(row, "uid"), get(row, "gid")),
+                (Some(mapped.as_str()), Some(mapped.as_str())),
+                "{name}: {row:?}"
             );
             for col in [
                 "time",
@@ -507,6 +586,8 @@ fn ring_buffer_overflow_is_counted_exactly() {
     require_root();
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
+    // The job runs in a sandbox, which cannot see the target directory: a copy in its workspace.
+    let workspace = job_workspace();
     let opens = 200_000u64;
     let out = sandwatch(&[
         "run",
@@ -514,8 +595,10 @@ fn ring_buffer_overflow_is_counted_exactly() {
         data.to_str().unwrap(),
         "--ring-buffer-size",
         "4096",
+        "--workspace",
+        workspace.path().to_str().unwrap(),
         "--",
-        job_bin(),
+        SANDBOXED_JOB,
         "burst",
         &opens.to_string(),
     ]);
@@ -635,12 +718,16 @@ fn truncation_refusals_and_signals_are_recorded_faithfully() {
     require_root();
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
+    // The job runs in a sandbox (default preset), which cannot see the target directory.
+    let workspace = job_workspace();
     let out = sandwatch(&[
         "run",
         "--data",
         data.to_str().unwrap(),
+        "--workspace",
+        workspace.path().to_str().unwrap(),
         "--",
-        job_bin(),
+        SANDBOXED_JOB,
         "edge",
     ]);
     assert_eq!(
@@ -649,9 +736,23 @@ fn truncation_refusals_and_signals_are_recorded_faithfully() {
         "killed by SIGKILL: 128+9, as a shell reports it"
     );
     let facts = last_json_line(&out.stdout);
-    let pid = facts["pid"].to_string();
-
+    // The job's pid in its pid namespace (what kill(getpid()) names) and on the host (the pid
+    // column).
+    let ns_pid = facts["pid"].to_string();
     let procs = read_table(&data, "process_events");
+    let pid = get(
+        one(
+            procs.filter(|r| {
+                get(r, "event") == Some("execve")
+                    && get(r, "filename") == Some(SANDBOXED_JOB)
+                    && get(r, "ret") == Some("0")
+            }),
+            "the job's exec",
+        ),
+        "pid",
+    )
+    .unwrap()
+    .to_owned();
     let long_exec = one(
         procs.filter(|r| {
             get(r, "event") == Some("execve") && get(r, "filename") == Some("/bin/true")
@@ -678,7 +779,8 @@ fn truncation_refusals_and_signals_are_recorded_faithfully() {
     );
     assert_eq!(
         (get(kill, "target_pid"), get(kill, "signal")),
-        (Some(pid.as_str()), Some("9"))
+        (Some(ns_pid.as_str()), Some("9")),
+        "kill's argument, the job's own pid as it knows it: the namespace's"
     );
 
     let files = read_table(&data, "file_events");
@@ -707,16 +809,21 @@ fn truncation_refusals_and_signals_are_recorded_faithfully() {
         sys.filter(|r| get(r, "event") == Some("unshare") && get(r, "pid") == Some(&pid)),
         "unshare",
     );
-    assert_eq!(get(unshare, "ret"), Some("0"));
+    // Changed with the sandbox: its seccomp filter refuses unshare(CLONE_NEWUSER) with EPERM (a
+    // new user namespace would give the job back every capability inside it), and unshare is on
+    // the runner's deny-list, so the row is a refusal. On a bare host it succeeded (ret 0,
+    // refused false).
+    assert_eq!(facts["unshare_errno"], libc::EPERM);
+    assert_eq!(get(unshare, "ret"), Some("-1"));
     assert!(
         get(unshare, "args")
             .unwrap()
             .starts_with(&format!("[{}, ", libc::CLONE_NEWUSER)),
         "{unshare:?}"
     );
-    assert_eq!(get(unshare, "refused"), Some("false"));
+    assert_eq!(get(unshare, "refused"), Some("true"));
     let refusal = one(
-        sys.filter(|r| get(r, "event") == Some("sethostname")),
+        sys.filter(|r| get(r, "event") == Some("sethostname") && get(r, "pid") == Some(&pid)),
         "the refused sethostname",
     );
     assert_eq!(

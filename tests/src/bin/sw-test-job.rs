@@ -1,15 +1,23 @@
-//! The job the integration tests run under `sandwatch run`: a fixed script of syscalls whose
-//! exact records the tests assert. It prints what it did (pids, fds) as one JSON line, so the
-//! tests compare the audit log with facts rather than guesses.
+//! The job the integration tests run, in a sandbox (copied into its workspace and run as
+//! `/workspace/sw-test-job`) or on the host: fixed scripts of syscalls whose exact records the
+//! tests assert. It prints what it did (pids, fds, errnos) as one JSON line, so the tests compare
+//! the audit log with facts rather than guesses. Pids it prints are as it sees them: in a sandbox,
+//! pids of the sandbox's pid namespace.
 //!
 //! `sw-test-job script TCP_PORT UDP_PORT FILE`: cat /etc/hostname, create FILE and read it back,
 //! TCP connect to 127.0.0.1:TCP_PORT, one UDP datagram to 127.0.0.1:UDP_PORT, ptrace attach and
-//! detach of a child, kill it; exit 7.
+//! detach of a child (reporting the errnos: a sandbox refuses ptrace), kill it; exit 7.
 //! `sw-test-job burst N`: N openat calls of a path that does not exist, as fast as possible.
 //! `sw-test-job open PATH`: open PATH read-only once (for the watch tests); exit 0.
 //! `sw-test-job edge`: the corner cases: an exec whose argv does not fit the capture, an open of
-//! a path longer than the capture, unshare(CLONE_NEWUSER), a sethostname refused with EPERM
-//! inside that user namespace; then it kills itself with SIGKILL.
+//! a path longer than the capture, unshare(CLONE_NEWUSER) (its errno reported: a sandbox refuses
+//! it), a sethostname that must be refused; then it kills itself with SIGKILL.
+//! `sw-test-job alloc MIB`: allocates and touches MIB MiB, printing the MiB reached every 4 MiB.
+//! `sw-test-job forks N`: forks up to N children that wait; reports how many forks succeeded
+//! and the errno of the first that failed (0 if none), then kills and reaps them.
+//! `sw-test-job spin THREADS`: THREADS threads spin until killed.
+//! `sw-test-job count FILE`: writes 1, 2, 3, ... to FILE (atomically: write then rename) every
+//! 5 ms until killed.
 
 use std::{ffi::CString, process::Command};
 
@@ -22,6 +30,15 @@ fn check(what: &str, rc: i64) -> i64 {
         std::process::exit(90);
     }
     rc
+}
+
+/// 0 when `rc` is not negative, else the errno it left.
+fn errno_of(rc: i64) -> i32 {
+    if rc < 0 {
+        std::io::Error::last_os_error().raw_os_error().unwrap_or(-1)
+    } else {
+        0
+    }
 }
 
 fn sockaddr_v4(port: u16) -> libc::sockaddr_in {
@@ -43,9 +60,12 @@ fn script(tcp_port: u16, udp_port: u16, file: &str) {
     };
     let child = Command::new(cat)
         .arg("/etc/hostname")
-        .output()
+        .stdout(std::process::Stdio::piped())
+        .spawn()
         .expect("running cat");
-    assert!(child.status.success());
+    let cat_pid = child.id();
+    let out = child.wait_with_output().expect("waiting for cat");
+    assert!(out.status.success());
 
     let path = CString::new(file).unwrap();
     // SAFETY (all blocks below): plain syscalls with valid pointers and lengths.
@@ -99,25 +119,26 @@ fn script(tcp_port: u16, udp_port: u16, file: &str) {
     } as i64);
     unsafe { libc::close(udp_fd as i32) };
 
-    let tracee = unsafe { libc::fork() };
+    let tracee = check("fork", unsafe { libc::fork() } as i64) as i32;
     if tracee == 0 {
         loop {
             unsafe { libc::pause() };
         }
     }
-    check("ptrace attach", unsafe {
-        libc::ptrace(libc::PTRACE_ATTACH, tracee, 0, 0)
-    });
+    // Refused in a sandbox (seccomp): the errnos are reported, not fatal.
+    let attach = unsafe { libc::ptrace(libc::PTRACE_ATTACH, tracee, 0, 0) };
+    let attach_errno = errno_of(attach);
     let mut status = 0;
-    unsafe { libc::waitpid(tracee, &mut status, 0) };
-    check("ptrace detach", unsafe {
-        libc::ptrace(libc::PTRACE_DETACH, tracee, 0, 0)
-    });
+    if attach == 0 {
+        unsafe { libc::waitpid(tracee, &mut status, 0) };
+    }
+    let detach = unsafe { libc::ptrace(libc::PTRACE_DETACH, tracee, 0, 0) };
+    let detach_errno = errno_of(detach);
     check("kill", unsafe { libc::kill(tracee, libc::SIGKILL) } as i64);
     unsafe { libc::waitpid(tracee, &mut status, 0) };
 
     println!(
-        "{{\"pid\":{},\"cat\":\"{cat}\",\"wfd\":{wfd},\"rfd\":{rfd},\"tcp_fd\":{tcp_fd},\"udp_fd\":{udp_fd},\"sent\":{sent},\"tracee\":{tracee}}}",
+        "{{\"pid\":{},\"cat\":\"{cat}\",\"cat_pid\":{cat_pid},\"wfd\":{wfd},\"rfd\":{rfd},\"tcp_fd\":{tcp_fd},\"udp_fd\":{udp_fd},\"sent\":{sent},\"tracee\":{tracee},\"attach_errno\":{attach_errno},\"detach_errno\":{detach_errno}}}",
         std::process::id()
     );
     std::process::exit(7);
@@ -142,21 +163,92 @@ fn edge() {
     let long_path = CString::new(format!("/tmp/{}", "p".repeat(700))).unwrap();
     // SAFETY (all blocks below): plain syscalls with valid arguments.
     let fd = unsafe { libc::open(long_path.as_ptr(), libc::O_RDONLY) };
-    check("unshare", unsafe { libc::unshare(libc::CLONE_NEWUSER) }
-        as i64);
+    // Succeeds on a bare host, refused with EPERM in a sandbox: reported either way.
+    let unshare_errno = errno_of(unsafe { libc::unshare(libc::CLONE_NEWUSER) } as i64);
     let refused = unsafe { libc::sethostname(b"sandwatch-edge".as_ptr().cast(), 14) };
     assert_eq!(
         refused, -1,
-        "sethostname from a new user namespace must be refused"
+        "sethostname without CAP_SYS_ADMIN over the UTS namespace must be refused"
     );
-    println!("{{\"pid\":{},\"open_ret\":{fd}}}", std::process::id());
+    println!(
+        "{{\"pid\":{},\"open_ret\":{fd},\"unshare_errno\":{unshare_errno}}}",
+        std::process::id()
+    );
     use std::io::Write as _;
     std::io::stdout().flush().unwrap();
     unsafe { libc::kill(libc::getpid(), libc::SIGKILL) };
 }
 
+fn alloc(mib: usize) {
+    let mut held: Vec<Vec<u8>> = Vec::new();
+    for i in 1..=mib {
+        let mut chunk = vec![0u8; 1 << 20];
+        // Touch every page so that it is really charged to the cgroup.
+        for b in chunk.iter_mut().step_by(4096) {
+            *b = 1;
+        }
+        held.push(std::hint::black_box(chunk));
+        if i % 4 == 0 {
+            println!("{i}");
+        }
+    }
+    println!("survived {mib} MiB");
+}
+
+fn forks(n: usize) {
+    let mut kids = Vec::new();
+    let mut errno = 0;
+    for _ in 0..n {
+        // SAFETY: this process is single-threaded; the child only waits for its SIGKILL.
+        let pid = unsafe { libc::fork() };
+        if pid < 0 {
+            errno = errno_of(-1);
+            break;
+        }
+        if pid == 0 {
+            loop {
+                unsafe { libc::pause() };
+            }
+        }
+        kids.push(pid);
+    }
+    for &k in &kids {
+        // SAFETY: killing and reaping our own children.
+        unsafe {
+            libc::kill(k, libc::SIGKILL);
+            libc::waitpid(k, std::ptr::null_mut(), 0);
+        }
+    }
+    println!("{{\"forked\":{},\"errno\":{errno}}}", kids.len());
+}
+
+fn spin(threads: usize) -> ! {
+    for _ in 1..threads {
+        std::thread::spawn(|| {
+            loop {
+                std::hint::spin_loop();
+            }
+        });
+    }
+    loop {
+        std::hint::spin_loop();
+    }
+}
+
+fn count(file: &str) -> ! {
+    let tmp = format!("{file}.tmp");
+    let mut i: u64 = 0;
+    loop {
+        i += 1;
+        std::fs::write(&tmp, i.to_string()).expect("write the counter");
+        std::fs::rename(&tmp, file).expect("rename the counter");
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+}
+
 fn main() {
     let args: Vec<String> = std::env::args().collect();
+    let num = |i: usize| -> usize { args[i].parse().expect("a number") };
     match args.get(1).map(String::as_str) {
         Some("script") if args.len() == 5 => script(
             args[2].parse().expect("tcp port"),
@@ -171,9 +263,13 @@ fn main() {
             let fd = unsafe { libc::open(p.as_ptr(), libc::O_RDONLY) };
             println!("{{\"pid\":{},\"fd\":{fd}}}", std::process::id());
         }
+        Some("alloc") if args.len() == 3 => alloc(num(2)),
+        Some("forks") if args.len() == 3 => forks(num(2)),
+        Some("spin") if args.len() == 3 => spin(num(2)),
+        Some("count") if args.len() == 3 => count(&args[2]),
         _ => {
             eprintln!(
-                "usage: sw-test-job script TCP_PORT UDP_PORT FILE | burst N | open PATH | edge"
+                "usage: sw-test-job script TCP_PORT UDP_PORT FILE | burst N | open PATH | edge | alloc MIB | forks N | spin THREADS | count FILE"
             );
             std::process::exit(2);
         }

@@ -1,12 +1,13 @@
-//! What the integration tests share: running `sandwatch`, reading the audit log back, and
-//! cgroups that clean themselves up.
+//! What the integration tests share: running `sandwatch`, reading the audit log back, cgroups
+//! that clean themselves up, workspaces holding the test job, and guards for sandboxes.
 #![allow(dead_code)]
 
 use std::{
     collections::HashMap,
     fs,
     path::{Path, PathBuf},
-    process::{Command, Output},
+    process::{Child, Command, Output, Stdio},
+    time::{Duration, Instant},
 };
 
 use arrow_array::RecordBatch;
@@ -42,21 +43,206 @@ pub fn sandwatch_bin() -> PathBuf {
     candidate
 }
 
+/// The test job on the host (for `sandwatch watch` and unsandboxed runs).
 pub fn job_bin() -> &'static str {
     env!("CARGO_BIN_EXE_sw-test-job")
 }
 
+/// The test job as a sandbox sees it, once [`job_workspace`] put it in the workspace: the target
+/// directory is not visible inside a sandbox.
+pub const SANDBOXED_JOB: &str = "/workspace/sw-test-job";
+
+/// The host uid (and gid) the sandbox's uid 0 maps to by default.
+pub const MAPPED_ROOT: u32 = sandwatch_runner::sandbox::DEFAULT_HOST_ID_BASE;
+
+/// A fresh directory to give a sandbox as its workspace, holding a copy of the test job (see
+/// [`SANDBOXED_JOB`]). Removed on drop.
+pub fn job_workspace() -> tempfile::TempDir {
+    use std::os::unix::fs::PermissionsExt as _;
+    let dir = tempfile::tempdir().unwrap();
+    let job = dir.path().join("sw-test-job");
+    fs::copy(job_bin(), &job).unwrap();
+    fs::set_permissions(&job, fs::Permissions::from_mode(0o755)).unwrap();
+    dir
+}
+
+/// Writes a policy file `name` in `dir` and returns its path.
+pub fn policy_file(dir: &Path, name: &str, yaml: &str) -> PathBuf {
+    let path = dir.join(name);
+    fs::write(&path, yaml).unwrap();
+    path
+}
+
 pub fn sandwatch(args: &[&str]) -> Output {
-    let out = Command::new(sandwatch_bin())
+    sandwatch_with_pid(args).1
+}
+
+/// Runs sandwatch to its end; returns its pid (the runner's host pid) with its output.
+pub fn sandwatch_with_pid(args: &[&str]) -> (u32, Output) {
+    let child = Command::new(sandwatch_bin())
         .args(args)
-        .output()
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
         .expect("running sandwatch");
+    let pid = child.id();
+    let out = child.wait_with_output().expect("running sandwatch");
     eprintln!(
         "sandwatch {args:?}: {}\n--- stderr ---\n{}",
         out.status,
         String::from_utf8_lossy(&out.stderr)
     );
-    out
+    (pid, out)
+}
+
+/// Polls `cond` every 10 ms until it holds; panics with `what` after `timeout`.
+pub fn wait_for(what: &str, timeout: Duration, mut cond: impl FnMut() -> bool) {
+    let deadline = Instant::now() + timeout;
+    while !cond() {
+        assert!(
+            Instant::now() < deadline,
+            "timed out after {timeout:?} waiting for {what}"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// A sandbox id no other test (nor another run of this one) uses.
+pub fn unique_id(name: &str) -> String {
+    format!("swt-{}-{name}", std::process::id())
+}
+
+/// Where a sandbox keeps its lock and ephemeral workspace by default.
+pub fn runtime_dir(id: &str) -> PathBuf {
+    Path::new(sandwatch_runner::sandbox::DEFAULT_RUNTIME_DIR).join(id)
+}
+
+/// Every cgroup directory sandbox `id` has or would have: the unified hierarchy's and those of
+/// the v1 controllers that carry limits on a hybrid host (cpu, memory, pids).
+pub fn sandbox_cgroups(id: &str) -> Vec<PathBuf> {
+    let mut dirs = vec![unified_root().join("sandwatch").join(id)];
+    let mounts = fs::read_to_string("/proc/self/mountinfo").unwrap();
+    for line in mounts.lines() {
+        let Some((pre, post)) = line.split_once(" - ") else {
+            continue;
+        };
+        let mut post = post.split_whitespace();
+        if post.next() != Some("cgroup") {
+            continue;
+        }
+        let opts = post.nth(1).unwrap_or("");
+        if opts
+            .split(',')
+            .any(|o| matches!(o, "cpu" | "memory" | "pids"))
+            && let Some(mountpoint) = pre.split_whitespace().nth(4)
+        {
+            dirs.push(Path::new(mountpoint).join("sandwatch").join(id));
+        }
+    }
+    dirs
+}
+
+/// Host pids in sandbox `id`'s unified cgroup (empty when it has none or no longer exists).
+pub fn sandbox_pids(id: &str) -> Vec<i32> {
+    fs::read_to_string(
+        unified_root()
+            .join("sandwatch")
+            .join(id)
+            .join("cgroup.procs"),
+    )
+    .unwrap_or_default()
+    .lines()
+    .filter_map(|l| l.trim().parse().ok())
+    .collect()
+}
+
+/// Whether a process named `comm` (its executable's name, as /proc shows it) runs in sandbox
+/// `id`: the command has been executed, not only forked.
+pub fn sandbox_runs(id: &str, comm: &str) -> bool {
+    sandbox_pids(id)
+        .iter()
+        .any(|p| fs::read_to_string(format!("/proc/{p}/comm")).is_ok_and(|c| c.trim_end() == comm))
+}
+
+/// Whether `pid` is a live process (a zombie waiting for its reaper counts as gone).
+pub fn alive(pid: i32) -> bool {
+    match fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Ok(stat) => stat
+            .rfind(')')
+            .and_then(|i| stat[i + 1..].split_whitespace().next())
+            .is_some_and(|state| state != "Z" && state != "X"),
+        Err(_) => false,
+    }
+}
+
+/// A `sandwatch run --sandbox-id ID` running in the background. On drop (a failed test too) it
+/// is SIGKILLed and whatever its sandbox left is removed.
+pub struct BackgroundRun {
+    pub child: Child,
+    pub id: String,
+    pub runtime_dir: PathBuf,
+}
+
+impl BackgroundRun {
+    /// Starts `sandwatch run --sandbox-id ID --data DATA [--runtime-dir DIR] EXTRA... -- CMD...`
+    /// with its output piped, and waits until the command runs in the sandbox (a process named
+    /// after `cmd[0]` is in its cgroup).
+    pub fn start(
+        id: &str,
+        data: &Path,
+        runtime_dir: Option<&Path>,
+        extra: &[&str],
+        cmd: &[&str],
+    ) -> Self {
+        let runtime = runtime_dir.map_or_else(
+            || PathBuf::from(sandwatch_runner::sandbox::DEFAULT_RUNTIME_DIR),
+            Path::to_owned,
+        );
+        let mut args = vec!["run", "--sandbox-id", id, "--data", data.to_str().unwrap()];
+        args.extend_from_slice(&["--runtime-dir", runtime.to_str().unwrap()]);
+        args.extend_from_slice(extra);
+        args.push("--");
+        args.extend_from_slice(cmd);
+        let child = Command::new(sandwatch_bin())
+            .args(&args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("running sandwatch");
+        let run = Self {
+            child,
+            id: id.to_string(),
+            runtime_dir: runtime,
+        };
+        let comm: String = Path::new(cmd[0])
+            .file_name()
+            .unwrap()
+            .to_string_lossy()
+            .chars()
+            .take(15)
+            .collect();
+        wait_for(
+            &format!("sandbox {id} to run {comm}"),
+            Duration::from_secs(30),
+            || sandbox_runs(id, &comm),
+        );
+        run
+    }
+}
+
+impl Drop for BackgroundRun {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        if self.runtime_dir.join(&self.id).exists()
+            || sandbox_cgroups(&self.id).iter().any(|d| d.exists())
+        {
+            // The runner is dead, so its lock is free: clean_stale takes the sandbox.
+            if let Ok(root) = sandwatch_runner::CgroupRoot::discover() {
+                sandwatch_runner::sandbox::clean_stale(&root, &self.runtime_dir);
+            }
+        }
+    }
 }
 
 /// One table read back from Parquet, every value rendered as text (lists as `[a, b]`), nulls
