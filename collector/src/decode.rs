@@ -19,7 +19,6 @@ use crate::{
 };
 
 const EPERM: i64 = 1;
-const CLONE_THREAD: u64 = 0x10000;
 const O_CREAT: u64 = 0o100;
 const O_TMPFILE: u64 = 0o20000000;
 
@@ -192,13 +191,8 @@ impl Decoder {
         let h = r.header;
         let a = r.args;
         let syscall = h.syscall_nr as i64;
-        if h.kind == kind::PROCESS
-            && matches!(syscall, nr::CLONE | nr::CLONE3 | nr::FORK | nr::VFORK)
-            && h.ret > 0
-            && a[0] & CLONE_THREAD == 0
-        {
-            self.procs.on_fork(h.pid, h.ret as u32);
-        }
+        // The parent of a new process comes from its sched_process_fork record, in host pids: the
+        // clone's return value is the child's pid in the caller's pid namespace (a sandbox's).
         let (sandbox, exe, ppid) = self.context(&h);
         let comm = text(&h.comm);
         let common = self.common(&h, &comm, &sandbox, &exe, ppid);

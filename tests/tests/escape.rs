@@ -270,7 +270,7 @@ fn nothing_escapes_the_strict_sandbox() {
     fs::create_dir(&workspace).unwrap();
     fs::copy(escape_bin(), workspace.join("sw-escape")).unwrap();
     let data = dir.path().join("data");
-    let id = format!("sw-escape-{}", std::process::id());
+    let id = format!("swt-escape-{}", std::process::id());
 
     let args = [
         format!("host-pid={host_pid}"),

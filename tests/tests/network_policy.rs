@@ -140,7 +140,7 @@ print(json.dumps({{
 }}))
 "#
     );
-    let sandbox = format!("sw-test-ports-host-{}", std::process::id());
+    let sandbox = format!("swt-ports-host-{}", std::process::id());
     let out = sandwatch(&[
         "run",
         "--policy",
@@ -242,7 +242,7 @@ r["accepted_blocked"], r["accepted_allowed"] = accepted(lb), accepted(la)
 print(json.dumps(r))
 "#
     );
-    let sandbox = format!("sw-test-ports-none-{}", std::process::id());
+    let sandbox = format!("swt-ports-none-{}", std::process::id());
     let out = sandwatch(&[
         "run",
         "--policy",
@@ -376,7 +376,7 @@ wait("done")
 print(json.dumps(r))
 "#
     );
-    let sandbox = format!("sw-test-ports-child-{}", std::process::id());
+    let sandbox = format!("swt-ports-child-{}", std::process::id());
     let sandbox_cgroup = unified_root().join("sandwatch").join(&sandbox);
     let stdout_path = dir.path().join("stdout");
     let stderr_path = dir.path().join("stderr");

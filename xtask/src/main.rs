@@ -228,5 +228,45 @@ fn test(filter: &[String]) -> anyhow::Result<()> {
     run(cargo()
         .args(["test", "-p", "sandwatch-tests", "--"])
         .args(filter)
-        .env("SANDWATCH_BIN", bin))
+        .env("SANDWATCH_BIN", bin))?;
+    leftovers_of_tests()
+}
+
+/// After every test: no cgroup, sandbox directory, mount or process of the tests' sandboxes
+/// (their ids start with `swt-`) may remain.
+fn leftovers_of_tests() -> anyhow::Result<()> {
+    let mut found = Vec::new();
+    let mut dirs = vec![PathBuf::from("/run/sandwatch")];
+    if let Ok(entries) = std::fs::read_dir("/sys/fs/cgroup") {
+        for e in entries.flatten() {
+            dirs.push(e.path().join("sandwatch"));
+        }
+    }
+    dirs.push(PathBuf::from("/sys/fs/cgroup/sandwatch"));
+    for dir in dirs {
+        for e in std::fs::read_dir(&dir).into_iter().flatten().flatten() {
+            if e.file_name().to_string_lossy().starts_with("swt-") {
+                found.push(e.path().display().to_string());
+            }
+        }
+    }
+    let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+    found.extend(
+        mounts
+            .lines()
+            .filter(|l| l.contains("/run/sandwatch"))
+            .map(|l| format!("mount: {l}")),
+    );
+    for e in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+        let cmdline = std::fs::read(e.path().join("cmdline")).unwrap_or_default();
+        let cgroup = std::fs::read_to_string(e.path().join("cgroup")).unwrap_or_default();
+        if cmdline.starts_with(b"sandwatch-init") && cgroup.contains("/sandwatch/swt-") {
+            found.push(format!("process {}", e.file_name().to_string_lossy()));
+        }
+    }
+    if !found.is_empty() {
+        bail!("the tests left these behind:\n  {}", found.join("\n  "));
+    }
+    eprintln!("xtask test: no cgroup, sandbox directory, mount or process of the tests remains");
+    Ok(())
 }
