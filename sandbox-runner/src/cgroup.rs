@@ -299,11 +299,31 @@ impl JobCgroup {
         fs::write(&path, "1").map_err(io_err("write", &path))
     }
 
+    /// Removes the job's cgroups if they are already empty, without waiting: true when all
+    /// are gone. What it could not remove is left for [`remove`](Self::remove) or drop.
+    pub fn try_remove(&mut self) -> Result<bool, CgroupError> {
+        if !self.removed {
+            match fs::remove_dir(&self.cgroup.path) {
+                Ok(()) => {}
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                Err(e) if e.raw_os_error() == Some(libc::EBUSY) => return Ok(false),
+                Err(e) => return Err(io_err("remove cgroup", &self.cgroup.path)(e)),
+            }
+            self.removed = true;
+        }
+        match &mut self.v1 {
+            Some(v1) => v1.try_remove(),
+            None => Ok(true),
+        }
+    }
+
     /// Kills what is left, waits for the cgroup to empty and removes it.
     pub fn remove(mut self) -> Result<(), CgroupError> {
-        self.removed = true;
-        tracing::trace_span!("cgroup.rmdir")
-            .in_scope(|| remove_cgroup(&self.cgroup.path, Duration::from_secs(5)))?;
+        if !self.removed {
+            self.removed = true;
+            tracing::trace_span!("cgroup.rmdir")
+                .in_scope(|| remove_cgroup(&self.cgroup.path, Duration::from_secs(5)))?;
+        }
         let _span = tracing::trace_span!("cgroup.rmdir_v1").entered();
         match self.v1.take() {
             Some(mut v1) => v1.remove(),

@@ -249,6 +249,21 @@ impl V1Cgroups {
 
     /// Removes the v1 cgroups once their processes are gone (the unified cgroup's `cgroup.kill`
     /// has already killed them: the same processes).
+    /// Removes the cgroups that are already empty; true when none is left.
+    pub fn try_remove(&mut self) -> Result<bool, CgroupError> {
+        let mut result = Ok(());
+        self.dirs.retain(|(_, dir, _)| match fs::remove_dir(dir) {
+            Ok(()) => false,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => false,
+            Err(e) if e.raw_os_error() == Some(libc::EBUSY) => true,
+            Err(e) => {
+                result = Err(io_err("remove cgroup", dir)(e));
+                true
+            }
+        });
+        result.map(|()| self.dirs.is_empty())
+    }
+
     pub fn remove(&mut self) -> Result<(), CgroupError> {
         let mut first_err = None;
         for (_, dir, _) in self.dirs.drain(..) {

@@ -26,8 +26,8 @@ use std::{
 use nix::fcntl::{Flock, FlockArg};
 use sha2::Digest as _;
 use tokio::{
-    io::unix::AsyncFd,
     io::{AsyncRead, AsyncReadExt as _, AsyncWrite, AsyncWriteExt as _},
+    io::{Interest, unix::AsyncFd},
     net::unix::pipe,
     sync::{Notify, oneshot},
 };
@@ -758,11 +758,64 @@ impl Sandbox {
 
     /// Kills whatever runs, waits for it to go, removes the cgroups and the ephemeral workspace.
     pub async fn destroy(mut self) -> Result<(), SandboxError> {
-        let id = self.id.clone();
-        tokio::task::spawn_blocking(move || self.teardown_checked())
-            .instrument(tracing::trace_span!("sandbox.destroy"))
-            .await
-            .map_err(|e| io_ctx(format!("destroy sandbox {id}"))(io::Error::other(e)))?
+        async {
+            // The common case never blocks: init's exit is awaited on a pidfd, and its cgroups are
+            // empty once it is reaped (it is the pid namespace's init: the kernel has killed and
+            // reaped everything else before init's exit completes). Anything slower (a cgroup
+            // still draining, a big ephemeral workspace) goes to a blocking thread.
+            self.destroyed = true;
+            if let Some(r) = self.reader.take() {
+                r.abort();
+            }
+            if let Some(job) = &self.cgroup {
+                let _ = job.kill();
+            }
+            if let Some(pidfd) = pidfd_open(self.init_pid) {
+                // SAFETY: the AsyncFd owns the pidfd for its whole life.
+                if let Ok(fd) =
+                    unsafe { AsyncFd::register_with_interest(pidfd, Interest::READABLE) }
+                {
+                    let _ = fd.readable().await;
+                }
+            }
+            let mut status = 0;
+            // SAFETY: reaping our own child, which has exited (or is about to: then the blocking
+            // path below waits for it).
+            let reaped = unsafe { libc::waitpid(self.init_pid, &mut status, libc::WNOHANG) }
+                == self.init_pid;
+            let quick = reaped
+                && self
+                    .cgroup
+                    .as_mut()
+                    .is_none_or(|job| job.try_remove().unwrap_or(false))
+                && fs::read_dir(self.workspace_if_ephemeral())
+                    .map_or(true, |mut d| d.next().is_none());
+            if quick {
+                self.cgroup = None;
+                return match fs::remove_dir_all(&self.dir) {
+                    Err(e) if e.kind() != io::ErrorKind::NotFound => {
+                        Err(io_ctx(format!("remove {}", self.dir.display()))(e))
+                    }
+                    _ => Ok(()),
+                };
+            }
+            let id = self.id.clone();
+            let reaped_init = reaped;
+            tokio::task::spawn_blocking(move || self.teardown_after(reaped_init))
+                .await
+                .map_err(|e| io_ctx(format!("destroy sandbox {id}"))(io::Error::other(e)))?
+        }
+        .instrument(tracing::trace_span!("sandbox.destroy"))
+        .await
+    }
+
+    /// The workspace directory when it is ours to remove (inside the sandbox's directory).
+    fn workspace_if_ephemeral(&self) -> PathBuf {
+        if self.workspace.starts_with(&self.dir) {
+            self.workspace.clone()
+        } else {
+            self.dir.join("workspace")
+        }
     }
 
     fn teardown_checked(&mut self) -> Result<(), SandboxError> {
@@ -770,15 +823,22 @@ impl Sandbox {
         if let Some(r) = self.reader.take() {
             r.abort();
         }
-        let job = self.cgroup.take();
-        if let Some(job) = &job {
+        if let Some(job) = &self.cgroup {
             let _span = tracing::trace_span!("destroy.kill").entered();
             let _ = job.kill();
         }
-        tracing::trace_span!("destroy.waitpid").in_scope(|| {
-            // SAFETY: reaping our own child, init.
-            unsafe { libc::waitpid(self.init_pid, std::ptr::null_mut(), 0) };
-        });
+        self.teardown_after(false)
+    }
+
+    fn teardown_after(&mut self, init_reaped: bool) -> Result<(), SandboxError> {
+        let job = self.cgroup.take();
+        if !init_reaped {
+            tracing::trace_span!("destroy.waitpid").in_scope(|| {
+                // SAFETY: reaping our own child, init.
+                unsafe { libc::waitpid(self.init_pid, std::ptr::null_mut(), 0) };
+            });
+        }
+
         let mut result = Ok(());
         if let Some(job) = job
             && let Err(e) = job.remove()
@@ -862,6 +922,14 @@ impl Drop for DirGuard {
             let _ = fs::remove_dir_all(d);
         }
     }
+}
+
+/// A pidfd for our child `pid` (None on kernels before 5.3: the caller falls back to waitpid).
+fn pidfd_open(pid: i32) -> Option<OwnedFd> {
+    // SAFETY: pidfd_open returns a new descriptor we own, or -1.
+    let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) };
+    // SAFETY: a fresh descriptor from the kernel.
+    (fd >= 0).then(|| unsafe { OwnedFd::from_raw_fd(fd as RawFd) })
 }
 
 fn c_path(p: &Path) -> Result<CString, SandboxError> {
