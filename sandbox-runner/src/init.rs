@@ -1,9 +1,8 @@
 //! A sandbox's init: pid 1 of its pid namespace, the one process inside that the runner talks to.
 //!
-//! The runner clones it into fresh namespaces and it re-executes the runner's own binary
-//! ([`run_if_init`] must be the first thing a binary embedding this crate does in `main`). A
-//! fresh single-threaded process can allocate, build the root and fork freely, which the runner,
-//! a multi-threaded tokio program, cannot do between fork and exec.
+//! The runner's zygote (see `zygote`) clones it into fresh namespaces; being a copy of a
+//! single-threaded process, it can allocate, build the root and fork freely, which a child of the
+//! runner, a multi-threaded tokio program, could not do without executing a binary first.
 //!
 //! Init builds the sandbox's root (see `mounts`), reports ready, then runs commands on request:
 //! init enters the sandbox's Landlock domain once; each command is forked,
@@ -42,17 +41,20 @@ use crate::{
     seccomp::SyscallFilter,
 };
 
-/// The argument that makes the binary a sandbox init.
-pub const INIT_ARG: &str = "__sandwatch_sandbox_init";
-
 /// The control socket's descriptor in init.
 pub const CONTROL_FD: RawFd = 3;
 
-/// If this process was started as a sandbox's init, runs it and exits; otherwise returns.
+/// If this process was started as the runner's zygote (which makes every sandbox's init), runs
+/// it and exits; otherwise returns. A binary embedding this crate calls it first thing in `main`.
 pub fn run_if_init() {
-    if std::env::args_os().nth(1).as_deref() == Some(OsStr::new(INIT_ARG)) {
-        std::process::exit(Init::main());
+    if std::env::args_os().nth(1).as_deref() == Some(OsStr::new(crate::zygote::ZYGOTE_ARG)) {
+        std::process::exit(crate::zygote::main());
     }
+}
+
+/// Init's life, in a process the zygote has just cloned into new namespaces.
+pub(crate) fn main_in_namespaces() -> i32 {
+    Init::main()
 }
 
 /// What a command gets confined with, prepared once at setup.
@@ -89,6 +91,21 @@ impl Init {
             _ => return 1,
         };
         marks.push(mark("plan"));
+        // The runner wrote our uid/gid maps before sending the plan: become the namespace's root
+        // (an unprivileged host uid), keeping the namespace's capabilities, holding none on the
+        // host, and no supplementary group of the runner.
+        let root_gid = nix::unistd::Gid::from_raw(0);
+        let root_uid = nix::unistd::Uid::from_raw(0);
+        if let Err(e) = nix::unistd::setgroups(&[])
+            .and_then(|()| nix::unistd::setresgid(root_gid, root_gid, root_gid))
+            .and_then(|()| nix::unistd::setresuid(root_uid, root_uid, root_uid))
+        {
+            send(&FromInit::SetupFailed {
+                step: "take the namespace's root identity".into(),
+                error: e.to_string(),
+            });
+            return 1;
+        }
         let mut warnings = Vec::new();
         let confinement = match setup(&plan, &mut warnings, &mut marks) {
             Ok(c) => c,

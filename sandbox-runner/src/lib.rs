@@ -13,6 +13,7 @@ pub mod policy;
 mod protocol;
 pub mod sandbox;
 pub mod seccomp;
+mod zygote;
 
 pub use cgroup::{CgroupError, CgroupRef, CgroupRoot, JobCgroup};
 pub use limits::ResourceLimits;

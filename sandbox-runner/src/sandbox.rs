@@ -12,7 +12,7 @@ use std::{
     ffi::CString,
     fs, io,
     os::{
-        fd::{AsRawFd, FromRawFd as _, OwnedFd, RawFd},
+        fd::{AsRawFd, OwnedFd, RawFd},
         unix::{ffi::OsStrExt as _, fs::OpenOptionsExt as _},
     },
     path::{Path, PathBuf},
@@ -35,7 +35,6 @@ use tracing::Instrument as _;
 
 use crate::{
     cgroup::{CgroupError, CgroupRef, CgroupRoot, JobCgroup, PARENT},
-    init::INIT_ARG,
     limits::ResourceLimits,
     policy::{NetworkMode, SandboxPolicy},
     protocol::{self, FromInit, SetupPlan, ToInit},
@@ -227,92 +226,14 @@ pub struct Sandbox {
     shared: Arc<Shared>,
     reader: Option<tokio::task::JoinHandle<()>>,
     init_pid: i32,
+    /// Readable once init has exited (it is the zygote's child, reaped by the kernel).
+    init_pidfd: AsyncFd<OwnedFd>,
     dir: PathBuf,
     workspace: PathBuf,
     _lock: Flock<fs::File>,
     next_id: AtomicU64,
     warnings: Vec<String>,
     destroyed: bool,
-}
-
-/// Arguments of the cloned child, built before the clone: the child shares the runner's memory
-/// (`CLONE_VM`) and may only make raw system calls until it has executed init.
-struct ChildArgs {
-    sync_read: RawFd,
-    /// Where the child reports why it failed (one byte) before the exec closes it.
-    exec_write: RawFd,
-    control: RawFd,
-    devnull: RawFd,
-    exe: RawFd,
-    argv: [*const libc::c_char; 3],
-    envp: [*const libc::c_char; 1],
-}
-
-extern "C" fn child_main(arg: *mut libc::c_void) -> libc::c_int {
-    // SAFETY: `arg` points to the ChildArgs the parent keeps alive until init reports (or the
-    // child dies); only async-signal-safe raw system calls follow.
-    unsafe {
-        let a = &*(arg as *const ChildArgs);
-        let code = child_steps(a);
-        // Only reached on failure: say why before exiting, so the parent need not race our exit.
-        let byte = code as u8;
-        libc::write(a.exec_write, (&byte as *const u8).cast(), 1);
-        code
-    }
-}
-
-/// The child's way to init; returns (a failure code) only if it cannot execute it.
-///
-/// # Safety
-/// As `child_main`: raw system calls only, on the parent's descriptors and memory.
-unsafe fn child_steps(a: &ChildArgs) -> libc::c_int {
-    // SAFETY: see `child_main`.
-    unsafe {
-        let mut byte = 0u8;
-        // The parent writes our uid/gid maps, then lets us go; it puts us in the sandbox's
-        // cgroups and sends the plan while we execute init.
-        if libc::read(a.sync_read, (&mut byte as *mut u8).cast(), 1) != 1 {
-            return 90;
-        }
-        // Become the namespace's root (the mapped, unprivileged host uid), so that init keeps
-        // its capabilities in the namespace across exec and holds none on the host. Raw calls:
-        // libc's wrappers would try to synchronise threads this copy does not have.
-        if libc::syscall(libc::SYS_setgroups, 0, std::ptr::null::<libc::gid_t>()) != 0
-            || libc::syscall(libc::SYS_setresgid, 0, 0, 0) != 0
-            || libc::syscall(libc::SYS_setresuid, 0, 0, 0) != 0
-        {
-            return 91;
-        }
-        for fd in 0..3 {
-            if libc::dup2(a.devnull, fd) < 0 {
-                return 92;
-            }
-        }
-        if a.control == crate::init::CONTROL_FD {
-            libc::fcntl(a.control, libc::F_SETFD, 0);
-        } else if libc::dup2(a.control, crate::init::CONTROL_FD) < 0 {
-            return 93;
-        }
-        libc::syscall(
-            libc::SYS_execveat,
-            a.exe,
-            c"".as_ptr(),
-            a.argv.as_ptr(),
-            a.envp.as_ptr(),
-            libc::AT_EMPTY_PATH,
-        );
-        94
-    }
-}
-
-fn child_failure(code: i32) -> &'static str {
-    match code {
-        90 => "the runner went away before the sandbox started",
-        91 => "taking the sandbox's root identity failed",
-        92 | 93 => "setting up init's descriptors failed",
-        94 => "executing init failed (is the runner's binary still there?)",
-        _ => "init died",
-    }
 }
 
 impl Sandbox {
@@ -416,8 +337,11 @@ impl Sandbox {
 
         let (runner_end, init_end) =
             protocol::socket_pair().map_err(io_ctx("create the control socket"))?;
-        let (init_pid, warnings, cgroup) = tracing::trace_span!("sandbox.start_init")
+        let (init_pid, init_pidfd, cgroup) = tracing::trace_span!("sandbox.start_init")
             .in_scope(|| start_init(&opts, make_cgroup, &plan, runner_end.as_raw_fd(), init_end))?;
+        // SAFETY: the AsyncFd owns the pidfd for its whole life.
+        let init_pidfd = unsafe { AsyncFd::register_with_interest(init_pidfd, Interest::READABLE) }
+            .map_err(|e| io_ctx("watch the sandbox's init")(e.into()))?;
         set_nonblocking(runner_end.as_raw_fd()).map_err(io_ctx("set up the control socket"))?;
         // SAFETY: the AsyncFd owns the socket, which stays open and the same for its lifetime.
         let control = Arc::new(
@@ -438,6 +362,7 @@ impl Sandbox {
             shared: shared.clone(),
             reader: None,
             init_pid,
+            init_pidfd,
             dir,
             workspace,
             _lock: lock,
@@ -450,7 +375,7 @@ impl Sandbox {
             .instrument(tracing::trace_span!("sandbox.wait_ready"))
             .await
         {
-            Ok(w) => sandbox.warnings = warnings.into_iter().chain(w).collect(),
+            Ok(w) => sandbox.warnings = w,
             Err(e) => {
                 sandbox.teardown();
                 return Err(e);
@@ -770,19 +695,8 @@ impl Sandbox {
             if let Some(job) = &self.cgroup {
                 let _ = job.kill();
             }
-            if let Some(pidfd) = pidfd_open(self.init_pid) {
-                // SAFETY: the AsyncFd owns the pidfd for its whole life.
-                if let Ok(fd) =
-                    unsafe { AsyncFd::register_with_interest(pidfd, Interest::READABLE) }
-                {
-                    let _ = fd.readable().await;
-                }
-            }
-            let mut status = 0;
-            // SAFETY: reaping our own child, which has exited (or is about to: then the blocking
-            // path below waits for it).
-            let reaped = unsafe { libc::waitpid(self.init_pid, &mut status, libc::WNOHANG) }
-                == self.init_pid;
+            let _ = self.init_pidfd.readable().await;
+            let reaped = init_exited(self.init_pidfd.get_ref(), 0);
             let quick = reaped
                 && self
                     .cgroup
@@ -800,8 +714,7 @@ impl Sandbox {
                 };
             }
             let id = self.id.clone();
-            let reaped_init = reaped;
-            tokio::task::spawn_blocking(move || self.teardown_after(reaped_init))
+            tokio::task::spawn_blocking(move || self.teardown_after())
                 .await
                 .map_err(|e| io_ctx(format!("destroy sandbox {id}"))(io::Error::other(e)))?
         }
@@ -827,17 +740,18 @@ impl Sandbox {
             let _span = tracing::trace_span!("destroy.kill").entered();
             let _ = job.kill();
         }
-        self.teardown_after(false)
+        self.teardown_after()
     }
 
-    fn teardown_after(&mut self, init_reaped: bool) -> Result<(), SandboxError> {
+    fn teardown_after(&mut self) -> Result<(), SandboxError> {
         let job = self.cgroup.take();
-        if !init_reaped {
-            tracing::trace_span!("destroy.waitpid").in_scope(|| {
-                // SAFETY: reaping our own child, init.
-                unsafe { libc::waitpid(self.init_pid, std::ptr::null_mut(), 0) };
-            });
-        }
+        tracing::trace_span!("destroy.waitpid").in_scope(|| {
+            // The kernel reaps init (the zygote ignores SIGCHLD); its exit includes the pid
+            // namespace's teardown, after which the cgroups are empty.
+            if !init_exited(self.init_pidfd.get_ref(), 10_000) {
+                tracing::warn!("sandbox {}: init still alive 10 s after the kill", self.id);
+            }
+        });
 
         let mut result = Ok(());
         if let Some(job) = job
@@ -924,12 +838,15 @@ impl Drop for DirGuard {
     }
 }
 
-/// A pidfd for our child `pid` (None on kernels before 5.3: the caller falls back to waitpid).
-fn pidfd_open(pid: i32) -> Option<OwnedFd> {
-    // SAFETY: pidfd_open returns a new descriptor we own, or -1.
-    let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) };
-    // SAFETY: a fresh descriptor from the kernel.
-    (fd >= 0).then(|| unsafe { OwnedFd::from_raw_fd(fd as RawFd) })
+/// Whether the process behind `pidfd` has exited, waiting up to `timeout_ms`.
+fn init_exited(pidfd: &OwnedFd, timeout_ms: i32) -> bool {
+    let mut p = libc::pollfd {
+        fd: pidfd.as_raw_fd(),
+        events: libc::POLLIN,
+        revents: 0,
+    };
+    // SAFETY: polling one descriptor we own.
+    unsafe { libc::poll(&mut p, 1, timeout_ms) == 1 }
 }
 
 fn c_path(p: &Path) -> Result<CString, SandboxError> {
@@ -949,59 +866,17 @@ fn set_nonblocking(fd: RawFd) -> io::Result<()> {
     Ok(())
 }
 
-/// Clones init into new namespaces, maps its ids and lets it go; makes the sandbox's cgroups
-/// (`make_cgroup`) and puts init in them while it executes, then hands it the plan. Returns
-/// init's host pid and its cgroups.
-///
-/// Init does nothing but start up (exec, dynamic loading, closing descriptors) until the plan
-/// arrives: its cgroup namespace, mounts and every command come after it has joined every
-/// cgroup of the sandbox, limits set. Making and joining the cgroups (a join waits for an RCU
-/// grace period, ~1-3 ms here) thus overlaps init's exec instead of preceding it.
+/// Has the zygote clone init into new namespaces, maps its ids, makes the cgroups and joins init
+/// to them, then hands it the plan. Returns init's host pid and a pidfd on it.
 fn start_init(
     opts: &SandboxOptions,
     make_cgroup: impl FnOnce() -> Result<JobCgroup, SandboxError>,
     plan: &SetupPlan,
     runner_end: RawFd,
     init_end: OwnedFd,
-) -> Result<(i32, Vec<String>, JobCgroup), SandboxError> {
+) -> Result<(i32, OwnedFd, JobCgroup), SandboxError> {
     let clone_span = tracing::trace_span!("init.clone").entered();
-    let exe_path = c_path(&opts.init_exe)?;
-    // SAFETY: opening a path for exec by descriptor; the descriptor is owned below.
-    let exe = unsafe {
-        let fd = libc::open(exe_path.as_ptr(), libc::O_PATH | libc::O_CLOEXEC);
-        if fd < 0 {
-            return Err(io_ctx(format!("open {}", opts.init_exe.display()))(
-                io::Error::last_os_error(),
-            ));
-        }
-        OwnedFd::from_raw_fd(fd)
-    };
-    let devnull: OwnedFd = fs::OpenOptions::new()
-        .read(true)
-        .write(true)
-        .open("/dev/null")
-        .map_err(io_ctx("open /dev/null"))?
-        .into();
-    let pipe = || {
-        nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)
-            .map_err(|e| io_ctx("create a pipe")(e.into()))
-    };
-    let (sync_read, sync_write) = pipe()?;
-    let (exec_read, exec_write) = pipe()?;
-    let arg0 = c"sandwatch-init";
-    let arg1 = CString::new(INIT_ARG).expect("no NUL");
-    let args = Box::new(ChildArgs {
-        sync_read: sync_read.as_raw_fd(),
-        exec_write: exec_write.as_raw_fd(),
-        control: init_end.as_raw_fd(),
-        devnull: devnull.as_raw_fd(),
-        exe: exe.as_raw_fd(),
-        argv: [arg0.as_ptr(), arg1.as_ptr(), std::ptr::null()],
-        envp: [std::ptr::null()],
-    });
-    let mut stack = vec![0u8; 256 * 1024];
-    let mut flags = libc::CLONE_VM
-        | libc::CLONE_NEWUSER
+    let mut flags = libc::CLONE_NEWUSER
         | libc::CLONE_NEWPID
         | libc::CLONE_NEWNS
         | libc::CLONE_NEWUTS
@@ -1009,83 +884,51 @@ fn start_init(
     if plan.private_network {
         flags |= libc::CLONE_NEWNET;
     }
-    // SAFETY: the child runs `child_main` on its own stack with `args`, both alive until it has
-    // executed init or died (we wait for either below); it shares our memory but touches only
-    // its stack and those arguments.
-    let pid = unsafe {
-        let top = stack.as_mut_ptr().add(stack.len());
-        let top = top.sub(top as usize % 16);
-        libc::clone(
-            child_main,
-            top.cast(),
-            flags | libc::SIGCHLD,
-            (&*args as *const ChildArgs).cast_mut().cast(),
-        )
-    };
-    if pid < 0 {
-        return Err(io_ctx("clone the sandbox's init into new namespaces")(
-            io::Error::last_os_error(),
-        ));
-    }
-    drop((init_end, exec_write, sync_read));
+    let zygote = crate::zygote::for_binary(&opts.init_exe).map_err(io_ctx(format!(
+        "start the sandbox zygote ({})",
+        opts.init_exe.display()
+    )))?;
+    let (pid, pidfd) = zygote
+        .clone_init(flags, &init_end)
+        .map_err(io_ctx("clone the sandbox's init into new namespaces"))?;
+    drop(init_end);
     drop(clone_span);
-    let kill_child = |e: SandboxError| {
-        // SAFETY: killing and reaping our own child.
+    // Until it has its plan, init waits: on any failure it is killed, then the cgroups are
+    // removed as they drop.
+    let kill_init = |e: SandboxError| {
+        // SAFETY: signalling the init we just made (its pidfd pins the pid).
         unsafe {
-            libc::kill(pid, libc::SIGKILL);
-            libc::waitpid(pid, std::ptr::null_mut(), 0);
-        }
+            libc::syscall(
+                libc::SYS_pidfd_send_signal,
+                pidfd.as_raw_fd(),
+                libc::SIGKILL,
+                std::ptr::null::<libc::siginfo_t>(),
+                0,
+            )
+        };
         e
     };
     let map = format!("0 {} {ID_RANGE}\n", opts.host_id_base);
-    let setup = || -> Result<(), SandboxError> {
-        for file in ["uid_map", "gid_map"] {
-            let path = format!("/proc/{pid}/{file}");
-            fs::write(&path, &map).map_err(io_ctx(format!("write {path}")))?;
-        }
-        nix::unistd::write(&sync_write, &[1])
-            .map_err(|e| io_ctx("start the sandbox's init")(e.into()))?;
-        Ok(())
-    };
-    if let Err(e) = tracing::trace_span!("init.handoff").in_scope(setup) {
-        return Err(kill_child(e));
-    }
-    drop(sync_write);
-    let join_span = tracing::trace_span!("init.join").entered();
-    let cgroup = make_cgroup().map_err(kill_child)?;
-    let joined = cgroup
+    tracing::trace_span!("init.handoff")
+        .in_scope(|| -> Result<(), SandboxError> {
+            for file in ["uid_map", "gid_map"] {
+                let path = format!("/proc/{pid}/{file}");
+                fs::write(&path, &map).map_err(io_ctx(format!("write {path}")))?;
+            }
+            Ok(())
+        })
+        .map_err(kill_init)?;
+    let _join_span = tracing::trace_span!("init.join").entered();
+    let cgroup = make_cgroup().map_err(kill_init)?;
+    cgroup
         .add_everywhere(pid as u32)
         .map_err(SandboxError::from)
         .and_then(|()| {
             protocol::send(runner_end, &ToInit::Setup(Box::new(clone_plan(plan))), &[])
                 .map_err(io_ctx("send the sandbox's setup plan"))
-        });
-    drop(join_span);
-    // The child's copy of `exec_write` closes when it executes init (close-on-exec) or dies:
-    // only then may its stack and arguments go. A byte in it is why it could not.
-    let mut byte = [0u8; 1];
-    let failed = tracing::trace_span!("init.exec")
-        .in_scope(|| nix::unistd::read(&exec_read, &mut byte))
-        .is_ok_and(|n| n == 1);
-    let mut status = 0;
-    // SAFETY: reaping (when it said it failed) or polling our own child.
-    if unsafe { libc::waitpid(pid, &mut status, if failed { 0 } else { libc::WNOHANG }) } == pid {
-        let code = if libc::WIFEXITED(status) {
-            libc::WEXITSTATUS(status)
-        } else {
-            -1
-        };
-        return Err(SandboxError::Setup {
-            id: opts.id.clone(),
-            step: "start init".into(),
-            error: child_failure(code).into(),
-        });
-    }
-    // On failure init dies first, then its cgroups are removed as they drop.
-    joined.map_err(kill_child)?;
-    drop(stack);
-    drop(args);
-    Ok((pid, Vec::new(), cgroup))
+        })
+        .map_err(kill_init)?;
+    Ok((pid, pidfd, cgroup))
 }
 
 fn clone_plan(plan: &SetupPlan) -> SetupPlan {
