@@ -114,6 +114,21 @@ impl Init {
                 return 1;
             }
         };
+        // The runner makes the cgroups and joins us to them while we build the root; nothing
+        // runs in the sandbox before they are joined. Then a cgroup namespace rooted at the
+        // sandbox's cgroup hides the host's hierarchy.
+        match protocol::recv::<ToInit>(CONTROL_FD, &mut buf) {
+            Ok(Some((ToInit::Joined, _))) => {}
+            _ => return 1,
+        }
+        if let Err(e) = nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWCGROUP) {
+            send(&FromInit::SetupFailed {
+                step: "unshare the cgroup namespace".into(),
+                error: e.to_string(),
+            });
+            return 1;
+        }
+        marks.push(mark("cgroupns"));
         let mut init = Init {
             control: CONTROL_FD,
             confinement,
@@ -170,7 +185,7 @@ impl Init {
 
     fn handle(&mut self, msg: ToInit, fds: Vec<OwnedFd>) {
         match msg {
-            ToInit::Setup(_) => {}
+            ToInit::Setup(_) | ToInit::Joined => {}
             ToInit::Exec { id, argv, env, cwd } => {
                 let reply = match self.spawn(&argv, &env, &cwd, fds) {
                     Ok(pid) => {
@@ -402,11 +417,6 @@ fn setup(
         move |e: nix::errno::Errno| (step, e.to_string())
     };
     let policy: &SandboxPolicy = &plan.policy;
-    // Joined by the runner before it sent the plan: a cgroup namespace rooted at the sandbox's
-    // cgroup hides the host's hierarchy.
-    nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWCGROUP)
-        .map_err(err("unshare the cgroup namespace"))?;
-    marks.push(mark("cgroupns"));
     mounts::build_root(plan).map_err(|e| (e.step, e.error.to_string()))?;
     marks.push(mark("root"));
     if let Some(name) = &policy.hostname {

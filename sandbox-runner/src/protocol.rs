@@ -35,6 +35,9 @@ pub struct SetupPlan {
 #[derive(Debug, Serialize, Deserialize)]
 pub enum ToInit {
     Setup(Box<SetupPlan>),
+    /// Init is in every cgroup of the sandbox (sent after the plan: init builds the root
+    /// meanwhile).
+    Joined,
     /// Run a command; its stdin, stdout and stderr travel with this message.
     Exec {
         id: u64,

@@ -866,8 +866,8 @@ fn set_nonblocking(fd: RawFd) -> io::Result<()> {
     Ok(())
 }
 
-/// Has the zygote clone init into new namespaces, maps its ids, makes the cgroups and joins init
-/// to them, then hands it the plan. Returns init's host pid and a pidfd on it.
+/// Has the zygote clone init into new namespaces, maps its ids, hands it the plan, then makes the
+/// cgroups and joins init to them while init builds the root. Returns init's host pid and a pidfd on it.
 fn start_init(
     opts: &SandboxOptions,
     make_cgroup: impl FnOnce() -> Result<JobCgroup, SandboxError>,
@@ -918,14 +918,19 @@ fn start_init(
             Ok(())
         })
         .map_err(kill_init)?;
+    // The plan goes first: init builds the root while the cgroups are made and it is joined to
+    // them; it runs nothing of the sandbox's before `Joined`.
+    protocol::send(runner_end, &ToInit::Setup(Box::new(clone_plan(plan))), &[])
+        .map_err(io_ctx("send the sandbox's setup plan"))
+        .map_err(kill_init)?;
     let _join_span = tracing::trace_span!("init.join").entered();
     let cgroup = make_cgroup().map_err(kill_init)?;
     cgroup
         .add_everywhere(pid as u32)
         .map_err(SandboxError::from)
         .and_then(|()| {
-            protocol::send(runner_end, &ToInit::Setup(Box::new(clone_plan(plan))), &[])
-                .map_err(io_ctx("send the sandbox's setup plan"))
+            protocol::send(runner_end, &ToInit::Joined, &[])
+                .map_err(io_ctx("tell init it is in its cgroups"))
         })
         .map_err(kill_init)?;
     Ok((pid, pidfd, cgroup))
