@@ -6,8 +6,9 @@
 //! phase breakdown, which times the runner's tracing spans and so is kept out of the figures),
 //! writes `target/bench/sandbox.md` and prints the verdicts against the README's targets.
 //!
-//! The sandboxes' init is the benchmark binary itself (small), and, in the same interleaved
-//! loop, the real release `sandwatch` binary, as `sandwatch run` uses: the realistic figure.
+//! The sandboxes' zygote (which clones every init) is the benchmark binary itself (small), and,
+//! in the same interleaved loop, the real release `sandwatch` binary, as `sandwatch run` uses: the
+//! realistic figure.
 
 use std::{
     fmt::Write as _,
@@ -156,43 +157,35 @@ const PHASES: &[(&str, &str)] = &[
     ),
     (
         "init_clone",
-        "open init exe, pipes, clone(NEWUSER|NEWPID|NEWNS|NEWUTS|NEWIPC|NEWNET)",
+        "the zygote clones init (NEWUSER|NEWPID|NEWNS|NEWUTS|NEWIPC|NEWNET), a pidfd on it",
     ),
-    ("init_handoff", "uid/gid maps, release the child"),
+    ("init_handoff", "uid/gid maps, the plan sent"),
+    (
+        "init_plan",
+        "init: receives the plan, takes the namespace's root identity",
+    ),
     (
         "cgroup_unified",
-        "cgroup v2 (unified) mkdir, open cgroup.procs (while init executes)",
+        "cgroup v2 (unified) mkdir, open cgroup.procs (while init builds the root)",
     ),
     (
         "cgroup_limits",
-        "cgroup v1 cpu/memory/pids mkdir + limit writes (hybrid host; while init executes)",
+        "cgroup v1 cpu/memory/pids mkdir + limit writes (hybrid host; while init builds the root)",
     ),
     (
         "init_join",
-        "init joins every cgroup (an RCU grace period), the setup plan is sent",
+        "init joined to every cgroup (an RCU grace period), `Joined` sent",
     ),
-    (
-        "init_exec",
-        "rest of the wait until init's exec closes the pipe (usually done by now)",
-    ),
-    (
-        "init_load",
-        "init binary start: ld.so, relocations, Rust runtime, until main",
-    ),
-    (
-        "init_plan",
-        "init: close_range, prctl, receive the plan (waits for the join)",
-    ),
-    ("init_cgroupns", "init: unshare the cgroup namespace"),
     (
         "init_mounts",
         "init: build the root (binds, tmpfs, /dev, /proc, masks, pivot_root, detach the host's)",
     ),
     ("init_net", "init: bring loopback up"),
     (
-        "init_rest",
-        "init: seccomp filter, Landlock domain, rlimits, until Ready",
+        "init_cgroupns",
+        "init: seccomp filter, Landlock domain, rlimits; waits for `Joined`; cgroup namespace",
     ),
+    ("init_rest", "init: until Ready"),
     ("ready_delivery", "Ready message until the runner wakes"),
     (
         "run_spawn",
@@ -203,25 +196,25 @@ const PHASES: &[(&str, &str)] = &[
         "`run`: command runs, exits, pipes drained, Exited",
     ),
     (
-        "destroy_blocking_dispatch",
-        "destroy: spawn_blocking hand-off and return",
+        "destroy",
+        "destroy: cgroup.kill, init's exit (pidfd), rmdirs, the directory (a blocking thread only when slow)",
     ),
-    ("destroy_kill", "destroy: write cgroup.kill"),
+    ("destroy_kill", "destroy, slow path: write cgroup.kill"),
     (
         "destroy_waitpid",
-        "destroy: waitpid(init) (the namespaces' teardown)",
+        "destroy, slow path: wait for init (the namespaces' teardown)",
     ),
     (
         "destroy_rmdir_unified",
-        "destroy: rmdir the unified cgroup (polling while busy)",
+        "destroy, slow path: rmdir the unified cgroup (polling while busy)",
     ),
     (
         "destroy_rmdir_v1",
-        "destroy: rmdir the v1 cpu/memory/pids cgroups",
+        "destroy, slow path: rmdir the v1 cpu/memory/pids cgroups",
     ),
     (
         "destroy_dir",
-        "destroy: remove the runtime dir and workspace",
+        "destroy, slow path: remove the runtime dir and workspace",
     ),
     (
         "other",
@@ -393,8 +386,9 @@ impl Report<'_> {
             "\nNot like for like, in sandwatch's disfavour: the sandbox does more (cgroups with limits, an init that \
              stays to run commands, seccomp, Landlock, no capabilities) and the `strict` preset's `cpu.shares: 512` \
              and 1-core quota hold init and the command, so on a busy host they get half the CPU weight bwrap and \
-             the bare spawn get. The sandbox's init is the benchmark binary in the first row and the release \
-             `sandwatch` binary, as `sandwatch run` uses, in the second. bwrap's network namespace is torn down \
+             the bare spawn get. The zygote that clones each sandbox's init (started once per run, not \
+             timed) is the benchmark binary in the first row and the release `sandwatch` binary, as `sandwatch run` \
+             uses, in the second. bwrap's network namespace is torn down \
              asynchronously by the kernel, as the sandbox's is.\n"
         );
         if let Some(p) = self.phases {
@@ -409,7 +403,7 @@ impl Report<'_> {
                  (`sandbox.*`, `init.*`, `cgroup.*`, `destroy.*`) and init's own step marks (CLOCK_MONOTONIC, sent \
                  with Ready). The phases partition each iteration's wall time along its critical path: a phase runs \
                  from where the previous one ended, so work hidden behind an earlier phase counts 0 (the runner makes \
-                 and joins the cgroups while init executes; init's steps run while the runner waits for Ready). \
+                 and joins the cgroups while init builds the root; init's steps run while the runner waits for Ready). \
                  Medians in ms, so the column does not add up exactly to the total's median.\n",
                 self.bench_bin.display()
             );

@@ -504,25 +504,23 @@ mod phases {
         use At::*;
         &[
             ("dirs", Some(Start("sandbox.dirs")), End("sandbox.dirs")),
-            (
-                "cgroup_unified",
-                Some(Start("sandbox.cgroup")),
-                Start("cgroup.limits"),
-            ),
-            ("cgroup_limits", None, End("cgroup.limits")),
             ("init_clone", Some(Start("init.clone")), End("init.clone")),
             (
                 "init_handoff",
                 Some(Start("init.handoff")),
                 End("init.handoff"),
             ),
-            ("init_join", None, End("init.join")),
-            ("init_exec", Some(Start("init.exec")), End("init.exec")),
-            ("init_load", None, Mark("main")),
             ("init_plan", None, Mark("plan")),
-            ("init_cgroupns", None, Mark("cgroupns")),
+            (
+                "cgroup_unified",
+                Some(Start("sandbox.cgroup")),
+                Start("cgroup.limits"),
+            ),
+            ("cgroup_limits", None, End("cgroup.limits")),
+            ("init_join", None, End("init.join")),
             ("init_mounts", None, Mark("root")),
             ("init_net", None, Mark("net")),
+            ("init_cgroupns", None, Mark("cgroupns")),
             ("init_rest", None, Mark("ready")),
             ("ready_delivery", None, End("sandbox.wait_ready")),
             (
@@ -532,7 +530,7 @@ mod phases {
             ),
             ("run_wait", Some(Start("sandbox.wait")), End("sandbox.wait")),
             (
-                "destroy_blocking_dispatch",
+                "destroy",
                 Some(Start("sandbox.destroy")),
                 Start("destroy.kill"),
             ),
@@ -557,7 +555,7 @@ mod phases {
                 Some(Start("destroy.dir")),
                 End("destroy.dir"),
             ),
-            ("destroy_blocking_dispatch", None, End("sandbox.destroy")),
+            ("destroy", None, End("sandbox.destroy")),
         ]
     };
 
