@@ -668,8 +668,13 @@ impl SandboxPolicy {
                 return fail(&format!("seccomp.deny[{i}]"), e.to_string());
             }
         }
-        if self.user == u32::MAX {
-            return fail("user", "4294967295 is not a uid".into());
+        // A sandbox maps ids 0..65536 onto its host range (see `sandbox`): the command's uid must
+        // be one of them.
+        if self.user >= 65_536 {
+            return fail(
+                "user",
+                format!("{} is outside the sandbox's ids (0-65535)", self.user),
+            );
         }
         if let Some(p) = &self.profile
             && (p.is_empty()
@@ -874,6 +879,10 @@ network:
         let e = check("memory:\n  limit: -1G\n").unwrap_err();
         assert_eq!((e.line, e.key.as_str()), (Some(2), "memory.limit"));
         assert!(e.message.contains("negative"), "{e}");
+
+        let e = check("hostname: box\nuser: 70000\n").unwrap_err();
+        assert_eq!((e.line, e.key.as_str()), (Some(2), "user"));
+        assert!(e.message.contains("0-65535"), "{e}");
 
         let e = check("pids:\n  max: lots\n").unwrap_err();
         assert_eq!((e.line, e.key.as_str()), (Some(2), "pids.max"));
