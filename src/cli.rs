@@ -287,7 +287,18 @@ async fn run(
     }
     let filter =
         sandwatch_runner::seccomp::SyscallFilter::new(&policy.seccomp.deny).map_err(usage)?;
+    if let Some(w) = &args.workspace
+        && !w.is_dir()
+    {
+        return Err(usage(anyhow!(
+            "--workspace {}: not a directory (give an existing directory, or none for a fresh one)",
+            w.display()
+        )));
+    }
     let sandbox_id = args.sandbox_id.clone().unwrap_or_else(new_sandbox_id);
+    if !sandbox::valid_id(&sandbox_id) {
+        return Err(usage(SandboxError::BadId(sandbox_id)));
+    }
     let root = CgroupRoot::discover().map_err(usage)?;
     for id in sandbox::clean_stale(&root, &args.runtime_dir) {
         eprintln!("sandwatch: removed the remains of sandbox {id}, whose runner died");

@@ -117,7 +117,8 @@ pub fn policy_hash(policy: &SandboxPolicy) -> String {
     digest.iter().map(|b| format!("{b:02x}")).collect()
 }
 
-fn valid_id(id: &str) -> bool {
+/// Whether `id` can name a sandbox (it becomes a cgroup and a directory name).
+pub fn valid_id(id: &str) -> bool {
     !id.is_empty()
         && id.len() <= 64
         && id
