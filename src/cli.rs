@@ -9,7 +9,7 @@ use anyhow::anyhow;
 use clap::{Parser, Subcommand};
 use sandwatch_collector::{
     Collector, CollectorConfig, CollectorError, SandboxEventRecord, SandboxMetricsRecord,
-    SandboxRecorder, Summary, WatchTarget,
+    SandboxParent, SandboxRecorder, Summary, WatchTarget,
 };
 use sandwatch_runner::metrics::MetricsSampler;
 use sandwatch_runner::{
@@ -236,8 +236,13 @@ fn require_root() -> Result<(), Failure> {
     Ok(())
 }
 
-fn start_collector(record: &RecordOptions, refusals: &[String]) -> Result<Collector, Failure> {
+fn start_collector(
+    record: &RecordOptions,
+    refusals: &[String],
+    sandbox_parent: Option<SandboxParent>,
+) -> Result<Collector, Failure> {
     let mut config = CollectorConfig::new(record.data.clone());
+    config.probes.sandbox_parent = sandbox_parent;
     config.probes.ring_buffer_bytes = record.ring_buffer_size;
     config.probes.full_counting = record.count_all_syscalls;
     for name in refusals {
@@ -303,7 +308,12 @@ async fn run(
     for id in sandbox::clean_stale(&root, &args.runtime_dir) {
         eprintln!("sandwatch: removed the remains of sandbox {id}, whose runner died");
     }
-    let collector = start_collector(&record, filter.denied())?;
+    let parent = root.sandbox_parent().map_err(usage)?;
+    let parent = SandboxParent {
+        path: parent.path,
+        level: parent.level,
+    };
+    let collector = start_collector(&record, filter.denied(), Some(parent))?;
     let mut options = SandboxOptions::new(sandbox_id.clone(), policy);
     options.workspace = args.workspace.clone();
     options.runtime_dir = args.runtime_dir.clone();
@@ -579,7 +589,7 @@ async fn watch(record: RecordOptions, cgroups: Vec<PathBuf>) -> Result<u8, Failu
     }
     let mut sigint = signal(SignalKind::interrupt()).map_err(runtime)?;
     let mut sigterm = signal(SignalKind::terminate()).map_err(runtime)?;
-    let collector = start_collector(&record, &[])?;
+    let collector = start_collector(&record, &[], None)?;
     for t in &targets {
         collector.watch(t).map_err(usage)?;
     }

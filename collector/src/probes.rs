@@ -67,6 +67,16 @@ pub struct ProbeConfig {
     pub full_counting: bool,
     /// Syscalls traced only for their refusals (`-EPERM`).
     pub refusal_syscalls: Vec<String>,
+    /// The cgroup that holds every sandbox's cgroup (the runner's `<cgroup2>/sandwatch`), where
+    /// the port-policy programs attach. None: ports cannot be blocked (`watch` needs none).
+    pub sandbox_parent: Option<SandboxParent>,
+}
+
+/// A cgroup in the unified hierarchy, by path and depth below the hierarchy's root.
+#[derive(Clone, Debug)]
+pub struct SandboxParent {
+    pub path: PathBuf,
+    pub level: u32,
 }
 
 impl Default for ProbeConfig {
@@ -78,6 +88,7 @@ impl Default for ProbeConfig {
                 .iter()
                 .map(|s| s.to_string())
                 .collect(),
+            sandbox_parent: None,
         }
     }
 }
@@ -198,11 +209,6 @@ const PORT_POLICY_PROGRAMS: [&str; 4] = [
     "block_sendmsg6",
 ];
 
-/// The cgroup under the unified hierarchy's root that holds every sandbox's cgroup: the runner's
-/// `sandwatch_runner::cgroup::PARENT`, at depth 1.
-const SANDBOX_PARENT: &str = "sandwatch";
-const SANDBOX_PARENT_LEVEL: u32 = 1;
-
 /// [`BlockedPortKey`] as an aya map key (the trait is aya's and the type the ABI crate's).
 #[derive(Clone, Copy)]
 #[repr(transparent)]
@@ -217,49 +223,21 @@ struct PortPolicy {
     map: HashMap<MapData, PortKey, u8>,
     /// Where the programs are attached, or why they are not: blocking a port then fails, so a
     /// policy is never silently unenforced.
-    attached_at: Result<PathBuf, String>,
+    attached_at: Result<SandboxParent, String>,
     /// Ports blocked per cgroup id, with the cgroup's level.
     blocked: StdHashMap<u64, (u32, Vec<u16>)>,
     /// Cgroups with blocked ports per level (the kernel's `settings::BLOCK_LEVELS`).
     levels: BTreeMap<u32, usize>,
 }
 
-/// The unified hierarchy's mount, found as `sandwatch_runner::cgroup::CgroupRoot::discover` finds
-/// it (the collector does not depend on the runner).
-fn unified_mount() -> Result<PathBuf, String> {
-    let info = std::fs::read_to_string("/proc/self/mountinfo")
-        .map_err(|e| format!("reading /proc/self/mountinfo: {e}"))?;
-    let mut mounts: Vec<PathBuf> = info
-        .lines()
-        .filter_map(|line| {
-            let (pre, post) = line.split_once(" - ")?;
-            let fields: Vec<&str> = pre.split_whitespace().collect();
-            let mountpoint = fields.get(4)?;
-            (post.split_whitespace().next() == Some("cgroup2") && fields.get(3) == Some(&"/"))
-                .then(|| PathBuf::from(mountpoint.replace("\\040", " ")))
-        })
-        .collect();
-    mounts.sort_by_key(|p| match p.to_str() {
-        Some("/sys/fs/cgroup") => 0,
-        Some("/sys/fs/cgroup/unified") => 1,
-        _ => 2,
-    });
-    mounts
-        .into_iter()
-        .next()
-        .ok_or_else(|| "no cgroup2 (unified) hierarchy is mounted".to_string())
-}
-
-/// Attaches the port-policy programs (loaded already) to `<unified>/sandwatch`, creating that
-/// cgroup as the runner would if it is missing. Returns the cgroup's path.
-fn attach_port_policy(ebpf: &mut Ebpf) -> Result<PathBuf, String> {
-    let parent = unified_mount()?.join(SANDBOX_PARENT);
-    match std::fs::create_dir(&parent) {
-        Ok(()) => {}
-        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
-        Err(e) => return Err(format!("creating cgroup {}: {e}", parent.display())),
-    }
-    let dir = std::fs::File::open(&parent)
+/// Attaches the port-policy programs (loaded already) to the sandboxes' parent cgroup.
+fn attach_port_policy(
+    ebpf: &mut Ebpf,
+    at: Option<&SandboxParent>,
+) -> Result<SandboxParent, String> {
+    let at = at.ok_or("no sandbox parent cgroup was given")?;
+    let parent = &at.path;
+    let dir = std::fs::File::open(parent)
         .map_err(|e| format!("opening cgroup {}: {e}", parent.display()))?;
     for name in PORT_POLICY_PROGRAMS {
         let prog: &mut CgroupSockAddr = ebpf
@@ -274,7 +252,7 @@ fn attach_port_policy(ebpf: &mut Ebpf) -> Result<PathBuf, String> {
         prog.attach(&dir, CgroupAttachMode::Single)
             .map_err(|e| format!("attaching {name} to {}: {e}", parent.display()))?;
     }
-    Ok(parent)
+    Ok(at.clone())
 }
 
 /// Whether cgroup `id` sits exactly `depth` levels below `dir`.
@@ -392,9 +370,9 @@ impl ProbeSet {
             prog.load()
                 .map_err(|e| CollectorError::Probe(format!("verifier refused {name}: {e:#}")))?;
         }
-        let port_policy_at = attach_port_policy(&mut ebpf);
+        let port_policy_at = attach_port_policy(&mut ebpf, config.sandbox_parent.as_ref());
         match &port_policy_at {
-            Ok(p) => info!("port policy enforced below {}", p.display()),
+            Ok(p) => info!("port policy enforced below {}", p.path.display()),
             Err(e) => warn!("blocked ports cannot be enforced: {e}"),
         }
         let mut attach = |ebpf: &mut Ebpf,
@@ -626,17 +604,17 @@ impl ProbeSet {
             self.ports.attached_at.as_ref().map_err(|e| {
                 CollectorError::Probe(format!("blocked ports cannot be enforced: {e}"))
             })?;
-        if level <= SANDBOX_PARENT_LEVEL || level > MAX_WATCH_LEVEL {
+        if level <= parent.level || level > MAX_WATCH_LEVEL {
             return Err(CollectorError::Config(format!(
                 "cgroup at depth {level}: ports can be blocked for cgroups below {} (depth {}..={MAX_WATCH_LEVEL})",
-                parent.display(),
-                SANDBOX_PARENT_LEVEL + 1
+                parent.path.display(),
+                parent.level + 1
             )));
         }
-        if !cgroup_below(parent, level - SANDBOX_PARENT_LEVEL, id) {
+        if !cgroup_below(&parent.path, level - parent.level, id) {
             return Err(CollectorError::Config(format!(
                 "cgroup {id} is not at depth {level} below {}: blocked ports are enforced there only",
-                parent.display()
+                parent.path.display()
             )));
         }
         let known = self.ports.blocked.get(&id).map(|(l, p)| (*l, p.clone()));

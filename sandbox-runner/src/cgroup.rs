@@ -101,6 +101,18 @@ impl CgroupRoot {
         &self.mount
     }
 
+    /// The cgroup that holds every sandbox's (`<mount>/sandwatch`), made if missing: where
+    /// cgroup programs that concern all sandboxes attach.
+    pub fn sandbox_parent(&self) -> Result<CgroupRef, CgroupError> {
+        let path = self.mount.join(PARENT);
+        match fs::create_dir(&path) {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
+            Err(e) => return Err(io_err("create cgroup", &path)(e)),
+        }
+        self.resolve(&path)
+    }
+
     /// Names an existing cgroup: an absolute path under the mount, or a path relative to the
     /// hierarchy's root (`/system.slice/ssh.service`).
     pub fn resolve(&self, path: &Path) -> Result<CgroupRef, CgroupError> {
