@@ -121,6 +121,11 @@ pub enum Command {
         #[command(subcommand)]
         action: PolicyCommand,
     },
+    /// Falco-style rules files.
+    Rules {
+        #[command(subcommand)]
+        action: RulesCommand,
+    },
     /// Record existing cgroups (a service, a container) until SIGINT or SIGTERM.
     Watch {
         #[command(flatten)]
@@ -139,6 +144,16 @@ pub enum PolicyCommand {
     Check {
         #[arg(value_name = "FILE|PRESET")]
         policy: String,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum RulesCommand {
+    /// Load rules files in order (as Falco does) and print each rule's status: evaluable, or
+    /// disabled with the field sandwatch cannot provide.
+    Check {
+        #[arg(required = true, value_name = "PATH")]
+        paths: Vec<PathBuf>,
     },
 }
 
@@ -223,7 +238,65 @@ pub async fn dispatch(args: Args) -> Result<u8, Failure> {
         Command::Policy {
             action: PolicyCommand::Check { policy },
         } => policy_check(&policy),
+        Command::Rules {
+            action: RulesCommand::Check { paths },
+        } => rules_check(&paths),
     }
+}
+
+/// `name: evaluable|disabled (reason)|error` per rule, a count per file, then every load error
+/// as `file:line:column: message`; exit 2 if there was any.
+fn rules_check(paths: &[PathBuf]) -> Result<u8, Failure> {
+    use sandwatch_rules::{LoadError, Status};
+    let (set, errors) = sandwatch_rules::load_files(paths);
+    for path in paths {
+        let rules: Vec<_> = set
+            .rules
+            .iter()
+            .filter(|r| &r.source.file == path)
+            .collect();
+        let failed: Vec<&str> = errors
+            .iter()
+            .filter_map(|e| match e {
+                LoadError::Invalid {
+                    file,
+                    rule: Some(name),
+                    ..
+                } if file == path => Some(name.as_str()),
+                _ => None,
+            })
+            .collect();
+        let mut evaluable = 0;
+        for r in &rules {
+            let off = if r.enabled { "" } else { ", enabled: false" };
+            match &r.status {
+                Status::Evaluable => {
+                    evaluable += 1;
+                    println!("{}: evaluable{off}", r.name);
+                }
+                Status::Disabled { reason } => println!("{}: disabled ({reason}){off}", r.name),
+            }
+        }
+        for name in &failed {
+            println!("{name}: error");
+        }
+        let name = path
+            .file_name()
+            .map_or(path.as_os_str(), |n| n)
+            .to_string_lossy();
+        let total = rules.len() + failed.len();
+        let disabled = rules.len() - evaluable;
+        let errs = if failed.is_empty() {
+            String::new()
+        } else {
+            format!(", {} errors", failed.len())
+        };
+        println!("{name}: {total} rules, {evaluable} evaluable, {disabled} disabled{errs}");
+    }
+    for e in &errors {
+        eprintln!("{e}");
+    }
+    Ok(if errors.is_empty() { 0 } else { EXIT_USAGE })
 }
 
 fn require_root() -> Result<(), Failure> {
