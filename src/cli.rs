@@ -150,9 +150,9 @@ pub enum PolicyCommand {
 #[derive(Subcommand, Debug)]
 pub enum RulesCommand {
     /// Load rules files in order (as Falco does) and print each rule's status: evaluable, or
-    /// disabled with the field sandwatch cannot provide.
+    /// disabled with the field sandwatch cannot provide. No PATH: the built-in default rules.
     Check {
-        #[arg(required = true, value_name = "PATH")]
+        #[arg(value_name = "PATH")]
         paths: Vec<PathBuf>,
     },
 }
@@ -247,8 +247,15 @@ pub async fn dispatch(args: Args) -> Result<u8, Failure> {
 /// `name: evaluable|disabled (reason)|error` per rule, a count per file, then every load error
 /// as `file:line:column: message`; exit 2 if there was any.
 fn rules_check(paths: &[PathBuf]) -> Result<u8, Failure> {
-    use sandwatch_rules::{LoadError, Status};
-    let (set, errors) = sandwatch_rules::load_files(paths);
+    use sandwatch_rules::{LoadError, RuleSet, Status};
+    let builtin = [PathBuf::from(sandwatch_rules::DEFAULT_RULES_NAME)];
+    let (set, errors, paths) = if paths.is_empty() {
+        let (set, errors) = RuleSet::builtin();
+        (set, errors, &builtin[..])
+    } else {
+        let (set, errors) = sandwatch_rules::load_files(paths);
+        (set, errors, paths)
+    };
     for path in paths {
         let rules: Vec<_> = set
             .rules

@@ -12,6 +12,21 @@ pub use ruleset::{Action, LoadError, Priority, Rule, RuleSet, Source, Status};
 
 use std::path::Path;
 
+/// sandwatch's default rules for agent sandboxes (`rules/default/sandwatch_rules.yaml`).
+pub const DEFAULT_RULES: &str = include_str!("../default/sandwatch_rules.yaml");
+
+/// The name [`RuleSet::builtin`] loads [`DEFAULT_RULES`] under: its rules' `source.file`.
+pub const DEFAULT_RULES_NAME: &str = "sandwatch_rules.yaml";
+
+impl RuleSet {
+    /// The default rules ([`DEFAULT_RULES`]), loaded as the file [`DEFAULT_RULES_NAME`].
+    pub fn builtin() -> (RuleSet, Vec<LoadError>) {
+        let mut loader = ruleset::Loader::default();
+        loader.add_source(Path::new(DEFAULT_RULES_NAME), DEFAULT_RULES);
+        loader.finish()
+    }
+}
+
 /// Loads rules files in order into one rule set; with errors, the rules that did load are
 /// still returned.
 pub fn load_files<P: AsRef<Path>>(paths: &[P]) -> (RuleSet, Vec<LoadError>) {
@@ -30,7 +45,7 @@ mod tests {
 
     /// Falco's public rulesets live outside the project (they are not ours to copy):
     /// `../shared/falco-rules` from the workspace root.
-    fn falco_dir() -> Option<PathBuf> {
+    pub(crate) fn falco_dir() -> Option<PathBuf> {
         let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
         [
             root.join("../shared/falco-rules"),
@@ -102,5 +117,137 @@ mod tests {
         // Pinned so that a change in the field catalogue shows here; the target is 25
         // of falco_rules.yaml and 80% of all (see the README's Rules section for the gap).
         assert_eq!(counts, [(25, 11), (31, 18), (37, 22)]);
+    }
+}
+
+#[cfg(test)]
+mod default_rules_tests {
+    use std::collections::HashSet;
+
+    use serde_yaml_ng::Value;
+
+    use super::*;
+
+    #[test]
+    fn default_rules_load_evaluable_and_complete() {
+        let (set, errors) = RuleSet::builtin();
+        for e in &errors {
+            eprintln!("{e}");
+        }
+        assert!(errors.is_empty(), "{} load errors", errors.len());
+        let expected = DEFAULT_RULES
+            .lines()
+            .filter(|l| l.starts_with("- rule:"))
+            .count();
+        assert_eq!(set.rules.len(), expected);
+        assert!(set.rules.len() >= 20);
+        let mut names = HashSet::new();
+        for r in &set.rules {
+            eprintln!(
+                "{}: {:?} {:?}: {}",
+                r.name, r.priority, r.actions, r.condition
+            );
+            assert_eq!(r.status, Status::Evaluable, "{}", r.name);
+            assert!(r.enabled, "{}", r.name);
+            assert!(!r.desc.trim().is_empty(), "{}: desc", r.name);
+            assert!(r.output.contains('%'), "{}: output without %fields", r.name);
+            assert!(r.tags.iter().any(|t| t == "sandwatch"), "{}: tags", r.name);
+            assert!(
+                r.tags.iter().any(|t| t.starts_with("mitre_")),
+                "{}: tags",
+                r.name
+            );
+            assert!(r.actions.contains(&Action::Alert), "{}: actions", r.name);
+            assert!(names.insert(r.name.as_str()), "{}: duplicate name", r.name);
+            assert_eq!(r.source.file, Path::new(DEFAULT_RULES_NAME));
+        }
+        // Every item in the file is explicit about its actions (no reliance on a default).
+        let doc: Value = serde_yaml_ng::from_str(DEFAULT_RULES).unwrap();
+        for item in doc.as_sequence().unwrap() {
+            if let Some(name) = item.get("rule") {
+                let actions = item.get("actions").and_then(Value::as_sequence);
+                assert!(actions.is_some_and(|a| !a.is_empty()), "{name:?}: actions");
+            }
+        }
+        // Kill only where the ruleset says so: privilege escalation and kernel code.
+        let killing: Vec<&str> = set
+            .rules
+            .iter()
+            .filter(|r| r.actions.contains(&Action::Kill))
+            .map(|r| r.name.as_str())
+            .collect();
+        assert_eq!(
+            killing,
+            [
+                "Sandbox kernel module or kexec load",
+                "Sandbox kernel hook file write",
+                "Sandbox non-root process asked for root",
+            ]
+        );
+    }
+
+    /// Names of the file's top-level items of `kind` (`rule`, `macro`, `list`).
+    fn item_names(src: &str, kind: &str) -> HashSet<String> {
+        let doc: Value = serde_yaml_ng::from_str(src).unwrap();
+        doc.as_sequence()
+            .unwrap()
+            .iter()
+            .filter_map(|i| i.get(kind).and_then(Value::as_str).map(str::to_string))
+            .collect()
+    }
+
+    #[test]
+    fn default_rules_load_beside_falco_rules() {
+        let Some(dir) = tests::falco_dir() else {
+            assert!(
+                std::env::var("CI").as_deref() != Ok("true"),
+                "../shared/falco-rules is missing: CI must have Falco's rules files"
+            );
+            eprintln!("!!! SKIPPED: ../shared/falco-rules (Falco's rules files) not found !!!");
+            return;
+        };
+        let falco_path = dir.join("falco_rules.yaml");
+        let falco = std::fs::read_to_string(&falco_path).unwrap();
+        // No item of ours replaces or appends to one of Falco's, nor the other way round.
+        for kind in ["rule", "macro", "list"] {
+            let ours = item_names(DEFAULT_RULES, kind);
+            let theirs = item_names(&falco, kind);
+            assert!(!ours.is_empty() && !theirs.is_empty(), "{kind}");
+            let shared: Vec<_> = ours.intersection(&theirs).collect();
+            assert!(
+                shared.is_empty(),
+                "{kind} names shared with Falco: {shared:?}"
+            );
+        }
+        for order in [false, true] {
+            let mut loader = ruleset::Loader::default();
+            let add_ours = |l: &mut ruleset::Loader| {
+                l.add_source(Path::new(DEFAULT_RULES_NAME), DEFAULT_RULES)
+            };
+            if order {
+                add_ours(&mut loader);
+                loader.add_file(&falco_path);
+            } else {
+                loader.add_file(&falco_path);
+                add_ours(&mut loader);
+            }
+            let (set, errors) = loader.finish();
+            assert!(errors.is_empty(), "{errors:?}");
+            let (ours, _) = RuleSet::builtin();
+            let (theirs, _) = load_files(&[&falco_path]);
+            assert_eq!(set.rules.len(), ours.rules.len() + theirs.rules.len());
+            let evaluable = |s: &RuleSet, file: &Path| {
+                s.rules
+                    .iter()
+                    .filter(|r| r.source.file == file && r.status == Status::Evaluable)
+                    .count()
+            };
+            let ours_path = Path::new(DEFAULT_RULES_NAME);
+            assert_eq!(evaluable(&set, ours_path), ours.rules.len());
+            assert_eq!(
+                evaluable(&set, &falco_path),
+                evaluable(&theirs, &falco_path)
+            );
+        }
     }
 }
