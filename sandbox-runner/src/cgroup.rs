@@ -270,23 +270,7 @@ impl JobCgroup {
     /// Stops (`true`) or resumes every process of the job (`cgroup.freeze`), and waits until
     /// the kernel reports the cgroup frozen or thawed.
     pub fn freeze(&self, frozen: bool) -> Result<(), CgroupError> {
-        let path = self.cgroup.path.join("cgroup.freeze");
-        fs::write(&path, if frozen { "1" } else { "0" }).map_err(io_err("write", &path))?;
-        let events = self.cgroup.path.join("cgroup.events");
-        let want = if frozen { "frozen 1" } else { "frozen 0" };
-        let start = Instant::now();
-        loop {
-            let text = fs::read_to_string(&events).map_err(io_err("read", &events))?;
-            if text.lines().any(|l| l.trim() == want) {
-                return Ok(());
-            }
-            if start.elapsed() > Duration::from_secs(5) {
-                return Err(io_err("wait for freezing to settle in", &self.cgroup.path)(
-                    io::Error::from(io::ErrorKind::TimedOut),
-                ));
-            }
-            thread::sleep(Duration::from_millis(1));
-        }
+        freeze_cgroup(&self.cgroup.path, frozen)
     }
 
     /// Whether any process is still in the cgroup (or below it).
@@ -307,8 +291,7 @@ impl JobCgroup {
 
     /// Kills every process in the cgroup at once (`cgroup.kill`).
     pub fn kill(&self) -> Result<(), CgroupError> {
-        let path = self.cgroup.path.join("cgroup.kill");
-        fs::write(&path, "1").map_err(io_err("write", &path))
+        kill_cgroup(&self.cgroup.path)
     }
 
     /// Removes the job's cgroups if they are already empty, without waiting: true when all
@@ -382,6 +365,34 @@ pub(crate) fn oom_kills(file: &Path) -> u64 {
         .unwrap_or(0)
 }
 
+/// Kills every process in the unified-hierarchy cgroup `dir` at once (`cgroup.kill`).
+pub(crate) fn kill_cgroup(dir: &Path) -> Result<(), CgroupError> {
+    let path = dir.join("cgroup.kill");
+    fs::write(&path, "1").map_err(io_err("write", &path))
+}
+
+/// Stops (`true`) or resumes every process of the unified-hierarchy cgroup `dir`
+/// (`cgroup.freeze`), and waits until the kernel reports it frozen or thawed.
+pub(crate) fn freeze_cgroup(dir: &Path, frozen: bool) -> Result<(), CgroupError> {
+    let path = dir.join("cgroup.freeze");
+    fs::write(&path, if frozen { "1" } else { "0" }).map_err(io_err("write", &path))?;
+    let events = dir.join("cgroup.events");
+    let want = if frozen { "frozen 1" } else { "frozen 0" };
+    let start = Instant::now();
+    loop {
+        let text = fs::read_to_string(&events).map_err(io_err("read", &events))?;
+        if text.lines().any(|l| l.trim() == want) {
+            return Ok(());
+        }
+        if start.elapsed() > Duration::from_secs(5) {
+            return Err(io_err("wait for freezing to settle in", dir)(
+                io::Error::from(io::ErrorKind::TimedOut),
+            ));
+        }
+        thread::sleep(Duration::from_millis(1));
+    }
+}
+
 /// Removes a cgroup of ours, killing what is left in it (`cgroup.kill`, where the hierarchy has
 /// it) and waiting up to `patience` for it to empty.
 pub(crate) fn remove_cgroup(path: &Path, patience: Duration) -> Result<(), CgroupError> {
@@ -393,7 +404,7 @@ pub(crate) fn remove_cgroup(path: &Path, patience: Duration) -> Result<(), Cgrou
             Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
             Err(e) if e.raw_os_error() == Some(libc::EBUSY) => {
                 if !killed {
-                    let _ = fs::write(path.join("cgroup.kill"), "1");
+                    let _ = kill_cgroup(path);
                     killed = true;
                 }
                 if start.elapsed() > patience {

@@ -1042,11 +1042,10 @@ pub fn kill_by_id(
 ) -> Result<(), SandboxError> {
     let cg = sandbox_cgroup(root, runtime_dir, id)?;
     let _ = fs::write(runtime_dir.join(id).join("kill-reason"), reason.as_str());
-    let path = cg.join("cgroup.kill");
-    fs::write(&path, "1").map_err(io_ctx(format!("write {}", path.display())))
+    Ok(crate::cgroup::kill_cgroup(&cg)?)
 }
 
-/// Freezes or thaws sandbox `id` of another runner from outside.
+/// Freezes or thaws sandbox `id` of another runner from outside, as [`Sandbox::freeze`] does.
 pub fn freeze_by_id(
     root: &CgroupRoot,
     runtime_dir: &Path,
@@ -1054,9 +1053,7 @@ pub fn freeze_by_id(
     frozen: bool,
 ) -> Result<(), SandboxError> {
     let cg = sandbox_cgroup(root, runtime_dir, id)?;
-    let path = cg.join("cgroup.freeze");
-    fs::write(&path, if frozen { "1" } else { "0" })
-        .map_err(io_ctx(format!("write {}", path.display())))
+    Ok(crate::cgroup::freeze_cgroup(&cg, frozen)?)
 }
 
 fn sandbox_cgroup(
