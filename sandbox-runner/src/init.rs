@@ -65,7 +65,6 @@ struct Confinement {
 }
 
 struct Init {
-    control: RawFd,
     confinement: Confinement,
     /// Running commands: pid → request id.
     commands: HashMap<i32, u64>,
@@ -130,7 +129,6 @@ impl Init {
         }
         marks.push(mark("cgroupns"));
         let mut init = Init {
-            control: CONTROL_FD,
             confinement,
             commands: HashMap::new(),
         };
@@ -154,7 +152,7 @@ impl Init {
         loop {
             let (control_ready, child_ready) = {
                 // SAFETY: the control descriptor lives as long as init.
-                let control = unsafe { std::os::fd::BorrowedFd::borrow_raw(self.control) };
+                let control = unsafe { std::os::fd::BorrowedFd::borrow_raw(CONTROL_FD) };
                 let mut fds = [
                     PollFd::new(control, PollFlags::POLLIN),
                     PollFd::new(sigfd.as_fd(), PollFlags::POLLIN),
@@ -174,7 +172,7 @@ impl Init {
                 self.reap();
             }
             if control_ready {
-                match protocol::recv::<ToInit>(self.control, buf) {
+                match protocol::recv::<ToInit>(CONTROL_FD, buf) {
                     Ok(Some((msg, fds))) => self.handle(msg, fds),
                     // The runner is gone (or talks nonsense): end the sandbox.
                     _ => return 0,

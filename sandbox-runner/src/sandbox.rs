@@ -339,7 +339,7 @@ impl Sandbox {
         let (runner_end, init_end) =
             protocol::socket_pair().map_err(io_ctx("create the control socket"))?;
         let (init_pid, init_pidfd, cgroup) = tracing::trace_span!("sandbox.start_init")
-            .in_scope(|| start_init(&opts, make_cgroup, &plan, runner_end.as_raw_fd(), init_end))?;
+            .in_scope(|| start_init(&opts, make_cgroup, plan, runner_end.as_raw_fd(), init_end))?;
         // SAFETY: the AsyncFd owns the pidfd for its whole life.
         let init_pidfd = unsafe { AsyncFd::register_with_interest(init_pidfd, Interest::READABLE) }
             .map_err(|e| io_ctx("watch the sandbox's init")(e.into()))?;
@@ -872,7 +872,7 @@ fn set_nonblocking(fd: RawFd) -> io::Result<()> {
 fn start_init(
     opts: &SandboxOptions,
     make_cgroup: impl FnOnce() -> Result<JobCgroup, SandboxError>,
-    plan: &SetupPlan,
+    plan: SetupPlan,
     runner_end: RawFd,
     init_end: OwnedFd,
 ) -> Result<(i32, OwnedFd, JobCgroup), SandboxError> {
@@ -921,7 +921,7 @@ fn start_init(
         .map_err(kill_init)?;
     // The plan goes first: init builds the root while the cgroups are made and it is joined to
     // them; it runs nothing of the sandbox's before `Joined`.
-    protocol::send(runner_end, &ToInit::Setup(Box::new(clone_plan(plan))), &[])
+    protocol::send(runner_end, &ToInit::Setup(Box::new(plan)), &[])
         .map_err(io_ctx("send the sandbox's setup plan"))
         .map_err(kill_init)?;
     let _join_span = tracing::trace_span!("init.join").entered();
@@ -935,15 +935,6 @@ fn start_init(
         })
         .map_err(kill_init)?;
     Ok((pid, pidfd, cgroup))
-}
-
-fn clone_plan(plan: &SetupPlan) -> SetupPlan {
-    SetupPlan {
-        policy: plan.policy.clone(),
-        staging: plan.staging.clone(),
-        volumes: plan.volumes.clone(),
-        private_network: plan.private_network,
-    }
 }
 
 async fn send_async(control: &AsyncFd<OwnedFd>, msg: &ToInit, fds: &[RawFd]) -> io::Result<()> {
