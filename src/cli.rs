@@ -325,11 +325,7 @@ fn start_collector(
     config.probes.sandbox_parent = sandbox_parent;
     config.probes.ring_buffer_bytes = record.ring_buffer_size;
     config.probes.full_counting = record.count_all_syscalls;
-    for name in refusals {
-        if !config.probes.refusal_syscalls.contains(name) {
-            config.probes.refusal_syscalls.push(name.clone());
-        }
-    }
+    config.probes.refusal_syscalls = refusals.to_vec();
     config.counts_window = Duration::from_millis(record.counts_window_ms.max(10));
     Collector::start(config).map_err(|e| match e {
         CollectorError::Io { .. } => usage(anyhow!(e).context(format!("the data directory {} is not usable", record.data.display()))),
@@ -669,7 +665,9 @@ async fn watch(record: RecordOptions, cgroups: Vec<PathBuf>) -> Result<u8, Failu
     }
     let mut sigint = signal(SignalKind::interrupt()).map_err(runtime)?;
     let mut sigterm = signal(SignalKind::terminate()).map_err(runtime)?;
-    let collector = start_collector(&record, &[], None)?;
+    // What a default sandbox refuses is what a refusal looks like in any cgroup.
+    let filter = sandwatch_runner::seccomp::SyscallFilter::new(&[]).map_err(runtime)?;
+    let collector = start_collector(&record, filter.denied(), None)?;
     for t in &targets {
         collector.watch(t).map_err(usage)?;
     }

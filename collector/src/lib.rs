@@ -28,7 +28,7 @@ use std::{io, path::PathBuf};
 pub use batcher::BatchLimits;
 pub use parquet_sink::ParquetOptions;
 pub use pipeline::{Collector, CollectorConfig, DropTotals, Summary, WatchTarget, hostname};
-pub use probes::{DEFAULT_REFUSAL_SYSCALLS, MAX_WATCH_LEVEL, ProbeConfig, SandboxParent};
+pub use probes::{MAX_WATCH_LEVEL, ProbeConfig, SandboxParent};
 pub use sandbox_rows::{SandboxEventRecord, SandboxMetricsRecord, SandboxRecorder};
 
 #[derive(Debug, thiserror::Error)]

@@ -27,37 +27,6 @@ static PROBES_OBJECT: &[u8] =
 /// Deepest cgroup level the probes check ancestors at (see the kernel side's MAX_WATCH_LEVEL).
 pub const MAX_WATCH_LEVEL: u32 = 31;
 
-/// Syscalls that agent jobs have no business making and that no probe records otherwise: traced
-/// at exit only, for their `-EPERM` (a seccomp refusal). The runner's deny-list joins these.
-pub const DEFAULT_REFUSAL_SYSCALLS: &[&str] = &[
-    "reboot",
-    "swapon",
-    "swapoff",
-    "settimeofday",
-    "clock_settime",
-    "clock_adjtime",
-    "adjtimex",
-    "acct",
-    "quotactl",
-    "open_by_handle_at",
-    "iopl",
-    "ioperm",
-    "delete_module",
-    "sethostname",
-    "setdomainname",
-    "process_vm_readv",
-    "process_vm_writev",
-    "kcmp",
-    "fsopen",
-    "fsmount",
-    "move_mount",
-    "open_tree",
-    "io_uring_setup",
-    "lookup_dcookie",
-    "vhangup",
-    "syslog",
-];
-
 #[derive(Clone, Debug)]
 pub struct ProbeConfig {
     /// Size of the event ring buffer in bytes: a power of two, at least one page.
@@ -65,7 +34,9 @@ pub struct ProbeConfig {
     /// Count every syscall of watched cgroups (a raw `sys_enter` program, which every syscall on
     /// the host pays for), instead of only the syscalls the probes trace anyway.
     pub full_counting: bool,
-    /// Syscalls traced only for their refusals (`-EPERM`).
+    /// Syscalls whose `-EPERM` is a policy refusal (the runner's seccomp deny-list, which the
+    /// binary passes): marked `refused`, and traced at exit for it where no probe records them
+    /// otherwise. Empty: no refusal is marked.
     pub refusal_syscalls: Vec<String>,
     /// The cgroup that holds every sandbox's cgroup (the runner's `<cgroup2>/sandwatch`), where
     /// the port-policy programs attach. None: ports cannot be blocked (`watch` needs none).
@@ -84,10 +55,7 @@ impl Default for ProbeConfig {
         Self {
             ring_buffer_bytes: 16 << 20,
             full_counting: false,
-            refusal_syscalls: DEFAULT_REFUSAL_SYSCALLS
-                .iter()
-                .map(|s| s.to_string())
-                .collect(),
+            refusal_syscalls: Vec::new(),
             sandbox_parent: None,
         }
     }
