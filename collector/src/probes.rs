@@ -235,6 +235,21 @@ fn cgroup_below(dir: &Path, depth: u32, id: u64) -> bool {
     })
 }
 
+/// Program `name` of the object, as the program type `P` it must be.
+fn program<'a, P>(ebpf: &'a mut Ebpf, name: &str) -> Result<&'a mut P, CollectorError>
+where
+    &'a mut P: TryFrom<&'a mut aya::programs::Program, Error = ProgramError>,
+{
+    ebpf.program_mut(name)
+        .ok_or_else(|| CollectorError::Probe(format!("program {name} missing from the object")))?
+        .try_into()
+        .map_err(prog_err(name))
+}
+
+fn verifier_refused(name: &str) -> impl FnOnce(ProgramError) -> CollectorError + '_ {
+    move |e| CollectorError::Probe(format!("verifier refused {name}: {e:#}"))
+}
+
 fn prog_err(what: &str) -> impl FnOnce(ProgramError) -> CollectorError + '_ {
     move |e| CollectorError::Probe(format!("{what}: {e}"))
 }
@@ -317,26 +332,14 @@ impl ProbeSet {
             "signal_deliver",
         ];
         for name in names {
-            let prog: &mut TracePoint = ebpf
-                .program_mut(name)
-                .ok_or_else(|| {
-                    CollectorError::Probe(format!("program {name} missing from the object"))
-                })?
-                .try_into()
-                .map_err(prog_err(name))?;
-            prog.load()
-                .map_err(|e| CollectorError::Probe(format!("verifier refused {name}: {e:#}")))?;
+            program::<TracePoint>(&mut ebpf, name)?
+                .load()
+                .map_err(verifier_refused(name))?;
         }
         for name in PORT_POLICY_PROGRAMS {
-            let prog: &mut CgroupSockAddr = ebpf
-                .program_mut(name)
-                .ok_or_else(|| {
-                    CollectorError::Probe(format!("program {name} missing from the object"))
-                })?
-                .try_into()
-                .map_err(prog_err(name))?;
-            prog.load()
-                .map_err(|e| CollectorError::Probe(format!("verifier refused {name}: {e:#}")))?;
+            program::<CgroupSockAddr>(&mut ebpf, name)?
+                .load()
+                .map_err(verifier_refused(name))?;
         }
         let port_policy_at = attach_port_policy(&mut ebpf, config.sandbox_parent.as_ref());
         match &port_policy_at {
@@ -348,11 +351,7 @@ impl ProbeSet {
                           category: &str,
                           tp: &str|
          -> Result<bool, CollectorError> {
-            let p: &mut TracePoint = ebpf
-                .program_mut(prog)
-                .expect("loaded above")
-                .try_into()
-                .map_err(prog_err(prog))?;
+            let p = program::<TracePoint>(ebpf, prog)?;
             match p.attach(category, tp) {
                 Ok(id) => {
                     links.push(p.take_link(id).map_err(prog_err(prog))?);
@@ -436,12 +435,8 @@ impl ProbeSet {
             );
         }
         if config.full_counting {
-            let p: &mut RawTracePoint = ebpf
-                .program_mut("count_all_syscalls")
-                .ok_or_else(|| CollectorError::Probe("program count_all_syscalls missing".into()))?
-                .try_into()
-                .map_err(prog_err("count_all_syscalls"))?;
-            p.load().map_err(prog_err("count_all_syscalls"))?;
+            let p = program::<RawTracePoint>(&mut ebpf, "count_all_syscalls")?;
+            p.load().map_err(verifier_refused("count_all_syscalls"))?;
             p.attach("sys_enter")
                 .map_err(prog_err("attaching count_all_syscalls to sys_enter"))?;
             attached += 1;
