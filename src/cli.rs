@@ -413,6 +413,7 @@ async fn run(
         level: sandbox.cgroup().level,
         sandbox_id: sandbox_id.clone(),
     };
+    collector.note_process(sandbox.init_pid().unsigned_abs());
     collector.watch(&target).map_err(usage)?;
     // The policy's network.blocked_ports, refused in the kernel (EPERM) before the job starts.
     let ports = sandbox.policy().blocked_ports();

@@ -79,7 +79,7 @@ impl Decoder {
             clock: BootClock::now(),
             registry: registry.view(),
             flag_names: FastMap::default(),
-            procs: ProcessTable::default(),
+            procs: ProcessTable::new(registry),
             sockets: SocketTable::default(),
             refusals,
         }

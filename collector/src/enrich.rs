@@ -31,16 +31,30 @@ pub struct ProcInfo {
 #[derive(Default)]
 pub struct ProcessTable {
     map: FastMap<u32, ProcInfo>,
+    /// Where runners note the processes they started out of view.
+    registry: SandboxRegistry,
 }
 
 impl ProcessTable {
+    pub fn new(registry: SandboxRegistry) -> Self {
+        Self {
+            map: FastMap::default(),
+            registry,
+        }
+    }
+
+    /// What is known of `pid`; on first sight, what its runner noted of it, else /proc while
+    /// the process lives.
     pub fn get(&mut self, pid: u32) -> &ProcInfo {
         if self.map.len() > CACHE_CAP {
             self.map.clear();
         }
-        self.map.entry(pid).or_insert_with(|| ProcInfo {
-            ppid: proc_ppid(pid),
-            exe: proc_exe(pid).map(Arc::from),
+        let registry = &self.registry;
+        self.map.entry(pid).or_insert_with(|| {
+            registry.started(pid).unwrap_or_else(|| ProcInfo {
+                ppid: proc_ppid(pid),
+                exe: proc_exe(pid).map(Arc::from),
+            })
         })
     }
 
@@ -144,15 +158,37 @@ impl SocketTable {
     }
 }
 
-/// Watched cgroup id → sandbox id. Written by the handle that adds watches, read by the
-/// pipeline through a [`RegistryView`].
+/// Watched cgroup id → sandbox id, and the processes a runner started before it watched them.
+/// Written by the handle that adds watches, read by the pipeline through a [`RegistryView`].
 #[derive(Clone, Default)]
 pub struct SandboxRegistry {
     inner: Arc<RwLock<HashMap<u64, Arc<str>>>>,
+    /// A sandbox's init is cloned before its cgroup is watched and never executes: no fork or
+    /// exec record teaches who it is, and /proc may be gone by the time its first record is
+    /// decoded. The runner knows; it says so here.
+    started: Arc<RwLock<FastMap<u32, ProcInfo>>>,
     version: Arc<AtomicU64>,
 }
 
 impl SandboxRegistry {
+    /// Remembers who `pid` is now, from /proc, for records decoded after it is gone.
+    pub fn note_process(&self, pid: u32) {
+        let info = ProcInfo {
+            ppid: proc_ppid(pid),
+            exe: proc_exe(pid).map(Arc::from),
+        };
+        let mut started = self.started.write().expect("registry lock");
+        if started.len() > CACHE_CAP {
+            started.clear();
+        }
+        started.insert(pid, info);
+    }
+
+    /// What the runner said of `pid`, if anything.
+    pub fn started(&self, pid: u32) -> Option<ProcInfo> {
+        self.started.read().expect("registry lock").get(&pid).cloned()
+    }
+
     pub fn insert(&self, cgroup_id: u64, sandbox_id: &str) {
         self.inner
             .write()

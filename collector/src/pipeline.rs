@@ -171,6 +171,13 @@ impl Collector {
             .watch(target.cgroup_id, target.level)
     }
 
+    /// Snapshots who `pid` is (parent, executable) while it lives: for a process started before
+    /// its cgroup was watched that never forks or executes in view, such as a sandbox's init,
+    /// whose records may be decoded after it is gone.
+    pub fn note_process(&self, pid: u32) {
+        self.registry.note_process(pid);
+    }
+
     pub fn unwatch(&self, target: &WatchTarget) -> Result<(), CollectorError> {
         self.probes
             .lock()
