@@ -186,7 +186,11 @@ impl SandboxRegistry {
 
     /// What the runner said of `pid`, if anything.
     pub fn started(&self, pid: u32) -> Option<ProcInfo> {
-        self.started.read().expect("registry lock").get(&pid).cloned()
+        self.started
+            .read()
+            .expect("registry lock")
+            .get(&pid)
+            .cloned()
     }
 
     pub fn insert(&self, cgroup_id: u64, sandbox_id: &str) {

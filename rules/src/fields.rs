@@ -54,11 +54,19 @@
 //! | `container.id`, `sandbox.id` | P F N S | `sandbox_id` (never `host`: sandwatch watches sandboxes and named cgroups) |
 //! | `sandbox.profile` | P F N S, SB | `profile` of the sandbox's `created` row |
 //! | `sandbox.policy` | P F N S, SB | `policy_hash` of the sandbox's `created` row |
+//! | `evt.refused` | S | `refused` (the policy's seccomp deny-list refused the call); false elsewhere |
+//! | `user.name` | P F N S | the name /etc/passwd gives `uid` (a sandbox's ids are the host's minus 1000000000: the name the sandbox itself sees) |
+//! | `proc.duration` | Tree | ns since the process's first fork or exec row |
+//! | `fd.name_changed` | N | sendto/sendmsg rows naming a destination (the datagram's tuple is new) |
+//! | `fd.connected` | N | connect that succeeded (or is in progress), accept, sendto/sendmsg on a connected socket |
+//! | `container.privileged` | P F N S | false for the runner's sandboxes (never privileged); null for other watched cgroups |
+//! | `container.image.*`, `k8s.*` | — | always empty: sandboxes have no image and no cluster (Falco's value outside containers) |
+//! | `metrics.*` | SM | `sandbox_metrics` (rules with `source: sandbox_metrics`): `cpu_percent`, `memory_mb`, `memory_limit_mb`, `memory_percent` (used / limit × 100), `disk_mb`, `net_rx_bytes`, `net_tx_bytes`, `pids`, `fds` |
 //!
 //! Fields only in a rule's `output` are not needed to evaluate it: like Falco, output renders a
 //! field it has no value for as `<NA>`.
 
-use crate::ast::FieldRef;
+use crate::{ast::FieldRef, ruleset::EventSource};
 
 /// Which of a field's forms are valid: Falco rejects `proc.aname[x]`-style arguments on fields
 /// that take none.
@@ -143,11 +151,42 @@ const PROVIDED: &[(&str, Arg)] = &[
     ("sandbox.id", Arg::None),
     ("sandbox.profile", Arg::None),
     ("sandbox.policy", Arg::None),
+    ("evt.refused", Arg::None),
+    ("user.name", Arg::None),
+    ("proc.duration", Arg::None),
+    ("fd.connected", Arg::None),
+    ("fd.name_changed", Arg::None),
+    ("container.privileged", Arg::None),
+];
+
+/// Fields of Falco's that describe things sandwatch's sandboxes do not have: always empty here,
+/// as they are in Falco for a process outside any container or cluster. A comparison on them is
+/// false (and its negation true), so rules using them evaluate, as Falco's do on a plain host.
+const ALWAYS_EMPTY: &[&str] = &["container.image", "k8s."];
+
+/// Metric sample fields (rules with `source: sandbox_metrics`, on the `sandbox_metrics` table).
+const METRICS: &[&str] = &[
+    "metrics.cpu_percent",
+    "metrics.memory_mb",
+    "metrics.memory_limit_mb",
+    "metrics.memory_percent",
+    "metrics.disk_mb",
+    "metrics.net_rx_bytes",
+    "metrics.net_tx_bytes",
+    "metrics.pids",
+    "metrics.fds",
+];
+
+/// Fields a metric rule may also use besides [`METRICS`]: which sandbox.
+const METRICS_IDENTITY: &[&str] = &[
+    "container.id",
+    "sandbox.id",
+    "sandbox.profile",
+    "sandbox.policy",
 ];
 
 /// Why whole families of Falco fields have no data in sandwatch, by name prefix.
 const MISSING_FAMILIES: &[(&str, &str)] = &[
-    ("container.image", "sandwatch has no container images"),
     (
         "container.mount",
         "sandwatch records no container mount table",
@@ -157,7 +196,6 @@ const MISSING_FAMILIES: &[(&str, &str)] = &[
         "sandwatch has no privileged containers' flag (sandboxes are never privileged, but other watched cgroups may be)",
     ),
     ("container.", "sandwatch has no container runtime metadata"),
-    ("k8s.", "sandwatch has no Kubernetes metadata"),
     ("user.loginuid", "the probes do not record the login uid"),
     ("user.", "the tables hold numeric uids only, not user names"),
     (
@@ -196,10 +234,6 @@ const MISSING_FAMILIES: &[(&str, &str)] = &[
         "the tables do not record a socket's connection state",
     ),
     (
-        "fd.name_changed",
-        "the tables do not record a socket's connection state",
-    ),
-    (
         "fd.sip.name",
         "the tables hold addresses, not the DNS names they resolved from",
     ),
@@ -218,9 +252,35 @@ const MISSING_FAMILIES: &[(&str, &str)] = &[
     ("fd.", "the tables have no such file descriptor property"),
 ];
 
-/// Whether sandwatch can provide `field`; `Err` holds the reason, naming the field.
+/// Whether a rule of `source` can use `field`; `Err` holds the reason, naming the field.
+pub fn availability_in(field: &FieldRef, source: EventSource) -> Result<(), String> {
+    let name = field.name.as_str();
+    match source {
+        EventSource::SandboxMetrics => {
+            if METRICS.contains(&name) || METRICS_IDENTITY.contains(&name) {
+                Ok(())
+            } else {
+                Err(format!(
+                    "field {field}: a sandbox_metrics rule reads metrics.* and sandbox identity fields only"
+                ))
+            }
+        }
+        EventSource::Syscall => availability(field),
+    }
+}
+
+/// Whether sandwatch can provide `field` for syscall-source rules; `Err` holds the reason,
+/// naming the field.
 pub fn availability(field: &FieldRef) -> Result<(), String> {
     let name = field.name.as_str();
+    if ALWAYS_EMPTY.iter().any(|p| name.starts_with(p)) {
+        return Ok(());
+    }
+    if METRICS.contains(&name) {
+        return Err(format!(
+            "field {field}: metrics fields need `source: sandbox_metrics`"
+        ));
+    }
     if let Some(&(_, arg)) = PROVIDED.iter().find(|(n, _)| *n == name) {
         return match (arg, &field.index) {
             (_, None) => Ok(()),

@@ -23,7 +23,7 @@ use serde_yaml_ng::{Mapping, Value};
 use thiserror::Error;
 
 use crate::ast::{CmpOp, Expr, FieldRef, SetOp};
-use crate::fields::availability;
+use crate::fields::{availability, availability_in};
 use crate::parse::{parse_condition, parse_field};
 
 /// A rules file that could not be read or an item in it that does not load.
@@ -82,6 +82,25 @@ pub enum Action {
     Freeze,
 }
 
+/// Which stream a rule watches: Falco's `source:` key. sandwatch records syscalls (Falco's
+/// `syscall` source, the default) and per-sandbox metric samples (`sandbox_metrics`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EventSource {
+    Syscall,
+    SandboxMetrics,
+}
+
+/// A sandwatch extension: the rule fires when its condition matched more than `count` times
+/// (or on more than `count` distinct values of `distinct`) within `window`, per value of `by`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Threshold {
+    pub count: u64,
+    pub window: std::time::Duration,
+    /// Fields whose values form the key; default `container.id` (per sandbox).
+    pub by: Vec<FieldRef>,
+    pub distinct: Option<FieldRef>,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Status {
     Evaluable,
@@ -112,6 +131,8 @@ pub struct Rule {
     pub actions: Vec<Action>,
     pub status: Status,
     pub source: Source,
+    pub event_source: EventSource,
+    pub threshold: Option<Threshold>,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -210,6 +231,9 @@ struct RuleDef {
     enabled: bool,
     actions: Vec<Action>,
     exceptions: Vec<ExceptionDef>,
+    /// Falco's `source:` as written (`syscall` when absent).
+    event_source: String,
+    threshold: Option<Threshold>,
     file: usize,
     line: usize,
 }
@@ -394,10 +418,11 @@ const RULE_KEYS: &[&str] = &[
     "enabled",
     "exceptions",
     "actions",
+    "threshold",
+    "source",
     "append",
     "override",
     // Falco keys with no meaning for sandwatch, accepted so that Falco's files load.
-    "source",
     "warn_evttypes",
     "skip-if-unknown-filter",
     "capture",
@@ -690,6 +715,88 @@ impl Loader {
             .transpose()
     }
 
+    /// `threshold: { count: N, window: DURATION, by: [FIELD...], distinct: FIELD }`.
+    fn threshold(item: &Item<'_>) -> Result<Option<Threshold>, ItemError> {
+        let key = Some("threshold");
+        let m = match item.get("threshold") {
+            None | Some(Value::Null) => return Ok(None),
+            Some(Value::Mapping(m)) => m,
+            Some(_) => {
+                return Err(item.err(
+                    key,
+                    "threshold must be a mapping: { count: N, window: 1m, by: [container.id], distinct: FIELD }",
+                ));
+            }
+        };
+        let (mut count, mut window, mut by, mut distinct) = (None, None, Vec::new(), None);
+        for (k, v) in m {
+            let field = |v: &Value| -> Result<FieldRef, ItemError> {
+                let text = v
+                    .as_str()
+                    .ok_or_else(|| item.err(key, "threshold fields are field names"))?;
+                let f = parse_field(text).map_err(|e| {
+                    item.err(key, format!("threshold field {text:?}: {}", e.message))
+                })?;
+                availability(&f).map_err(|why| item.err(key, format!("threshold: {why}")))?;
+                Ok(f)
+            };
+            match k.as_str() {
+                Some("count") => {
+                    count = Some(v.as_u64().filter(|c| *c > 0).ok_or_else(|| {
+                        item.err(key, "threshold.count must be a whole number above 0")
+                    })?)
+                }
+                Some("window") => {
+                    let text = match v {
+                        Value::String(s) => s.clone(),
+                        Value::Number(n) => format!("{n}s"),
+                        _ => String::new(),
+                    };
+                    let d = humantime::parse_duration(&text).map_err(|e| {
+                        item.err(
+                            key,
+                            format!("threshold.window {text:?}: {e} (e.g. 60s, 1m, 500ms)"),
+                        )
+                    })?;
+                    if d.is_zero() {
+                        return Err(item.err(key, "threshold.window must be above 0"));
+                    }
+                    window = Some(d);
+                }
+                Some("by") => {
+                    by = match v {
+                        Value::Sequence(s) => s.iter().map(field).collect::<Result<_, _>>()?,
+                        one => vec![field(one)?],
+                    }
+                }
+                Some("distinct") => distinct = Some(field(v)?),
+                _ => {
+                    return Err(item.err(
+                        key,
+                        format!(
+                            "unknown key {:?} in threshold (count, window, by, distinct)",
+                            k.as_str().unwrap_or("?")
+                        ),
+                    ));
+                }
+            }
+        }
+        let count = count.ok_or_else(|| item.err(key, "threshold needs count"))?;
+        let window = window.ok_or_else(|| item.err(key, "threshold needs window"))?;
+        if by.is_empty() {
+            by.push(FieldRef {
+                name: "container.id".into(),
+                index: None,
+            });
+        }
+        Ok(Some(Threshold {
+            count,
+            window,
+            by,
+            distinct,
+        }))
+    }
+
     fn add_rule(&mut self, item: &Item<'_>, name: String) -> Result<(), ItemError> {
         Self::check_keys(item, RULE_KEYS, "rule")?;
         let condition = item
@@ -767,6 +874,8 @@ impl Loader {
             enabled: item.bool("enabled")?.unwrap_or(true),
             actions: Self::actions(item)?,
             exceptions: Self::exceptions(item)?,
+            event_source: item.string("source")?.unwrap_or_else(|| "syscall".into()),
+            threshold: Self::threshold(item)?,
             file: item.file,
             line: item.start + 1,
             name,
@@ -829,6 +938,16 @@ impl Loader {
     }
 }
 
+fn unquote(item: &str) -> String {
+    let t = item.trim();
+    for q in ['"', '\''] {
+        if t.len() >= 2 && t.starts_with(q) && t.ends_with(q) {
+            return t[1..t.len() - 1].to_owned();
+        }
+    }
+    item.to_owned()
+}
+
 fn join(target: &mut Option<String>, new: Option<String>, append: bool) {
     match (target.as_mut(), new) {
         (Some(t), Some(n)) if append => {
@@ -885,13 +1004,26 @@ impl Compiler<'_> {
         if let Some(x) = excepted {
             expr = Expr::And(Box::new(expr), Box::new(Expr::Not(Box::new(x))));
         }
-        let status = match expr
-            .fields()
-            .into_iter()
-            .find_map(|f| availability(f).err())
-        {
-            None => Status::Evaluable,
-            Some(reason) => Status::Disabled { reason },
+        let event_source = match def.event_source.as_str() {
+            "syscall" => Some(EventSource::Syscall),
+            "sandbox_metrics" => Some(EventSource::SandboxMetrics),
+            _ => None,
+        };
+        let status = match event_source {
+            None => Status::Disabled {
+                reason: format!(
+                    "source {:?}: sandwatch records syscalls and sandbox_metrics only",
+                    def.event_source
+                ),
+            },
+            Some(src) => match expr
+                .fields()
+                .into_iter()
+                .find_map(|f| availability_in(f, src).err())
+            {
+                None => Status::Evaluable,
+                Some(reason) => Status::Disabled { reason },
+            },
         };
         Ok(Rule {
             name: def.name.clone(),
@@ -907,6 +1039,8 @@ impl Compiler<'_> {
                 file: l.files[def.file].clone(),
                 line: def.line,
             },
+            event_source: event_source.unwrap_or(EventSource::Syscall),
+            threshold: def.threshold.clone(),
         })
     }
 
@@ -983,7 +1117,9 @@ impl Compiler<'_> {
                     return Err(format!("list {v:?} contains itself"));
                 }
                 for item in &list.items {
-                    self.push_value(item.clone(), out, seen)?;
+                    // Falco pastes list items into the condition's text, so an item written
+                    // with quotes ('"10.0.0.0/8"') is a quoted value there.
+                    self.push_value(unquote(item), out, seen)?;
                 }
                 seen.remove(&v);
             }

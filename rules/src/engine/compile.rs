@@ -1,0 +1,591 @@
+//! [`RuleCompiler`]: a rule's expanded condition into a predicate over a batch's columns. Values
+//! are parsed once here (numbers, CIDR ranges, globs, regexes, value sets), so that evaluation
+//! is a loop per leaf over the rows still selected, never a walk of the AST per event.
+
+use std::net::IpAddr;
+
+use arrow_array::{
+    Array,
+    cast::AsArray,
+    types::{Float64Type, Int64Type},
+};
+use memchr::memmem;
+use regex::Regex;
+use thiserror::Error;
+
+use crate::ast::{CmpOp, Expr, FieldRef, SetOp};
+use crate::engine::columns::{Col, Kind, kind};
+use crate::engine::{FastSet, Selection};
+
+#[derive(Debug, Error)]
+#[error("rule {rule:?}: {message}")]
+pub struct CompileError {
+    pub rule: String,
+    pub message: String,
+}
+
+/// One field a compiled rule reads: its slot in the engine's per-batch column cache.
+#[derive(Debug, Clone)]
+pub struct FieldSlot {
+    pub field: FieldRef,
+    pub key: String,
+}
+
+#[derive(Debug)]
+pub enum Pred {
+    Const(bool),
+    And(Vec<Pred>),
+    Or(Vec<Pred>),
+    Not(Box<Pred>),
+    Leaf { slot: usize, test: Test },
+}
+
+#[derive(Debug)]
+pub enum Test {
+    Exists,
+    Str(StrTest),
+    Int(NumOp, i64),
+    IntIn(FastSet<i64>),
+    Float(NumOp, f64),
+    Bool(bool),
+    /// The address is in one of the ranges.
+    Cidr(Vec<(IpAddr, u8)>),
+}
+
+#[derive(Debug, Clone, Copy)]
+pub enum NumOp {
+    Eq,
+    Ne,
+    Lt,
+    Le,
+    Gt,
+    Ge,
+}
+
+impl NumOp {
+    fn holds<T: PartialOrd>(self, a: T, b: T) -> bool {
+        match self {
+            NumOp::Eq => a == b,
+            NumOp::Ne => a != b,
+            NumOp::Lt => a < b,
+            NumOp::Le => a <= b,
+            NumOp::Gt => a > b,
+            NumOp::Ge => a >= b,
+        }
+    }
+}
+
+#[derive(Debug)]
+pub enum StrTest {
+    Cmp(NumOp, String),
+    Contains(Box<memmem::Finder<'static>>),
+    /// Needle already lower-case (ASCII, as Falco's icontains).
+    IContains(String),
+    StartsWith(String),
+    EndsWith(String),
+    Glob(Glob),
+    Regex(Box<Regex>),
+    In(StrSet),
+    Pmatch(Vec<String>),
+}
+
+/// Small sets are scanned (faster than hashing a short string); large ones are hashed.
+#[derive(Debug)]
+pub enum StrSet {
+    Small(Vec<String>),
+    Large(FastSet<String>),
+}
+
+impl StrSet {
+    fn new(values: Vec<String>) -> Self {
+        if values.len() <= 8 {
+            StrSet::Small(values)
+        } else {
+            StrSet::Large(values.into_iter().collect())
+        }
+    }
+
+    fn contains(&self, v: &str) -> bool {
+        match self {
+            StrSet::Small(vs) => vs.iter().any(|x| x == v),
+            StrSet::Large(s) => s.contains(v),
+        }
+    }
+}
+
+impl StrTest {
+    fn holds(&self, v: &str) -> bool {
+        match self {
+            StrTest::Cmp(op, x) => op.holds(v, x.as_str()),
+            StrTest::Contains(f) => f.find(v.as_bytes()).is_some(),
+            StrTest::IContains(n) => v.to_ascii_lowercase().contains(n.as_str()),
+            StrTest::StartsWith(p) => v.starts_with(p.as_str()),
+            StrTest::EndsWith(p) => v.ends_with(p.as_str()),
+            StrTest::Glob(g) => g.matches(v),
+            StrTest::Regex(r) => r.is_match(v),
+            StrTest::In(set) => set.contains(v),
+            StrTest::Pmatch(prefixes) => prefixes.iter().any(|p| {
+                v == p
+                    || (v.starts_with(p.as_str())
+                        && (p.ends_with('/') || v.as_bytes().get(p.len()) == Some(&b'/')))
+            }),
+        }
+    }
+}
+
+/// Falco's `glob`: `*` any run of characters (slashes included), `?` one character, `[...]` a
+/// class (`[!...]` negated, ranges `a-z`).
+#[derive(Debug)]
+pub struct Glob {
+    pattern: Vec<char>,
+    fold: bool,
+}
+
+impl Glob {
+    fn new(pattern: &str, fold: bool) -> Self {
+        let p = if fold {
+            pattern.to_lowercase()
+        } else {
+            pattern.to_owned()
+        };
+        Glob {
+            pattern: p.chars().collect(),
+            fold,
+        }
+    }
+
+    pub fn matches(&self, text: &str) -> bool {
+        let t: Vec<char> = if self.fold {
+            text.to_lowercase().chars().collect()
+        } else {
+            text.chars().collect()
+        };
+        let p = &self.pattern;
+        // Iterative matcher with one backtrack point for the last `*`.
+        let (mut pi, mut ti) = (0, 0);
+        let mut star: Option<(usize, usize)> = None;
+        while ti < t.len() {
+            if pi < p.len() {
+                match p[pi] {
+                    '*' => {
+                        star = Some((pi, ti));
+                        pi += 1;
+                        continue;
+                    }
+                    '?' => {
+                        pi += 1;
+                        ti += 1;
+                        continue;
+                    }
+                    '[' => {
+                        if let Some((ok, next)) = class(p, pi, t[ti])
+                            && ok
+                        {
+                            pi = next;
+                            ti += 1;
+                            continue;
+                        }
+                    }
+                    c if c == t[ti] => {
+                        pi += 1;
+                        ti += 1;
+                        continue;
+                    }
+                    _ => {}
+                }
+            }
+            match star {
+                Some((sp, st)) => {
+                    pi = sp + 1;
+                    ti = st + 1;
+                    star = Some((sp, st + 1));
+                }
+                None => return false,
+            }
+        }
+        p[pi..].iter().all(|c| *c == '*')
+    }
+}
+
+/// `[...]` at `p[start]` against `c`: whether it matches and where the pattern goes on.
+fn class(p: &[char], start: usize, c: char) -> Option<(bool, usize)> {
+    let mut i = start + 1;
+    let negate = matches!(p.get(i), Some('!' | '^'));
+    if negate {
+        i += 1;
+    }
+    let mut hit = false;
+    let mut first = true;
+    while i < p.len() && (first || p[i] != ']') {
+        first = false;
+        if i + 2 < p.len() && p[i + 1] == '-' && p[i + 2] != ']' {
+            hit |= (p[i]..=p[i + 2]).contains(&c);
+            i += 3;
+        } else {
+            hit |= p[i] == c;
+            i += 1;
+        }
+    }
+    (i < p.len()).then_some((hit != negate, i + 1))
+}
+
+/// Which event types a condition can match: `None` when it does not say (any type).
+pub fn event_types(e: &Expr) -> Option<FastSet<String>> {
+    match e {
+        Expr::Compare {
+            field,
+            op: CmpOp::Eq,
+            value,
+        } if field.name == "evt.type" => Some(std::iter::once(value.clone()).collect()),
+        Expr::In {
+            field,
+            op: SetOp::In,
+            values,
+        } if field.name == "evt.type" => Some(values.iter().cloned().collect()),
+        Expr::And(a, b) => match (event_types(a), event_types(b)) {
+            (Some(x), Some(y)) => Some(x.intersection(&y).cloned().collect()),
+            (x, None) => x,
+            (None, y) => y,
+        },
+        Expr::Or(a, b) => {
+            let (x, y) = (event_types(a)?, event_types(b)?);
+            Some(x.union(&y).cloned().collect())
+        }
+        _ => None,
+    }
+}
+
+/// Turns conditions into predicates, sharing one column slot per distinct field across rules.
+#[derive(Default)]
+pub struct RuleCompiler {
+    pub slots: Vec<FieldSlot>,
+}
+
+impl RuleCompiler {
+    pub fn slot(&mut self, field: &FieldRef) -> usize {
+        let key = field.to_string();
+        if let Some(i) = self.slots.iter().position(|s| s.key == key) {
+            return i;
+        }
+        self.slots.push(FieldSlot {
+            field: field.clone(),
+            key,
+        });
+        self.slots.len() - 1
+    }
+
+    pub fn compile(&mut self, rule: &str, e: &Expr) -> Result<Pred, CompileError> {
+        let err = |message: String| CompileError {
+            rule: rule.to_owned(),
+            message,
+        };
+        Ok(match e {
+            Expr::And(a, b) => {
+                let mut parts = Vec::new();
+                for x in [a, b] {
+                    match self.compile(rule, x)? {
+                        Pred::And(v) => parts.extend(v),
+                        p => parts.push(p),
+                    }
+                }
+                Pred::And(parts)
+            }
+            Expr::Or(a, b) => {
+                let mut parts = Vec::new();
+                for x in [a, b] {
+                    match self.compile(rule, x)? {
+                        Pred::Or(v) => parts.extend(v),
+                        p => parts.push(p),
+                    }
+                }
+                Pred::Or(parts)
+            }
+            Expr::Not(x) => Pred::Not(Box::new(self.compile(rule, x)?)),
+            Expr::Exists(f) => Pred::Leaf {
+                slot: self.slot(f),
+                test: Test::Exists,
+            },
+            Expr::Compare { field, op, value } => {
+                let slot = self.slot(field);
+                let test = compare_test(field, *op, value).map_err(err)?;
+                Pred::Leaf { slot, test }
+            }
+            Expr::In { field, op, values } => {
+                let slot = self.slot(field);
+                let test = set_test(field, *op, values).map_err(err)?;
+                Pred::Leaf { slot, test }
+            }
+            Expr::MacroRef { name, .. } => {
+                return Err(err(format!("macro {name:?} was not expanded")));
+            }
+        })
+    }
+}
+
+fn num_op(op: CmpOp) -> Option<NumOp> {
+    Some(match op {
+        CmpOp::Eq => NumOp::Eq,
+        CmpOp::Ne => NumOp::Ne,
+        CmpOp::Lt => NumOp::Lt,
+        CmpOp::Le => NumOp::Le,
+        CmpOp::Gt => NumOp::Gt,
+        CmpOp::Ge => NumOp::Ge,
+        _ => return None,
+    })
+}
+
+fn parse_int(field: &FieldRef, v: &str) -> Result<i64, String> {
+    let t = v.trim();
+    let parsed = if let Some(h) = t.strip_prefix("0x") {
+        i64::from_str_radix(h, 16).ok()
+    } else if let Some(o) = t.strip_prefix("0o") {
+        i64::from_str_radix(o, 8).ok()
+    } else if field.name == "evt.arg.mode" && t.len() > 1 && t.starts_with('0') {
+        i64::from_str_radix(t, 8).ok()
+    } else {
+        t.parse().ok()
+    };
+    parsed.ok_or_else(|| format!("{field}: {v:?} is not a number"))
+}
+
+fn parse_cidr(field: &FieldRef, v: &str) -> Result<(IpAddr, u8), String> {
+    let (addr, bits) = match v.split_once('/') {
+        Some((a, b)) => (a, Some(b)),
+        None => (v, None),
+    };
+    let ip: IpAddr = addr
+        .trim()
+        .parse()
+        .map_err(|_| format!("{field}: {v:?} is not an address or CIDR range"))?;
+    let max = if ip.is_ipv4() { 32 } else { 128 };
+    let bits = match bits {
+        Some(b) => b
+            .trim()
+            .parse::<u8>()
+            .ok()
+            .filter(|b| *b <= max)
+            .ok_or_else(|| format!("{field}: {v:?} has a bad prefix length"))?,
+        None => max,
+    };
+    Ok((ip, bits))
+}
+
+fn in_cidr(ip: IpAddr, (net, bits): (IpAddr, u8)) -> bool {
+    match (ip, net) {
+        (IpAddr::V4(a), IpAddr::V4(n)) => {
+            let mask = if bits == 0 {
+                0
+            } else {
+                u32::MAX << (32 - bits)
+            };
+            u32::from(a) & mask == u32::from(n) & mask
+        }
+        (IpAddr::V6(a), IpAddr::V6(n)) => {
+            let mask = if bits == 0 {
+                0
+            } else {
+                u128::MAX << (128 - bits)
+            };
+            u128::from(a) & mask == u128::from(n) & mask
+        }
+        (IpAddr::V6(a), IpAddr::V4(_)) => a
+            .to_ipv4_mapped()
+            .is_some_and(|a| in_cidr(IpAddr::V4(a), (net, bits))),
+        _ => false,
+    }
+}
+
+fn parse_bool(field: &FieldRef, v: &str) -> Result<bool, String> {
+    match v.to_ascii_lowercase().as_str() {
+        "true" => Ok(true),
+        "false" => Ok(false),
+        _ => Err(format!("{field}: {v:?} is not true or false")),
+    }
+}
+
+fn compare_test(field: &FieldRef, op: CmpOp, value: &str) -> Result<Test, String> {
+    let k = kind(field);
+    match (k, num_op(op)) {
+        (Kind::Int, Some(n)) => return Ok(Test::Int(n, parse_int(field, value)?)),
+        (Kind::Float, Some(n)) => {
+            let f = value
+                .trim()
+                .parse::<f64>()
+                .map_err(|_| format!("{field}: {value:?} is not a number"))?;
+            return Ok(Test::Float(n, f));
+        }
+        (Kind::Bool, Some(NumOp::Eq)) => return Ok(Test::Bool(parse_bool(field, value)?)),
+        (Kind::Bool, Some(NumOp::Ne)) => return Ok(Test::Bool(!parse_bool(field, value)?)),
+        (Kind::Net, Some(NumOp::Eq)) => return Ok(Test::Cidr(vec![parse_cidr(field, value)?])),
+        (Kind::Int | Kind::Float | Kind::Bool, _) if matches!(op, CmpOp::Regex) => {
+            return Err(format!("{field}: regex applies to text fields"));
+        }
+        _ => {}
+    }
+    Ok(Test::Str(match op {
+        CmpOp::Eq | CmpOp::Ne | CmpOp::Lt | CmpOp::Le | CmpOp::Gt | CmpOp::Ge => {
+            StrTest::Cmp(num_op(op).expect("comparison"), value.to_owned())
+        }
+        CmpOp::Contains | CmpOp::BContains => {
+            StrTest::Contains(Box::new(memmem::Finder::new(value.as_bytes()).into_owned()))
+        }
+        CmpOp::IContains => StrTest::IContains(value.to_ascii_lowercase()),
+        CmpOp::StartsWith | CmpOp::BStartsWith => StrTest::StartsWith(value.to_owned()),
+        CmpOp::EndsWith => StrTest::EndsWith(value.to_owned()),
+        CmpOp::Glob => StrTest::Glob(Glob::new(value, false)),
+        CmpOp::IGlob => StrTest::Glob(Glob::new(value, true)),
+        CmpOp::Regex => StrTest::Regex(Box::new(
+            Regex::new(value).map_err(|e| format!("{field}: bad regex {value:?}: {e}"))?,
+        )),
+    }))
+}
+
+fn set_test(field: &FieldRef, op: SetOp, values: &[String]) -> Result<Test, String> {
+    match (kind(field), op) {
+        (Kind::Int, SetOp::In | SetOp::Intersects) => Ok(Test::IntIn(
+            values
+                .iter()
+                .map(|v| parse_int(field, v))
+                .collect::<Result<_, _>>()?,
+        )),
+        (Kind::Net, SetOp::In | SetOp::Intersects) => Ok(Test::Cidr(
+            values
+                .iter()
+                .map(|v| parse_cidr(field, v))
+                .collect::<Result<_, _>>()?,
+        )),
+        (Kind::Bool | Kind::Float, _) => Err(format!(
+            "{field}: {} applies to text and number fields",
+            op.as_str()
+        )),
+        (_, SetOp::Pmatch) => Ok(Test::Str(StrTest::Pmatch(values.to_vec()))),
+        (_, SetOp::In | SetOp::Intersects) => {
+            Ok(Test::Str(StrTest::In(StrSet::new(values.to_vec()))))
+        }
+    }
+}
+
+/// The rows of `sel` for which the test holds on `col` (null: never).
+pub fn filter(col: &Col, test: &Test, sel: &Selection) -> Selection {
+    let keep = |f: &dyn Fn(usize) -> bool| -> Selection {
+        sel.iter().copied().filter(|&i| f(i as usize)).collect()
+    };
+    match (col, test) {
+        (Col::Null, _) => Vec::new(),
+        (Col::Multi(v), Test::Exists) => keep(&|i| !v[i].is_empty()),
+        (Col::Multi(v), Test::Str(t)) => keep(&|i| v[i].iter().any(|x| t.holds(x))),
+        (Col::Multi(v), Test::Int(op, n)) => keep(&|i| {
+            v[i].iter()
+                .any(|x| x.parse::<i64>().is_ok_and(|x| op.holds(x, *n)))
+        }),
+        (Col::Multi(v), Test::IntIn(set)) => keep(&|i| {
+            v[i].iter()
+                .any(|x| x.parse::<i64>().is_ok_and(|x| set.contains(&x)))
+        }),
+        (Col::Multi(v), Test::Cidr(nets)) => keep(&|i| {
+            v[i].iter().any(|x| {
+                x.parse::<IpAddr>()
+                    .is_ok_and(|ip| nets.iter().any(|n| in_cidr(ip, *n)))
+            })
+        }),
+        (Col::Multi(_), _) => Vec::new(),
+        (c, Test::Exists) => {
+            let a = match c {
+                Col::Str(a) | Col::Int(a) | Col::Float(a) | Col::Bool(a) => a,
+                _ => unreachable!("handled above"),
+            };
+            keep(&|i| a.is_valid(i))
+        }
+        (Col::Str(a), Test::Str(t)) => {
+            let a = a.as_string::<i32>();
+            if a.null_count() == 0 {
+                keep(&|i| t.holds(a.value(i)))
+            } else {
+                keep(&|i| a.is_valid(i) && t.holds(a.value(i)))
+            }
+        }
+        (Col::Str(a), Test::Cidr(nets)) => {
+            let a = a.as_string::<i32>();
+            keep(&|i| {
+                a.is_valid(i)
+                    && a.value(i)
+                        .parse::<IpAddr>()
+                        .is_ok_and(|ip| nets.iter().any(|n| in_cidr(ip, *n)))
+            })
+        }
+        (Col::Str(a), Test::Int(op, n)) => {
+            let a = a.as_string::<i32>();
+            keep(&|i| a.is_valid(i) && a.value(i).parse::<i64>().is_ok_and(|x| op.holds(x, *n)))
+        }
+        (Col::Int(a), Test::Int(op, n)) => {
+            let a = a.as_primitive::<Int64Type>();
+            keep(&|i| a.is_valid(i) && op.holds(a.value(i), *n))
+        }
+        (Col::Int(a), Test::IntIn(set)) => {
+            let a = a.as_primitive::<Int64Type>();
+            keep(&|i| a.is_valid(i) && set.contains(&a.value(i)))
+        }
+        (Col::Int(a), Test::Str(t)) => {
+            let a = a.as_primitive::<Int64Type>();
+            keep(&|i| a.is_valid(i) && t.holds(&a.value(i).to_string()))
+        }
+        (Col::Float(a), Test::Float(op, x)) => {
+            let a = a.as_primitive::<Float64Type>();
+            keep(&|i| a.is_valid(i) && op.holds(a.value(i), *x))
+        }
+        (Col::Float(a), Test::Int(op, x)) => {
+            let a = a.as_primitive::<Float64Type>();
+            keep(&|i| a.is_valid(i) && op.holds(a.value(i), *x as f64))
+        }
+        (Col::Bool(a), Test::Bool(b)) => {
+            let a = a.as_boolean();
+            keep(&|i| a.is_valid(i) && a.value(i) == *b)
+        }
+        (Col::Bool(a), Test::Str(t)) => {
+            let a = a.as_boolean();
+            keep(&|i| a.is_valid(i) && t.holds(if a.value(i) { "true" } else { "false" }))
+        }
+        _ => Vec::new(),
+    }
+}
+
+/// `a` minus `b`, both ascending.
+pub fn minus(a: &Selection, b: &Selection) -> Selection {
+    let mut out = Vec::with_capacity(a.len().saturating_sub(b.len()));
+    let mut j = 0;
+    for &x in a {
+        while j < b.len() && b[j] < x {
+            j += 1;
+        }
+        if j >= b.len() || b[j] != x {
+            out.push(x);
+        }
+    }
+    out
+}
+
+/// The union of two ascending selections.
+pub fn union(a: &Selection, b: &Selection) -> Selection {
+    let mut out = Vec::with_capacity(a.len() + b.len());
+    let (mut i, mut j) = (0, 0);
+    while i < a.len() && j < b.len() {
+        match a[i].cmp(&b[j]) {
+            std::cmp::Ordering::Less => {
+                out.push(a[i]);
+                i += 1;
+            }
+            std::cmp::Ordering::Greater => {
+                out.push(b[j]);
+                j += 1;
+            }
+            std::cmp::Ordering::Equal => {
+                out.push(a[i]);
+                i += 1;
+                j += 1;
+            }
+        }
+    }
+    out.extend_from_slice(&a[i..]);
+    out.extend_from_slice(&b[j..]);
+    out
+}

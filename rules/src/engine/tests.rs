@@ -1,0 +1,249 @@
+//! The engine on hand-built batches of the real table schemas.
+
+use std::path::Path;
+
+use sandwatch_schema::{
+    Common, FileEvent, FileEventsBuilder, NetworkEvent, NetworkEventsBuilder, ProcessEvent,
+    ProcessEventsBuilder, SandboxMetricsBuilder, SandboxMetricsRow, Table,
+};
+
+use super::*;
+use crate::ruleset::Loader;
+
+const SECOND: i64 = 1_000_000_000;
+
+fn rules(yaml: &str) -> RuleSet {
+    let mut l = Loader::default();
+    l.add_source(Path::new("test.yaml"), yaml);
+    let (set, errors) = l.finish();
+    assert!(errors.is_empty(), "{errors:?}");
+    set
+}
+
+fn common<'a>(pid: u32, ppid: u32, comm: &'a str, event: &'a str, ret: i64) -> Common<'a> {
+    Common {
+        time_ns: 1_700_000_000 * SECOND + i64::from(pid),
+        host: "h",
+        sandbox_id: Some("sb-1"),
+        cgroup_id: 7,
+        pid,
+        tid: pid,
+        ppid: Some(ppid),
+        uid: 1_000_000_000,
+        gid: 1_000_000_000,
+        comm,
+        exe: None,
+        event,
+        syscall: Some(event),
+        ret: Some(ret),
+    }
+}
+
+fn exec<'a>(pid: u32, ppid: u32, comm: &'a str, exe: &'a str, argv: &'a [u8]) -> ProcessEvent<'a> {
+    let mut c = common(pid, ppid, comm, "execve", 0);
+    c.exe = Some(exe);
+    ProcessEvent {
+        common: c,
+        filename: Some(exe),
+        argv: Some(argv),
+        ..ProcessEvent::default()
+    }
+}
+
+fn names(engine: &Engine, matches: &[Match]) -> Vec<String> {
+    matches
+        .iter()
+        .map(|m| engine.rule(m.rule).name.clone())
+        .collect()
+}
+
+#[test]
+fn default_and_falco_rules_compile() {
+    let (set, errors) = RuleSet::builtin();
+    assert!(errors.is_empty(), "{errors:?}");
+    let engine = Engine::new(&set).expect("the default rules compile");
+    assert_eq!(
+        engine.len(),
+        set.rules
+            .iter()
+            .filter(|r| r.enabled && r.status == Status::Evaluable)
+            .count()
+    );
+    if let Some(dir) = crate::tests::falco_dir() {
+        let (set, _) = crate::load_files(&[
+            dir.join("falco_rules.yaml"),
+            dir.join("falco-incubating_rules.yaml"),
+            dir.join("falco-sandbox_rules.yaml"),
+        ]);
+        let mut all = set.clone();
+        for r in &mut all.rules {
+            r.enabled = true;
+        }
+        if let Err(errors) = Engine::new(&all) {
+            panic!("Falco's evaluable rules compile: {errors:?}");
+        }
+    }
+}
+
+#[test]
+fn tree_fields_and_output() {
+    let set = rules(
+        r#"
+- rule: shell from nc
+  desc: d
+  condition: evt.type = execve and evt.res = SUCCESS and proc.name = bash and proc.pname = nc and proc.aname[2] = init
+  output: shell %proc.cmdline parent=%proc.pname gp=%proc.aname[2] missing=%fd.name.
+  priority: WARNING
+"#,
+    );
+    let mut engine = Engine::new(&set).unwrap();
+    let mut b = ProcessEventsBuilder::new(4);
+    b.append(&exec(10, 1, "init", "/sbin/init", b"/sbin/init\0"));
+    b.append(&exec(20, 10, "nc", "/usr/bin/nc", b"nc\0-l\0-p\x004444\0"));
+    b.append(&exec(30, 20, "bash", "/bin/bash", b"bash\0-i\0"));
+    b.append(&exec(31, 20, "sh", "/bin/sh", b"sh\0"));
+    let batch = b.finish().unwrap();
+    let m = engine.evaluate(Table::ProcessEvents, &batch);
+    assert_eq!(names(&engine, &m), ["shell from nc"]);
+    assert_eq!(m[0].pid, Some(30));
+    assert_eq!(m[0].output, "shell bash -i parent=nc gp=init missing=<NA>.");
+    assert_eq!(m[0].sandbox_id.as_deref(), Some("sb-1"));
+}
+
+#[test]
+fn file_rules_with_lists_pmatch_and_negation() {
+    let set = rules(
+        r#"
+- list: secrets
+  items: [/etc/shadow, /etc/sudoers]
+- rule: secret read
+  desc: d
+  condition: evt.type in (open, openat) and evt.is_open_read = true and (fd.name in (secrets) or fd.name pmatch (/etc/sudoers.d)) and not proc.name = sudo
+  output: read %fd.name dir=%fd.directory
+  priority: WARNING
+"#,
+    );
+    let mut engine = Engine::new(&set).unwrap();
+    let mut b = FileEventsBuilder::new(8);
+    let open = |pid, comm, path, flags| FileEvent {
+        common: common(pid, 1, comm, "openat", 3),
+        path: Some(path),
+        flags: Some(flags),
+        ..FileEvent::default()
+    };
+    b.append(&open(1, "cat", "/etc/shadow", 0));
+    b.append(&open(2, "cat", "/etc/passwd", 0));
+    b.append(&open(3, "sudo", "/etc/shadow", 0));
+    b.append(&open(4, "cat", "/etc/sudoers.d/x", 0));
+    b.append(&open(5, "cat", "/etc/sudoers.dx", 0));
+    b.append(&open(6, "tee", "/etc/shadow", 1));
+    let batch = b.finish().unwrap();
+    let m = engine.evaluate(Table::FileEvents, &batch);
+    let pids: Vec<u32> = m.iter().filter_map(|m| m.pid).collect();
+    assert_eq!(pids, [1, 4]);
+    assert_eq!(m[1].output, "read /etc/sudoers.d/x dir=/etc/sudoers.d");
+}
+
+#[test]
+fn connection_burst_threshold_fires_once_per_window() {
+    let set = rules(
+        r#"
+- rule: burst
+  desc: d
+  condition: evt.type = connect and fd.sockfamily = ip and not fd.rnet in (127.0.0.0/8)
+  output: burst %container.id
+  priority: NOTICE
+  threshold: { count: 100, window: 1m }
+"#,
+    );
+    let mut engine = Engine::new(&set).unwrap();
+    let addrs: Vec<String> = (0..250)
+        .map(|i| format!("10.0.{}.{}", i / 200, i % 200))
+        .collect();
+    let mut b = NetworkEventsBuilder::new(300);
+    for (i, a) in addrs.iter().enumerate() {
+        let mut c = common(5, 1, "curl", "connect", 0);
+        c.time_ns += i as i64 * SECOND / 10; // 250 connects over 25 s
+        b.append(&NetworkEvent {
+            common: c,
+            family: Some("inet"),
+            saddr: Some("10.1.1.1"),
+            daddr: Some(a),
+            dport: Some(443),
+            ..NetworkEvent::default()
+        });
+    }
+    // Loopback connects do not count.
+    let mut c = common(5, 1, "curl", "connect", 0);
+    c.time_ns += 30 * SECOND;
+    b.append(&NetworkEvent {
+        common: c,
+        family: Some("inet"),
+        daddr: Some("127.0.0.1"),
+        ..NetworkEvent::default()
+    });
+    let batch = b.finish().unwrap();
+    let m = engine.evaluate(Table::NetworkEvents, &batch);
+    assert_eq!(m.len(), 1, "one alert per key per window");
+    assert_eq!(m[0].row, 100, "fired on the 101st connect");
+    assert_eq!(m[0].output, "burst sb-1");
+}
+
+#[test]
+fn metric_rule_reads_memory_percent() {
+    let set = rules(
+        r#"
+- rule: memory high
+  desc: d
+  source: sandbox_metrics
+  condition: metrics.memory_percent > 90
+  output: memory %metrics.memory_percent% of %metrics.memory_limit_mb MiB in %sandbox.id
+  priority: WARNING
+"#,
+    );
+    let mut engine = Engine::new(&set).unwrap();
+    let mut b = SandboxMetricsBuilder::new(2);
+    for used in [100u64, 950] {
+        b.append(&SandboxMetricsRow {
+            time_ns: 1,
+            host: "h",
+            sandbox_id: "sb-1",
+            cpu_usage_percent: 10.0,
+            memory_usage_bytes: used << 20,
+            memory_limit_bytes: Some(1000 << 20),
+            disk_usage_bytes: 0,
+            network_rx_bytes: None,
+            network_tx_bytes: None,
+            process_count: 1,
+            file_descriptors: 3,
+        });
+    }
+    let m = engine.evaluate(Table::SandboxMetrics, &b.finish().unwrap());
+    assert_eq!(m.len(), 1);
+    assert_eq!(m[0].row, 1);
+    assert_eq!(m[0].output, "memory 95.0% of 1000.0 MiB in sb-1");
+}
+
+#[test]
+fn globs() {
+    use compile::StrTest;
+    let g = |p: &str, t: &str| {
+        let c = crate::parse::parse_condition(&format!("fd.name glob \"{p}\"")).unwrap();
+        let mut rc = RuleCompiler::default();
+        match rc.compile("g", &c).unwrap() {
+            Pred::Leaf {
+                test: compile::Test::Str(StrTest::Glob(g)),
+                ..
+            } => g.matches(t),
+            other => panic!("{other:?}"),
+        }
+    };
+    assert!(g("/etc/*", "/etc/a/b"));
+    assert!(g("*.ssh/id_*", "/root/.ssh/id_rsa"));
+    assert!(!g("*.ssh/id_*", "/root/.ssh/known_hosts"));
+    assert!(g("/tmp/?", "/tmp/x"));
+    assert!(!g("/tmp/?", "/tmp/xy"));
+    assert!(g("/dev/[st]d[a-c]", "/dev/sdb"));
+    assert!(!g("/dev/[!s]d?", "/dev/sda"));
+    assert!(g("*", ""));
+}

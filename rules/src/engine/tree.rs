@@ -1,0 +1,184 @@
+//! The process tree the tree fields (`proc.cmdline`, `proc.pname`, `proc.aname[n]`, ...) read:
+//! who each watched process is (name, executable, arguments, working directory) and who its
+//! parent is, learned from `process_events` batches as they pass.
+//!
+//! A process's exec row sets what it is; a process first seen without one (a fork that has not
+//! executed) inherits its parent's, as Falco's does. Exits are reaped after the batch that holds
+//! them has been evaluated, so that the exit row and its batch-mates still see the process.
+
+use std::sync::Arc;
+
+use arrow_array::{
+    Array, ListArray, RecordBatch, StringArray, TimestampNanosecondArray, UInt32Array,
+    cast::AsArray,
+};
+
+use crate::engine::FastMap;
+
+/// Processes are forgotten past this many (exit rows lost to a full ring buffer must not make
+/// the tree grow without bound); the oldest-seen half goes.
+const TREE_CAP: usize = 1 << 18;
+
+#[derive(Clone, Debug, Default)]
+pub struct ProcNode {
+    pub comm: Option<Arc<str>>,
+    pub exe: Option<Arc<str>>,
+    /// `argv[1..]` joined by spaces (Falco's `proc.args`).
+    pub args: Option<Arc<str>>,
+    pub cwd: Option<Arc<str>>,
+    pub ppid: Option<u32>,
+    /// When the process started (its fork or exec row, whichever was seen first), for
+    /// `proc.duration`.
+    pub start_ns: Option<i64>,
+    /// The tree's clock when the process was last seen, for trimming.
+    seen: u64,
+}
+
+impl ProcNode {
+    /// Falco's `proc.cmdline`: the name, then the arguments.
+    pub fn cmdline(&self) -> Option<String> {
+        let comm = self.comm.as_deref()?;
+        Some(match self.args.as_deref() {
+            Some(a) if !a.is_empty() => format!("{comm} {a}"),
+            _ => comm.to_owned(),
+        })
+    }
+}
+
+#[derive(Default)]
+pub struct ProcessTree {
+    nodes: FastMap<u32, ProcNode>,
+    exited: Vec<u32>,
+    clock: u64,
+}
+
+fn strings<'a>(batch: &'a RecordBatch, name: &str) -> Option<&'a StringArray> {
+    batch.column_by_name(name).map(|c| c.as_string::<i32>())
+}
+
+fn u32s<'a>(batch: &'a RecordBatch, name: &str) -> Option<&'a UInt32Array> {
+    batch
+        .column_by_name(name)
+        .and_then(|c| c.as_any().downcast_ref::<UInt32Array>())
+}
+
+fn opt_str(a: &StringArray, i: usize) -> Option<&str> {
+    a.is_valid(i).then(|| a.value(i))
+}
+
+impl ProcessTree {
+    pub fn get(&self, pid: u32) -> Option<&ProcNode> {
+        self.nodes.get(&pid)
+    }
+
+    pub fn len(&self) -> usize {
+        self.nodes.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.nodes.is_empty()
+    }
+
+    /// The `n`-th ancestor of a process whose parent is `ppid` (n = 1: the parent).
+    pub fn ancestor(&self, ppid: Option<u32>, n: u32) -> Option<&ProcNode> {
+        let mut node = self.nodes.get(&ppid?)?;
+        for _ in 1..n {
+            node = self.nodes.get(&node.ppid?)?;
+        }
+        Some(node)
+    }
+
+    /// Learns from a `process_events` batch, in row order.
+    pub fn update(&mut self, batch: &RecordBatch) {
+        let (Some(pid), Some(event), Some(comm)) = (
+            u32s(batch, "pid"),
+            strings(batch, "event"),
+            strings(batch, "comm"),
+        ) else {
+            return;
+        };
+        let ppid = u32s(batch, "ppid");
+        let tid = u32s(batch, "tid");
+        let exe = strings(batch, "exe");
+        let cwd = strings(batch, "cwd");
+        let time = batch
+            .column_by_name("time")
+            .and_then(|c| c.as_any().downcast_ref::<TimestampNanosecondArray>());
+        let ret = batch
+            .column_by_name("ret")
+            .map(|c| c.as_primitive::<arrow_array::types::Int64Type>());
+        let argv = batch
+            .column_by_name("argv")
+            .and_then(|c| c.as_any().downcast_ref::<ListArray>());
+        if self.nodes.len() > TREE_CAP {
+            let cut = self.clock.saturating_sub(TREE_CAP as u64 / 2);
+            self.nodes.retain(|_, n| n.seen >= cut);
+        }
+        for i in 0..batch.num_rows() {
+            self.clock += 1;
+            let p = pid.value(i);
+            let parent = ppid.and_then(|a| a.is_valid(i).then(|| a.value(i)));
+            let now = time.map(|t| t.value(i));
+            let known = self.nodes.contains_key(&p);
+            if !known {
+                // First sight: what the parent is (a fork that has not executed yet).
+                let inherited = parent
+                    .and_then(|pp| self.nodes.get(&pp))
+                    .cloned()
+                    .unwrap_or_default();
+                self.nodes.insert(
+                    p,
+                    ProcNode {
+                        comm: Some(Arc::from(comm.value(i))),
+                        exe: exe.and_then(|e| opt_str(e, i)).map(Arc::from),
+                        args: inherited.args,
+                        cwd: inherited.cwd,
+                        ppid: parent,
+                        start_ns: now,
+                        seen: self.clock,
+                    },
+                );
+            }
+            let node = self.nodes.get_mut(&p).expect("inserted above");
+            node.seen = self.clock;
+            if parent.is_some() {
+                node.ppid = parent;
+            }
+            let ok = ret.is_some_and(|r| r.is_valid(i) && r.value(i) == 0);
+            match event.value(i) {
+                "execve" | "execveat" if ok => {
+                    node.comm = Some(Arc::from(comm.value(i)));
+                    node.exe = exe.and_then(|e| opt_str(e, i)).map(Arc::from);
+                    node.cwd = cwd
+                        .and_then(|c| opt_str(c, i))
+                        .map(Arc::from)
+                        .or(node.cwd.take());
+                    node.args = argv.and_then(|a| {
+                        a.is_valid(i).then(|| {
+                            let v = a.value(i);
+                            let v = v.as_string::<i32>();
+                            let parts: Vec<&str> = (1..v.len())
+                                .filter(|j| v.is_valid(*j))
+                                .map(|j| v.value(j))
+                                .collect();
+                            Arc::from(parts.join(" "))
+                        })
+                    });
+                    if node.start_ns.is_none() {
+                        node.start_ns = now;
+                    }
+                }
+                // A thread's end is not its process's.
+                "exit" if tid.is_none_or(|t| t.value(i) == p) => self.exited.push(p),
+                _ => {}
+            }
+        }
+    }
+
+    /// Forgets the processes whose exit rows were in the batches evaluated so far.
+    pub fn reap(&mut self) {
+        for p in self.exited.drain(..) {
+            self.nodes.remove(&p);
+        }
+    }
+}
