@@ -6,6 +6,8 @@ use std::{
 };
 
 use anyhow::anyhow;
+
+use crate::detect;
 use clap::{Parser, Subcommand};
 use sandwatch_collector::{
     Collector, CollectorConfig, CollectorError, SandboxEventRecord, SandboxMetricsRecord,
@@ -78,6 +80,21 @@ pub struct SandboxArgs {
     pub runtime_dir: PathBuf,
 }
 
+/// Rules and alerts of a run.
+#[derive(clap::Args, Debug, Clone)]
+pub struct DetectArgs {
+    /// Falco-style rules file, repeatable, loaded in order (later files append to or override
+    /// earlier ones); `builtin` names the embedded default ruleset. Default: the built-in rules.
+    #[arg(long = "rules", value_name = "PATH|builtin")]
+    pub rules: Vec<PathBuf>,
+    /// Evaluate no rules at all.
+    #[arg(long, conflicts_with = "rules")]
+    pub no_rules: bool,
+    /// Write every alert as one JSON object per line to FILE (appended).
+    #[arg(long, value_name = "FILE")]
+    pub alerts: Option<PathBuf>,
+}
+
 fn parse_duration(s: &str) -> Result<Duration, String> {
     humantime::parse_duration(s).map_err(|e| format!("{s:?} is not a duration ({e}; e.g. 30s, 5m)"))
 }
@@ -91,6 +108,8 @@ pub enum Command {
         record: RecordOptions,
         #[command(flatten)]
         sandbox: SandboxArgs,
+        #[command(flatten)]
+        detect: DetectArgs,
         /// The command and its arguments.
         #[arg(required = true, last = true, value_name = "CMD")]
         command: Vec<String>,
@@ -229,8 +248,9 @@ pub async fn dispatch(args: Args) -> Result<u8, Failure> {
         Command::Run {
             record,
             sandbox,
+            detect,
             command,
-        } => run(record, sandbox, command).await,
+        } => run(record, sandbox, detect, command).await,
         Command::Kill { id, runtime_dir } => control(&runtime_dir, &id, Order::Kill),
         Command::Freeze { id, runtime_dir } => control(&runtime_dir, &id, Order::Freeze),
         Command::Thaw { id, runtime_dir } => control(&runtime_dir, &id, Order::Thaw),
@@ -316,12 +336,18 @@ fn require_root() -> Result<(), Failure> {
     Ok(())
 }
 
+/// How long a row may wait before the rules see it: the bound on detection latency that the
+/// collector's batching adds.
+const LIVE_LATENCY: Duration = Duration::from_millis(2);
+
 fn start_collector(
     record: &RecordOptions,
     refusals: &[String],
     sandbox_parent: Option<SandboxParent>,
+    live: Option<Duration>,
 ) -> Result<Collector, Failure> {
     let mut config = CollectorConfig::new(record.data.clone());
+    config.live = live;
     config.probes.sandbox_parent = sandbox_parent;
     config.probes.ring_buffer_bytes = record.ring_buffer_size;
     config.probes.full_counting = record.count_all_syscalls;
@@ -359,9 +385,16 @@ fn control(runtime_dir: &std::path::Path, id: &str, order: Order) -> Result<u8, 
 async fn run(
     record: RecordOptions,
     args: SandboxArgs,
+    detect: DetectArgs,
     command: Vec<String>,
 ) -> Result<u8, Failure> {
     require_root()?;
+    let sources = detect::RuleSources(detect.rules.clone());
+    let engine = if detect.no_rules {
+        None
+    } else {
+        Some(sources.engine().map_err(|e| usage(e.context("the rules do not load")))?)
+    };
     let mut policy = SandboxPolicy::load(&args.policy).map_err(usage)?;
     if let Some(t) = args.timeout {
         policy.limits.timeout = Some(t);
@@ -389,7 +422,25 @@ async fn run(
         path: parent.path,
         level: parent.level,
     };
-    let collector = start_collector(&record, filter.denied(), Some(parent))?;
+    let live = engine.as_ref().map(|_| LIVE_LATENCY);
+    let mut collector = start_collector(&record, filter.denied(), Some(parent), live)?;
+    let detector = match (engine, collector.take_live_batches()) {
+        (Some(engine), Some(batches)) => Some(
+            detect::Detector::start(
+                engine,
+                sources,
+                batches,
+                detect.alerts.clone(),
+                Some(detect::ActionTarget {
+                    root: root.clone(),
+                    runtime_dir: args.runtime_dir.clone(),
+                }),
+                sandwatch_collector::hostname(),
+            )
+            .map_err(usage)?,
+        ),
+        _ => None,
+    };
     let mut options = SandboxOptions::new(sandbox_id.clone(), policy);
     options.workspace = args.workspace.clone();
     options.runtime_dir = args.runtime_dir.clone();
@@ -475,12 +526,19 @@ async fn run(
     let _ = collector.unblock_ports(target.cgroup_id);
     let _ = collector.unwatch(&target);
     let summary = collector.shutdown().await.map_err(runtime)?;
+    let detected = match detector {
+        Some(d) => Some(d.finish().await.map_err(runtime)?),
+        None => None,
+    };
     if let Err(e) = destroyed {
         eprintln!("sandwatch: {e}");
     }
     let outcome = result.map_err(runtime)?;
     report_outcome(&command[0], &sandbox_id, &outcome, started.elapsed());
     print_summary(&summary);
+    if let Some(d) = &detected {
+        print_detections(d, detect.alerts.as_deref());
+    }
     Ok(outcome.status.clamp(0, 255) as u8)
 }
 
@@ -636,7 +694,8 @@ fn report_outcome(program: &str, id: &str, o: &CommandOutcome, elapsed: Duration
             "was killed by the OOM killer at the memory limit (status {})",
             o.status
         ),
-        EndReason::Order | EndReason::Rule => format!("was killed by order (status {})", o.status),
+        EndReason::Order => format!("was killed by order (status {})", o.status),
+        EndReason::Rule => format!("was killed by a rule (status {})", o.status),
         EndReason::SandboxEnded => format!("ended with its sandbox (status {})", o.status),
         EndReason::Exited => format!("exited with status {}", o.status),
     };
@@ -668,7 +727,7 @@ async fn watch(record: RecordOptions, cgroups: Vec<PathBuf>) -> Result<u8, Failu
     let mut sigterm = signal(SignalKind::terminate()).map_err(runtime)?;
     // What a default sandbox refuses is what a refusal looks like in any cgroup.
     let filter = sandwatch_runner::seccomp::SyscallFilter::new(&[]).map_err(runtime)?;
-    let collector = start_collector(&record, filter.denied(), None)?;
+    let collector = start_collector(&record, filter.denied(), None, None)?;
     for t in &targets {
         collector.watch(t).map_err(usage)?;
     }
@@ -705,6 +764,29 @@ fn policy_check(name_or_path: &str) -> Result<u8, Failure> {
         policy.to_yaml()
     );
     Ok(0)
+}
+
+fn print_detections(d: &detect::DetectSummary, file: Option<&std::path::Path>) {
+    let by: Vec<String> = d
+        .by_priority
+        .iter()
+        .map(|(p, n)| format!("{p} {n}"))
+        .collect();
+    let to = file.map_or(String::new(), |f| format!(", written to {}", f.display()));
+    match d.alerts {
+        0 => eprintln!("sandwatch: no alerts"),
+        n => eprintln!(
+            "sandwatch: {n} alert{} ({}){to}",
+            if n == 1 { "" } else { "s" },
+            by.join(", ")
+        ),
+    }
+    for (rule, id) in &d.kills {
+        eprintln!("sandwatch: rule {rule:?} killed sandbox {id}");
+    }
+    for (rule, id) in &d.freezes {
+        eprintln!("sandwatch: rule {rule:?} froze sandbox {id}");
+    }
 }
 
 fn print_summary(s: &Summary) {

@@ -2,6 +2,7 @@
 //! connects them; everything a person reads on the terminal is written here.
 
 mod cli;
+mod detect;
 
 use std::process::ExitCode;
 

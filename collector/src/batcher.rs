@@ -155,6 +155,16 @@ impl Batchers {
     }
 
     fn seal(&mut self, t: Table) -> Result<(), CollectorError> {
+        // A consumer that follows processes (the rule engine's process tree) must see a
+        // process's exec before its file, network and syscall rows: process rows decoded so far
+        // go out first.
+        if matches!(
+            t,
+            Table::FileEvents | Table::NetworkEvents | Table::SyscallEvents
+        ) && !self.process.is_empty()
+        {
+            self.seal(Table::ProcessEvents)?;
+        }
         self.state[index(t)].opened = None;
         let builder = self.builder(t);
         if builder.is_empty() {

@@ -11,10 +11,10 @@ use std::{
 
 use aya::maps::{Array, MapData, PerCpuArray, RingBuf};
 use sandwatch_probes_abi::{NR_SLOTS, kind};
-use sandwatch_schema::{CountRow, DropRow, Table};
+use sandwatch_schema::{CountRow, DropRow, Table, TableBatch};
 use tokio::{
     io::{Interest, unix::AsyncFd},
-    sync::watch,
+    sync::{mpsc, watch},
     task::JoinHandle,
 };
 use tracing::{debug, warn};
@@ -47,6 +47,10 @@ pub struct CollectorConfig {
     pub counts_window: Duration,
     pub parquet: ParquetOptions,
     pub probes: ProbeConfig,
+    /// When set, a live consumer (the rule engine) gets every sealed batch through
+    /// [`Collector::take_live_batches`], and no row waits longer than this to be sealed and
+    /// handed over (the ring buffer is polled at this pace too).
+    pub live: Option<Duration>,
 }
 
 impl CollectorConfig {
@@ -58,6 +62,7 @@ impl CollectorConfig {
             counts_window: Duration::from_secs(1),
             parquet: ParquetOptions::default(),
             probes: ProbeConfig::default(),
+            live: None,
         }
     }
 }
@@ -114,6 +119,7 @@ pub struct Collector {
     reader: JoinHandle<Result<ReaderStats, CollectorError>>,
     sink: std::thread::JoinHandle<Result<SinkSummary, CollectorError>>,
     data_dir: PathBuf,
+    live: Option<mpsc::Receiver<Arc<TableBatch>>>,
 }
 
 impl Collector {
@@ -132,13 +138,23 @@ impl Collector {
         let registry = SandboxRegistry::default();
         let mut bus = BatchBus::default();
         let parquet_rx = bus.subscribe("parquet", 64);
+        // The live consumer's queue is deeper: it evaluates small, frequent batches, and a slow
+        // moment there must not stall the reader at once.
+        let live = config.live.map(|_| bus.subscribe("rules", 1024));
+        let mut batch = config.batch;
+        let mut ring_poll = RING_POLL;
+        if let Some(l) = config.live {
+            batch.max_age = batch.max_age.min(l);
+            ring_poll = ring_poll.min(l);
+        }
         let sink = parquet_sink::spawn(sink, parquet_rx, tokio::runtime::Handle::current());
         let (stop, stop_rx) = watch::channel(false);
         let (sandbox_rows, row_queue) = sandbox_rows::queue();
         let decoder = Decoder::new(&config.host, registry.clone(), refusals);
         let reader = Reader {
             decoder,
-            batchers: Batchers::new(config.batch),
+            batchers: Batchers::new(batch),
+            ring_poll,
             bus,
             host: config.host.clone(),
             registry: registry.view(),
@@ -159,7 +175,15 @@ impl Collector {
             reader,
             sink,
             data_dir: config.data_dir,
+            live,
         })
+    }
+
+    /// The live batch stream ([`CollectorConfig::live`]), once. Every sealed batch of every
+    /// table arrives here as it goes to Parquet; the stream ends after [`Collector::shutdown`]
+    /// has flushed the last one.
+    pub fn take_live_batches(&mut self) -> Option<mpsc::Receiver<Arc<TableBatch>>> {
+        self.live.take()
     }
 
     /// Starts recording a cgroup (and its descendants), attributing its events to a sandbox.
@@ -265,6 +289,7 @@ impl Collector {
 struct Reader {
     decoder: Decoder,
     batchers: Batchers,
+    ring_poll: Duration,
     bus: BatchBus,
     host: String,
     registry: RegistryView,
@@ -302,7 +327,7 @@ impl Reader {
             .map_err(|e| CollectorError::Probe(format!("polling the ring buffer: {e}")))?;
         // Records below the wakeup threshold do not wake us (see settings::WAKEUP_BYTES): look
         // for them on this timer.
-        let mut poll = tokio::time::interval(RING_POLL);
+        let mut poll = tokio::time::interval(self.ring_poll);
         poll.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut tick = tokio::time::interval(self.counts_window);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);

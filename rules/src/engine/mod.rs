@@ -122,6 +122,17 @@ impl Engine {
         })
     }
 
+    /// An engine with no rules (a placeholder while one is swapped for another).
+    pub fn empty() -> Self {
+        Self {
+            rules: Vec::new(),
+            slots: Vec::new(),
+            state: EngineState::default(),
+            windows: Vec::new(),
+            events_seen: 0,
+        }
+    }
+
     pub fn rules(&self) -> impl Iterator<Item = &Rule> {
         self.rules.iter().map(|r| &r.rule)
     }
@@ -326,7 +337,7 @@ impl Engine {
 
 fn compile_rule(compiler: &mut RuleCompiler, rule: &Rule) -> Result<CompiledRule, CompileError> {
     let pred = compiler.compile(&rule.name, &rule.condition)?;
-    let output = parse_output(&rule.output)
+    let output = parse_output(rule.output.trim_end())
         .into_iter()
         .map(|p| match p {
             RawPiece::Text(t) => OutputPiece::Text(t),

@@ -19,6 +19,10 @@ use crate::engine::FastMap;
 /// the tree grow without bound); the oldest-seen half goes.
 const TREE_CAP: usize = 1 << 18;
 
+/// How long an exited process is remembered: rows of other tables from before its exit may
+/// arrive after the exit row (tables are batched apart).
+const REAP_AFTER_NS: i64 = 5_000_000_000;
+
 #[derive(Clone, Debug, Default)]
 pub struct ProcNode {
     pub comm: Option<Arc<str>>,
@@ -48,7 +52,10 @@ impl ProcNode {
 #[derive(Default)]
 pub struct ProcessTree {
     nodes: FastMap<u32, ProcNode>,
-    exited: Vec<u32>,
+    /// Exited processes and when, oldest first: forgotten [`REAP_AFTER_NS`] later.
+    exited: std::collections::VecDeque<(u32, i64)>,
+    /// The latest event time seen.
+    now_ns: i64,
     clock: u64,
 }
 
@@ -119,6 +126,9 @@ impl ProcessTree {
             let p = pid.value(i);
             let parent = ppid.and_then(|a| a.is_valid(i).then(|| a.value(i)));
             let now = time.map(|t| t.value(i));
+            if let Some(t) = now {
+                self.now_ns = self.now_ns.max(t);
+            }
             let known = self.nodes.contains_key(&p);
             if !known {
                 // First sight: what the parent is (a fork that has not executed yet).
@@ -169,15 +179,25 @@ impl ProcessTree {
                     }
                 }
                 // A thread's end is not its process's.
-                "exit" if tid.is_none_or(|t| t.value(i) == p) => self.exited.push(p),
+                "exit" if tid.is_none_or(|t| t.value(i) == p) => {
+                    self.exited.push_back((p, now.unwrap_or(self.now_ns)))
+                }
                 _ => {}
             }
         }
     }
 
-    /// Forgets the processes whose exit rows were in the batches evaluated so far.
+    /// Forgets the processes that exited long enough ago.
     pub fn reap(&mut self) {
-        for p in self.exited.drain(..) {
+        while let Some(&(p, at)) = self.exited.front() {
+            if at > self.now_ns - REAP_AFTER_NS {
+                break;
+            }
+            self.exited.pop_front();
+            // The pid may have been reused since: a live successor keeps its node.
+            if self.nodes.get(&p).is_some_and(|n| n.start_ns.is_some_and(|s| s > at)) {
+                continue;
+            }
             self.nodes.remove(&p);
         }
     }
