@@ -174,6 +174,16 @@ pub enum RulesCommand {
         #[arg(value_name = "PATH")]
         paths: Vec<PathBuf>,
     },
+    /// Replay a recorded audit log through rules and print what would fire: one JSON alert per
+    /// line on stdout (as `run --alerts` writes), a count per rule on stderr. No action is
+    /// taken. No PATH: the built-in rules (`builtin` names them among PATHs).
+    Test {
+        /// The audit log (`run --data`).
+        #[arg(long, value_name = "DIR", default_value = "./sandwatch-data")]
+        data: PathBuf,
+        #[arg(value_name = "PATH|builtin")]
+        paths: Vec<PathBuf>,
+    },
 }
 
 /// A failure with the exit code it maps to.
@@ -261,6 +271,9 @@ pub async fn dispatch(args: Args) -> Result<u8, Failure> {
         Command::Rules {
             action: RulesCommand::Check { paths },
         } => rules_check(&paths),
+        Command::Rules {
+            action: RulesCommand::Test { data, paths },
+        } => rules_test(&data, paths),
     }
 }
 
@@ -324,6 +337,39 @@ fn rules_check(paths: &[PathBuf]) -> Result<u8, Failure> {
         eprintln!("{e}");
     }
     Ok(if errors.is_empty() { 0 } else { EXIT_USAGE })
+}
+
+fn rules_test(data: &std::path::Path, paths: Vec<PathBuf>) -> Result<u8, Failure> {
+    use std::io::Write as _;
+    let sources = detect::RuleSources(paths);
+    let mut engine = sources
+        .engine()
+        .map_err(|e| usage(e.context("the rules do not load")))?;
+    let host = sandwatch_collector::hostname();
+    let mut per_rule: std::collections::BTreeMap<String, u64> = Default::default();
+    let stdout = std::io::stdout();
+    let mut out = std::io::BufWriter::new(stdout.lock());
+    let summary = crate::replay::replay(data, &mut engine, |engine, m| {
+        let rule = engine.rule(m.rule);
+        *per_rule.entry(rule.name.clone()).or_default() += 1;
+        let alert = detect::alert_record(rule, m, Vec::new(), &host);
+        writeln!(out, "{alert}")?;
+        Ok(())
+    })
+    .map_err(usage)?;
+    out.flush().map_err(runtime)?;
+    for (rule, n) in &per_rule {
+        eprintln!("{n:6}  {rule}");
+    }
+    eprintln!(
+        "sandwatch: replayed {} events from {} files in {} through {} rules: {} alerts",
+        summary.events,
+        summary.files,
+        data.display(),
+        engine.len(),
+        summary.alerts
+    );
+    Ok(0)
 }
 
 fn require_root() -> Result<(), Failure> {

@@ -251,43 +251,7 @@ impl DetectorTask {
         let priority = priority_name(rule.priority);
         self.summary.alerts += 1;
         *self.summary.by_priority.entry(priority.to_owned()).or_default() += 1;
-        let evidence = json!([{
-            "table": m.table.name(),
-            "time_ns": m.time_ns,
-            "pid": m.pid,
-            "tid": m.tid,
-            "event": m.event,
-        }]);
-        let dedup = dedup_key(&rule.name, m);
-        let actions: Vec<&str> = rule
-            .actions
-            .iter()
-            .map(|a| match a {
-                Action::Alert => "alert",
-                Action::Kill => "kill",
-                Action::Freeze => "freeze",
-            })
-            .collect();
-        let fields: BTreeMap<&str, &str> = m
-            .fields
-            .iter()
-            .map(|(k, v)| (k.as_str(), v.as_str()))
-            .collect();
-        let alert = json!({
-            "time": rfc3339(m.time_ns),
-            "time_ns": m.time_ns,
-            "host": self.host,
-            "rule": rule.name,
-            "priority": priority,
-            "tags": rule.tags,
-            "sandbox_id": m.sandbox_id,
-            "output": m.output,
-            "actions": actions,
-            "actions_taken": taken,
-            "evidence": evidence,
-            "fields": fields,
-            "dedup_key": dedup,
-        });
+        let alert = alert_record(&rule, m, taken, &self.host);
         tracing::info!(rule = %rule.name, sandbox = ?m.sandbox_id, "{}", m.output);
         if let Some(out) = &mut self.out {
             serde_json::to_writer(&mut *out, &alert).context("cannot write the alerts file")?;
@@ -315,6 +279,51 @@ impl DetectorTask {
         }
         Ok(())
     }
+}
+
+/// The alert as JSON: what `--alerts` writes and `rules test` prints, one object per line.
+pub fn alert_record(
+    rule: &sandwatch_rules::Rule,
+    m: &Match,
+    taken: Vec<serde_json::Value>,
+    host: &str,
+) -> serde_json::Value {
+    let evidence = json!([{
+        "table": m.table.name(),
+        "time_ns": m.time_ns,
+        "pid": m.pid,
+        "tid": m.tid,
+        "event": m.event,
+    }]);
+    let actions: Vec<&str> = rule
+        .actions
+        .iter()
+        .map(|a| match a {
+            Action::Alert => "alert",
+            Action::Kill => "kill",
+            Action::Freeze => "freeze",
+        })
+        .collect();
+    let fields: BTreeMap<&str, &str> = m
+        .fields
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .collect();
+    json!({
+        "time": rfc3339(m.time_ns),
+        "time_ns": m.time_ns,
+        "host": host,
+        "rule": rule.name,
+        "priority": priority_name(rule.priority),
+        "tags": rule.tags,
+        "sandbox_id": m.sandbox_id,
+        "output": m.output,
+        "actions": actions,
+        "actions_taken": taken,
+        "evidence": evidence,
+        "fields": fields,
+        "dedup_key": dedup_key(&rule.name, m),
+    })
 }
 
 fn priority_name(p: sandwatch_rules::Priority) -> &'static str {

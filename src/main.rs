@@ -3,6 +3,7 @@
 
 mod cli;
 mod detect;
+mod replay;
 
 use std::process::ExitCode;
 
