@@ -439,7 +439,11 @@ async fn run(
     let engine = if detect.no_rules {
         None
     } else {
-        Some(sources.engine().map_err(|e| usage(e.context("the rules do not load")))?)
+        Some(
+            sources
+                .engine()
+                .map_err(|e| usage(e.context("the rules do not load")))?,
+        )
     };
     let mut policy = SandboxPolicy::load(&args.policy).map_err(usage)?;
     if let Some(t) = args.timeout {

@@ -250,7 +250,11 @@ impl DetectorTask {
         }
         let priority = priority_name(rule.priority);
         self.summary.alerts += 1;
-        *self.summary.by_priority.entry(priority.to_owned()).or_default() += 1;
+        *self
+            .summary
+            .by_priority
+            .entry(priority.to_owned())
+            .or_default() += 1;
         let alert = alert_record(&rule, m, taken, &self.host);
         tracing::info!(rule = %rule.name, sandbox = ?m.sandbox_id, "{}", m.output);
         if let Some(out) = &mut self.out {

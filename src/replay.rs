@@ -93,7 +93,8 @@ pub fn replay(
                 .and_then(|b| b.with_batch_size(REPLAY_BATCH_ROWS).build())
                 .with_context(|| format!("{}: not a readable Parquet file", path.display()))?;
             for b in reader {
-                let b = b.with_context(|| format!("{}: cannot read a row group", path.display()))?;
+                let b =
+                    b.with_context(|| format!("{}: cannot read a row group", path.display()))?;
                 batches.push((first_time(&b), order, table, b));
             }
         }

@@ -742,8 +742,9 @@ impl Loader {
             };
             match k.as_str() {
                 Some("count") => {
-                    count = Some(v.as_u64().filter(|c| *c > 0).ok_or_else(|| {
-                        item.err(key, "threshold.count must be a whole number above 0")
+                    // 0: fire on the first match, then stay quiet for the window.
+                    count = Some(v.as_u64().ok_or_else(|| {
+                        item.err(key, "threshold.count must be a whole number (0 or more)")
                     })?)
                 }
                 Some("window") => {

@@ -195,7 +195,11 @@ impl ProcessTree {
             }
             self.exited.pop_front();
             // The pid may have been reused since: a live successor keeps its node.
-            if self.nodes.get(&p).is_some_and(|n| n.start_ns.is_some_and(|s| s > at)) {
+            if self
+                .nodes
+                .get(&p)
+                .is_some_and(|n| n.start_ns.is_some_and(|s| s > at))
+            {
                 continue;
             }
             self.nodes.remove(&p);
