@@ -230,6 +230,39 @@ impl BackgroundRun {
     }
 }
 
+impl BackgroundRun {
+    /// Waits up to `timeout` for the runner to exit and returns its status and output (a runner
+    /// still alive then is killed, and the test fails).
+    #[allow(dead_code)]
+    pub fn finish(mut self, timeout: Duration) -> Output {
+        use std::io::Read as _;
+        let deadline = Instant::now() + timeout;
+        let status = loop {
+            if let Some(s) = self.child.try_wait().expect("waiting for sandwatch") {
+                break s;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "sandwatch run did not end within {timeout:?}"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        let mut stdout = Vec::new();
+        let mut stderr = Vec::new();
+        if let Some(mut o) = self.child.stdout.take() {
+            let _ = o.read_to_end(&mut stdout);
+        }
+        if let Some(mut e) = self.child.stderr.take() {
+            let _ = e.read_to_end(&mut stderr);
+        }
+        Output {
+            status,
+            stdout,
+            stderr,
+        }
+    }
+}
+
 impl Drop for BackgroundRun {
     fn drop(&mut self) {
         let _ = self.child.kill();

@@ -1,0 +1,247 @@
+//! Rules on a live run: a kill action ends the sandbox, the alert is written and replays the same
+//! from the audit log; rules reload when their file changes, and a bad file leaves the running
+//! rules in place.
+
+mod support;
+
+use std::{
+    path::Path,
+    time::{Duration, Instant},
+};
+
+use support::*;
+
+const SLEEP_KILLS: &str = r#"
+- rule: No sleeping in tests
+  desc: a test rule that kills the sandbox when sleep starts
+  condition: evt.type = execve and evt.res = SUCCESS and proc.name = sleep
+  output: sleep started (cmdline=%proc.cmdline sandbox=%container.id)
+  priority: CRITICAL
+  tags: [test]
+  actions: [alert, kill]
+"#;
+
+fn alerts(path: &Path) -> Vec<serde_json::Value> {
+    std::fs::read_to_string(path)
+        .unwrap_or_default()
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("one JSON object per line"))
+        .collect()
+}
+
+#[test]
+fn a_kill_rule_ends_the_sandbox_and_its_alert_replays_from_the_audit_log() {
+    require_root();
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let rules = policy_file(dir.path(), "sleep.yaml", SLEEP_KILLS);
+    let alerts_file = dir.path().join("alerts.jsonl");
+    let id = unique_id("rulekill");
+    let out = sandwatch(&[
+        "run",
+        "--data",
+        data.to_str().unwrap(),
+        "--sandbox-id",
+        &id,
+        "--rules",
+        "builtin",
+        "--rules",
+        rules.to_str().unwrap(),
+        "--alerts",
+        alerts_file.to_str().unwrap(),
+        "--",
+        "sh",
+        "-c",
+        "echo before; sleep 30; echo after",
+    ]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(137), "{stderr}");
+    assert!(
+        stdout.contains("before") && !stdout.contains("after"),
+        "{stdout}"
+    );
+    assert!(
+        stderr.contains(&format!(
+            "rule \"No sleeping in tests\" killed sandbox {id}"
+        )),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("was killed by a rule (status 137)"),
+        "{stderr}"
+    );
+
+    let found = alerts(&alerts_file);
+    let kills: Vec<_> = found
+        .iter()
+        .filter(|a| a["rule"] == "No sleeping in tests")
+        .collect();
+    assert_eq!(kills.len(), 1, "{found:#?}");
+    let a = kills[0];
+    assert_eq!(a["sandbox_id"], id.as_str());
+    assert_eq!(a["priority"], "critical");
+    assert_eq!(a["tags"], serde_json::json!(["test"]));
+    assert_eq!(a["actions"], serde_json::json!(["alert", "kill"]));
+    assert_eq!(
+        a["output"],
+        format!("sleep started (cmdline=sleep 30 sandbox={id})").as_str()
+    );
+    assert_eq!(a["evidence"][0]["table"], "process_events");
+    let taken = &a["actions_taken"][0];
+    assert_eq!(taken["action"], "kill");
+    assert_eq!(taken["ok"], true, "{taken}");
+    assert!(taken["latency_ms"].as_f64().unwrap() >= 0.0);
+
+    // The sandboxes table says a rule ended it.
+    let sandboxes = read_table(&data, "sandboxes");
+    let killed = sandboxes.with("event", "killed");
+    assert_eq!(killed.len(), 1);
+    assert_eq!(get(killed[0], "reason"), Some("rule"));
+
+    // Replaying the audit log through the same rules finds the same alert (same dedup key).
+    let replay = sandwatch(&[
+        "rules",
+        "test",
+        "--data",
+        data.to_str().unwrap(),
+        "builtin",
+        rules.to_str().unwrap(),
+    ]);
+    assert_eq!(replay.status.code(), Some(0));
+    let replayed: Vec<serde_json::Value> = String::from_utf8_lossy(&replay.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let again: Vec<_> = replayed
+        .iter()
+        .filter(|r| r["rule"] == "No sleeping in tests")
+        .collect();
+    assert_eq!(again.len(), 1, "{replayed:#?}");
+    assert_eq!(again[0]["dedup_key"], a["dedup_key"]);
+    assert_eq!(again[0]["output"], a["output"]);
+    assert_eq!(again[0]["actions_taken"], serde_json::json!([]));
+}
+
+fn phase_rule(name: &str) -> String {
+    format!(
+        r#"
+- rule: {name}
+  desc: fires on the job's reads of the phase file, at most every 300 ms
+  condition: evt.type in (open, openat) and fd.name = /workspace/phase and proc.name = cat
+  output: phase file read (%fd.name)
+  priority: NOTICE
+  threshold: {{ count: 0, window: 300ms }}
+  actions: [alert]
+"#
+    )
+}
+
+fn count_rule(path: &Path, rule: &str) -> usize {
+    alerts(path).iter().filter(|a| a["rule"] == rule).count()
+}
+
+#[test]
+fn rules_reload_when_their_file_changes_and_a_bad_file_changes_nothing() {
+    require_root();
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let workspace = job_workspace();
+    std::fs::write(workspace.path().join("phase"), "x").unwrap();
+    let rules = policy_file(dir.path(), "phase.yaml", &phase_rule("phase one"));
+    let alerts_file = dir.path().join("alerts.jsonl");
+    let id = unique_id("reload");
+    let run = BackgroundRun::start(
+        &id,
+        &data,
+        None,
+        &[
+            "--workspace",
+            workspace.path().to_str().unwrap(),
+            "--rules",
+            rules.to_str().unwrap(),
+            "--alerts",
+            alerts_file.to_str().unwrap(),
+        ],
+        &[
+            "sh",
+            "-c",
+            "while [ ! -e /workspace/stop ]; do cat /workspace/phase > /dev/null; sleep 0.05; done",
+        ],
+    );
+    let long = Duration::from_secs(20);
+    wait_for("the first rules to fire", long, || {
+        count_rule(&alerts_file, "phase one") >= 2
+    });
+
+    // A file that does not parse: rejected, the running rule keeps firing.
+    std::fs::write(&rules, "- rule: broken\n  condition: (evt.type = open\n").unwrap();
+    std::thread::sleep(Duration::from_millis(1500));
+    let before = count_rule(&alerts_file, "phase one");
+    wait_for(
+        "the old rules to keep firing after a bad file",
+        long,
+        || count_rule(&alerts_file, "phase one") >= before + 2,
+    );
+
+    // A good file: its rule replaces the old one.
+    std::fs::write(&rules, phase_rule("phase two")).unwrap();
+    wait_for("the new rules to fire", long, || {
+        count_rule(&alerts_file, "phase two") >= 2
+    });
+    let settled = Instant::now();
+    std::thread::sleep(Duration::from_millis(1000));
+    let one_after = count_rule(&alerts_file, "phase one");
+    std::thread::sleep(Duration::from_millis(1000));
+    assert_eq!(
+        count_rule(&alerts_file, "phase one"),
+        one_after,
+        "the old rule stopped firing once the new file loaded ({:?} ago)",
+        settled.elapsed()
+    );
+
+    std::fs::write(workspace.path().join("stop"), "").unwrap();
+    let out = run.finish(Duration::from_secs(30));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    assert!(
+        stderr.contains("rejected, the 1 rules loaded before keep running"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("phase.yaml:1:3: rule \"broken\" has no output"),
+        "the error names file, line and column: {stderr}"
+    );
+    assert!(
+        stderr.contains("rules reloaded (a rules file changed): 1 rules active"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn a_rules_file_that_does_not_load_stops_the_run_before_it_starts() {
+    require_root();
+    let dir = tempfile::tempdir().unwrap();
+    let rules = policy_file(
+        dir.path(),
+        "bad.yaml",
+        "- rule: r\n  desc: d\n  condition: proc.pid = abc\n  output: o\n  priority: INFO\n",
+    );
+    let out = sandwatch(&[
+        "run",
+        "--data",
+        dir.path().join("data").to_str().unwrap(),
+        "--rules",
+        rules.to_str().unwrap(),
+        "--",
+        "true",
+    ]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("the rules do not load"), "{stderr}");
+    assert!(stderr.contains("\"abc\" is not a number"), "{stderr}");
+    assert!(
+        !dir.path().join("data").exists(),
+        "nothing ran, nothing was recorded"
+    );
+}
