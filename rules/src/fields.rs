@@ -57,6 +57,7 @@
 //! | `evt.refused` | S | `refused` (the policy's seccomp deny-list refused the call); false elsewhere |
 //! | `user.name` | P F N S | the name /etc/passwd gives `uid` (a sandbox's ids are the host's minus 1000000000: the name the sandbox itself sees) |
 //! | `proc.duration` | Tree | ns since the process's first fork or exec row |
+//! | `fd.sip.name`, `fd.cip.name`, `fd.rip.name`, `fd.lip.name` | N | the address, compared with what the rule's names resolve to (as Falco does; resolved in the background at load and every 10 minutes) |
 //! | `fd.name_changed` | N | sendto/sendmsg rows naming a destination (the datagram's tuple is new) |
 //! | `fd.connected` | N | connect that succeeded (or is in progress), accept, sendto/sendmsg on a connected socket |
 //! | `container.privileged` | P F N S | false for the runner's sandboxes (never privileged); null for other watched cgroups |
@@ -156,6 +157,10 @@ const PROVIDED: &[(&str, Arg)] = &[
     ("proc.duration", Arg::None),
     ("fd.connected", Arg::None),
     ("fd.name_changed", Arg::None),
+    ("fd.sip.name", Arg::None),
+    ("fd.cip.name", Arg::None),
+    ("fd.rip.name", Arg::None),
+    ("fd.lip.name", Arg::None),
     ("container.privileged", Arg::None),
 ];
 
@@ -232,22 +237,6 @@ const MISSING_FAMILIES: &[(&str, &str)] = &[
     (
         "fd.connected",
         "the tables do not record a socket's connection state",
-    ),
-    (
-        "fd.sip.name",
-        "the tables hold addresses, not the DNS names they resolved from",
-    ),
-    (
-        "fd.cip.name",
-        "the tables hold addresses, not the DNS names they resolved from",
-    ),
-    (
-        "fd.rip.name",
-        "the tables hold addresses, not the DNS names they resolved from",
-    ),
-    (
-        "fd.lip.name",
-        "the tables hold addresses, not the DNS names they resolved from",
     ),
     ("fd.", "the tables have no such file descriptor property"),
 ];

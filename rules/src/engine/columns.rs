@@ -240,6 +240,13 @@ impl<'a> BatchColumns<'a> {
     }
 
     fn resolve(&self, field: &FieldRef, state: &EngineState) -> Col {
+        if let Some(addr) = crate::engine::compile::resolved_field(field) {
+            let f = FieldRef {
+                name: addr.into(),
+                index: None,
+            };
+            return self.resolve(&f, state);
+        }
         let n = self.rows();
         let t = self.table;
         if !self.is_event_table() && t != Table::SandboxMetrics {

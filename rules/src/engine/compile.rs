@@ -2,7 +2,10 @@
 //! are parsed once here (numbers, CIDR ranges, globs, regexes, value sets), so that evaluation
 //! is a loop per leaf over the rows still selected, never a walk of the AST per event.
 
-use std::net::IpAddr;
+use std::{
+    net::IpAddr,
+    sync::{Arc, RwLock},
+};
 
 use arrow_array::{
     Array,
@@ -50,6 +53,55 @@ pub enum Test {
     Bool(bool),
     /// The address is in one of the ranges.
     Cidr(Vec<(IpAddr, u8)>),
+    /// The address is one that the names resolve to (Falco's `fd.sip.name`: the names in the
+    /// rule are resolved, not the addresses in the events).
+    Resolved(Arc<ResolvedNames>),
+}
+
+/// Host names resolved in the background (so that loading rules never waits on DNS) and again
+/// every [`RESOLVE_EVERY`]; until the first answer, nothing matches.
+#[derive(Debug)]
+pub struct ResolvedNames {
+    names: Vec<String>,
+    addrs: RwLock<FastSet<IpAddr>>,
+}
+
+const RESOLVE_EVERY: std::time::Duration = std::time::Duration::from_secs(600);
+
+impl ResolvedNames {
+    fn start(names: Vec<String>) -> Arc<Self> {
+        let me = Arc::new(Self {
+            names,
+            addrs: RwLock::new(FastSet::default()),
+        });
+        let weak = Arc::downgrade(&me);
+        let spawned = std::thread::Builder::new()
+            .name("rules-dns".into())
+            .spawn(move || {
+                while let Some(me) = weak.upgrade() {
+                    let mut found = FastSet::default();
+                    for n in &me.names {
+                        if let Ok(addrs) =
+                            std::net::ToSocketAddrs::to_socket_addrs(&(n.as_str(), 0))
+                        {
+                            found.extend(addrs.map(|a| a.ip()));
+                        }
+                    }
+                    *me.addrs.write().expect("resolver lock") = found;
+                    drop(me);
+                    std::thread::sleep(RESOLVE_EVERY);
+                }
+            });
+        if let Err(e) = spawned {
+            tracing::warn!("cannot start the resolver for fd.*.name rules: {e}");
+        }
+        me
+    }
+
+    fn contains(&self, text: &str) -> bool {
+        text.parse::<IpAddr>()
+            .is_ok_and(|ip| self.addrs.read().expect("resolver lock").contains(&ip))
+    }
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -403,7 +455,24 @@ fn parse_bool(field: &FieldRef, v: &str) -> Result<bool, String> {
     }
 }
 
+/// `fd.sip.name` and its kin: the address field they name.
+pub fn resolved_field(field: &FieldRef) -> Option<&'static str> {
+    Some(match field.name.as_str() {
+        "fd.sip.name" => "fd.sip",
+        "fd.cip.name" => "fd.cip",
+        "fd.rip.name" => "fd.rip",
+        "fd.lip.name" => "fd.lip",
+        _ => return None,
+    })
+}
+
 fn compare_test(field: &FieldRef, op: CmpOp, value: &str) -> Result<Test, String> {
+    if resolved_field(field).is_some() {
+        return match op {
+            CmpOp::Eq => Ok(Test::Resolved(ResolvedNames::start(vec![value.to_owned()]))),
+            _ => Err(format!("{field}: only = and in compare host names")),
+        };
+    }
     let k = kind(field);
     match (k, num_op(op)) {
         (Kind::Int, Some(n)) => return Ok(Test::Int(n, parse_int(field, value)?)),
@@ -441,6 +510,14 @@ fn compare_test(field: &FieldRef, op: CmpOp, value: &str) -> Result<Test, String
 }
 
 fn set_test(field: &FieldRef, op: SetOp, values: &[String]) -> Result<Test, String> {
+    if resolved_field(field).is_some() {
+        return match op {
+            SetOp::In | SetOp::Intersects => {
+                Ok(Test::Resolved(ResolvedNames::start(values.to_vec())))
+            }
+            SetOp::Pmatch => Err(format!("{field}: only = and in compare host names")),
+        };
+    }
     match (kind(field), op) {
         (Kind::Int, SetOp::In | SetOp::Intersects) => Ok(Test::IntIn(
             values
@@ -488,6 +565,7 @@ pub fn filter(col: &Col, test: &Test, sel: &Selection) -> Selection {
                     .is_ok_and(|ip| nets.iter().any(|n| in_cidr(ip, *n)))
             })
         }),
+        (Col::Multi(v), Test::Resolved(names)) => keep(&|i| v[i].iter().any(|x| names.contains(x))),
         (Col::Multi(_), _) => Vec::new(),
         (c, Test::Exists) => {
             let a = match c {
@@ -512,6 +590,10 @@ pub fn filter(col: &Col, test: &Test, sel: &Selection) -> Selection {
                         .parse::<IpAddr>()
                         .is_ok_and(|ip| nets.iter().any(|n| in_cidr(ip, *n)))
             })
+        }
+        (Col::Str(a), Test::Resolved(names)) => {
+            let a = a.as_string::<i32>();
+            keep(&|i| a.is_valid(i) && names.contains(a.value(i)))
         }
         (Col::Str(a), Test::Int(op, n)) => {
             let a = a.as_string::<i32>();

@@ -247,3 +247,45 @@ fn globs() {
     assert!(!g("/dev/[!s]d?", "/dev/sda"));
     assert!(g("*", ""));
 }
+
+#[test]
+fn host_names_in_rules_match_the_addresses_they_resolve_to() {
+    let set = rules(
+        r#"
+- rule: to localhost
+  desc: d
+  condition: evt.type = connect and fd.sip.name = localhost
+  output: to %fd.sip
+  priority: NOTICE
+"#,
+    );
+    let mut engine = Engine::new(&set).unwrap();
+    let batch = |addr: &str| {
+        let mut b = NetworkEventsBuilder::new(1);
+        b.append(&NetworkEvent {
+            common: common(5, 1, "curl", "connect", 0),
+            family: Some("inet"),
+            daddr: Some(addr),
+            dport: Some(80),
+            ..NetworkEvent::default()
+        });
+        b.finish().unwrap()
+    };
+    // Resolution runs in the background: wait for it (localhost needs no network).
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    while engine
+        .evaluate(Table::NetworkEvents, &batch("127.0.0.1"))
+        .is_empty()
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "localhost never resolved"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    assert!(
+        engine
+            .evaluate(Table::NetworkEvents, &batch("10.1.2.3"))
+            .is_empty()
+    );
+}
