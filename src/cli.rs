@@ -153,6 +153,9 @@ pub enum Command {
         /// (e.g. /system.slice/nginx.service). Repeatable.
         #[arg(long = "cgroup", value_name = "PATH", required = true)]
         cgroups: Vec<PathBuf>,
+        /// Rules (alerts only: kill and freeze act on sandboxes). Without --rules, none run.
+        #[command(flatten)]
+        detect: DetectArgs,
     },
 }
 
@@ -264,7 +267,11 @@ pub async fn dispatch(args: Args) -> Result<u8, Failure> {
         Command::Kill { id, runtime_dir } => control(&runtime_dir, &id, Order::Kill),
         Command::Freeze { id, runtime_dir } => control(&runtime_dir, &id, Order::Freeze),
         Command::Thaw { id, runtime_dir } => control(&runtime_dir, &id, Order::Thaw),
-        Command::Watch { record, cgroups } => watch(record, cgroups).await,
+        Command::Watch {
+            record,
+            cgroups,
+            detect,
+        } => watch(record, cgroups, detect).await,
         Command::Policy {
             action: PolicyCommand::Check { policy },
         } => policy_check(&policy),
@@ -474,23 +481,16 @@ async fn run(
     };
     let live = engine.as_ref().map(|_| LIVE_LATENCY);
     let mut collector = start_collector(&record, filter.denied(), Some(parent), live)?;
-    let detector = match (engine, collector.take_live_batches()) {
-        (Some(engine), Some(batches)) => Some(
-            detect::Detector::start(
-                engine,
-                sources,
-                batches,
-                detect.alerts.clone(),
-                Some(detect::ActionTarget {
-                    root: root.clone(),
-                    runtime_dir: args.runtime_dir.clone(),
-                }),
-                sandwatch_collector::hostname(),
-            )
-            .map_err(usage)?,
-        ),
-        _ => None,
-    };
+    let detector = start_detector(
+        engine,
+        sources,
+        &mut collector,
+        &detect,
+        Some(detect::ActionTarget {
+            root: root.clone(),
+            runtime_dir: args.runtime_dir.clone(),
+        }),
+    )?;
     let mut options = SandboxOptions::new(sandbox_id.clone(), policy);
     options.workspace = args.workspace.clone();
     options.runtime_dir = args.runtime_dir.clone();
@@ -755,8 +755,22 @@ fn report_outcome(program: &str, id: &str, o: &CommandOutcome, elapsed: Duration
     );
 }
 
-async fn watch(record: RecordOptions, cgroups: Vec<PathBuf>) -> Result<u8, Failure> {
+async fn watch(
+    record: RecordOptions,
+    cgroups: Vec<PathBuf>,
+    detect: DetectArgs,
+) -> Result<u8, Failure> {
     require_root()?;
+    let sources = detect::RuleSources(detect.rules.clone());
+    let engine = if detect.no_rules || detect.rules.is_empty() {
+        None
+    } else {
+        Some(
+            sources
+                .engine()
+                .map_err(|e| usage(e.context("the rules do not load")))?,
+        )
+    };
     let root = CgroupRoot::discover().map_err(usage)?;
     let mut targets = Vec::new();
     for path in &cgroups {
@@ -777,7 +791,9 @@ async fn watch(record: RecordOptions, cgroups: Vec<PathBuf>) -> Result<u8, Failu
     let mut sigterm = signal(SignalKind::terminate()).map_err(runtime)?;
     // What a default sandbox refuses is what a refusal looks like in any cgroup.
     let filter = sandwatch_runner::seccomp::SyscallFilter::new(&[]).map_err(runtime)?;
-    let collector = start_collector(&record, filter.denied(), None, None)?;
+    let live = engine.as_ref().map(|_| LIVE_LATENCY);
+    let mut collector = start_collector(&record, filter.denied(), None, live)?;
+    let detector = start_detector(engine, sources, &mut collector, &detect, None)?;
     for t in &targets {
         collector.watch(t).map_err(usage)?;
     }
@@ -798,8 +814,38 @@ async fn watch(record: RecordOptions, cgroups: Vec<PathBuf>) -> Result<u8, Failu
         let _ = collector.unwatch(t);
     }
     let summary = collector.shutdown().await.map_err(runtime)?;
+    let detected = match detector {
+        Some(d) => Some(d.finish().await.map_err(runtime)?),
+        None => None,
+    };
     print_summary(&summary);
+    if let Some(d) = &detected {
+        print_detections(d, detect.alerts.as_deref());
+    }
     Ok(0)
+}
+
+/// The detector on the collector's live stream, when there are rules.
+fn start_detector(
+    engine: Option<sandwatch_rules::Engine>,
+    sources: detect::RuleSources,
+    collector: &mut Collector,
+    args: &DetectArgs,
+    target: Option<detect::ActionTarget>,
+) -> Result<Option<detect::Detector>, Failure> {
+    let (Some(engine), Some(batches)) = (engine, collector.take_live_batches()) else {
+        return Ok(None);
+    };
+    detect::Detector::start(
+        engine,
+        sources,
+        batches,
+        args.alerts.clone(),
+        target,
+        sandwatch_collector::hostname(),
+    )
+    .map(Some)
+    .map_err(usage)
 }
 
 fn policy_check(name_or_path: &str) -> Result<u8, Failure> {
