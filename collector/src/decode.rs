@@ -4,7 +4,7 @@
 use std::{borrow::Cow, collections::HashSet, mem::size_of, sync::Arc};
 
 use sandwatch_probes_abi::{
-    ArgsRecord, ExecRecord, File2Record, FileRecord, Header, NetRecord, flags, kind, nr,
+    ArgsRecord, ExecRecord, File2Record, FileRecord, Header, NetRecord, facts, flags, kind, nr,
 };
 use sandwatch_schema::{Common, FileEvent, NetworkEvent, ProcessEvent, SyscallEvent};
 
@@ -15,6 +15,7 @@ use crate::{
     enrich::{
         FastMap, ProcessTable, RegistryView, SandboxRegistry, SockInfo, SocketTable, cstr,
         decode_sockaddr, family_name, open_flags_text, proc_cwd, protocol_name, sock_type_name,
+        written_since,
     },
 };
 
@@ -70,6 +71,56 @@ fn syscall_name(syscall_nr: i32) -> &'static str {
         .ok()
         .and_then(syscalls::Sysno::new)
         .map_or("unknown", |s| s.name())
+}
+
+/// What an exec record says of the process after a successful exec, as column values: None
+/// where the probe could not read it (see [`facts`]).
+#[derive(Debug, Default, PartialEq, Eq)]
+struct ExecFacts {
+    tty: Option<u32>,
+    loginuid: Option<i64>,
+    /// (effective, permitted, inheritable)
+    caps: Option<(u64, u64, u64)>,
+    exe_from_memfd: Option<bool>,
+    exe_written_in_sandbox: Option<bool>,
+    exe_ctime_ns: Option<i64>,
+}
+
+impl ExecFacts {
+    /// `resolved_exe`: the executable's path from /proc, when the exec succeeded; it decides
+    /// `exe_from_memfd` only when the probe could not read the executable's name itself.
+    /// `watched_since`: when the record's watched cgroup was first watched.
+    fn of(r: &ExecRecord, resolved_exe: Option<&str>, watched_since: Option<i64>) -> Self {
+        if r.header.ret != 0 {
+            return Self::default();
+        }
+        let has = |bit: u32| r.facts & bit != 0;
+        let exe_ctime_ns = has(facts::EXE_CTIME).then(|| {
+            r.exe_ctime_sec
+                .saturating_mul(1_000_000_000)
+                .saturating_add(r.exe_ctime_nsec as i64)
+        });
+        Self {
+            tty: has(facts::TTY).then_some(r.tty),
+            // Falco's user.loginuid: the kernel's "unset" (uid_t)-1 reads as -1.
+            loginuid: has(facts::LOGINUID).then_some(if r.loginuid == u32::MAX {
+                -1
+            } else {
+                i64::from(r.loginuid)
+            }),
+            caps: has(facts::CAPS).then_some((r.cap_effective, r.cap_permitted, r.cap_inheritable)),
+            exe_from_memfd: if has(facts::EXE_NAME) {
+                Some(has(facts::EXE_MEMFD))
+            } else {
+                // /proc names a memfd executable "/memfd:NAME (deleted)".
+                resolved_exe.map(|exe| exe.starts_with("/memfd:"))
+            },
+            exe_written_in_sandbox: exe_ctime_ns
+                .zip(watched_since)
+                .map(|(ctime, since)| written_since(ctime, since)),
+            exe_ctime_ns,
+        }
+    }
 }
 
 impl Decoder {
@@ -169,20 +220,28 @@ impl Decoder {
     fn exec(&mut self, r: &ExecRecord, out: &mut Batchers) -> Result<(), CollectorError> {
         let h = r.header;
         let filename = text(&r.filename);
-        if h.ret == 0 {
-            self.procs.on_exec(h.pid, &filename);
-        }
+        let resolved_exe = (h.ret == 0).then(|| self.procs.on_exec(h.pid, &filename));
         let (sandbox, exe, ppid) = self.context(&h);
         let comm = text(&h.comm);
         let cwd = if h.ret == 0 { proc_cwd(h.pid) } else { None };
         let argv_len = (r.argv_len as usize).min(r.argv.len());
+        let watched_since = self.registry.watched_since(h.watch_id);
         let common = self.common(&h, &comm, &sandbox, &exe, ppid);
+        let exec_facts = ExecFacts::of(r, resolved_exe.as_deref(), watched_since);
         out.process(&ProcessEvent {
             common,
             filename: Some(&filename),
             argv: Some(&r.argv[..argv_len]),
             argv_truncated: Some(h.flags & flags::TRUNC_ARGV != 0),
             cwd: cwd.as_deref(),
+            tty: exec_facts.tty,
+            loginuid: exec_facts.loginuid,
+            cap_effective: exec_facts.caps.map(|c| c.0),
+            cap_permitted: exec_facts.caps.map(|c| c.1),
+            cap_inheritable: exec_facts.caps.map(|c| c.2),
+            exe_from_memfd: exec_facts.exe_from_memfd,
+            exe_written_in_sandbox: exec_facts.exe_written_in_sandbox,
+            exe_ctime_ns: exec_facts.exe_ctime_ns,
             ..Default::default()
         })
     }
@@ -413,6 +472,71 @@ mod tests {
     use sandwatch_probes_abi::TRACED;
 
     use super::*;
+
+    fn exec_record(ret: i64, facts_read: u32) -> ExecRecord {
+        // SAFETY: a plain repr(C) record, valid all zeroes.
+        let mut r: ExecRecord = unsafe { std::mem::zeroed() };
+        r.header.kind = kind::EXEC;
+        r.header.ret = ret;
+        r.facts = facts_read;
+        r.tty = 34817;
+        r.loginuid = u32::MAX;
+        r.cap_effective = 1 << 21;
+        r.cap_permitted = 3 << 20;
+        r.cap_inheritable = 0;
+        r.exe_ctime_sec = 1_700_000_000;
+        r.exe_ctime_nsec = 5;
+        r
+    }
+
+    #[test]
+    fn exec_facts_become_columns_only_where_read() {
+        let all = facts::TTY
+            | facts::CAPS
+            | facts::LOGINUID
+            | facts::EXE_NAME
+            | facts::EXE_MEMFD
+            | facts::EXE_CTIME;
+        let ctime = 1_700_000_000_000_000_005;
+        assert_eq!(
+            ExecFacts::of(&exec_record(0, all), Some("/bin/true"), Some(ctime)),
+            ExecFacts {
+                tty: Some(34817),
+                loginuid: Some(-1),
+                caps: Some((1 << 21, 3 << 20, 0)),
+                exe_from_memfd: Some(true),
+                exe_written_in_sandbox: Some(true),
+                exe_ctime_ns: Some(ctime),
+            },
+            "the probe's name check wins over /proc's path"
+        );
+        let older = ExecFacts::of(&exec_record(0, all), None, Some(ctime + 1));
+        assert_eq!(older.exe_written_in_sandbox, Some(false));
+        let unwatched = ExecFacts::of(&exec_record(0, all), None, None);
+        assert_eq!(unwatched.exe_written_in_sandbox, None);
+
+        let nothing = ExecFacts::of(&exec_record(0, 0), Some("/memfd:x (deleted)"), Some(0));
+        assert_eq!(
+            nothing,
+            ExecFacts {
+                exe_from_memfd: Some(true),
+                ..Default::default()
+            },
+            "unread facts are null; memfd falls back to the path /proc gave"
+        );
+        assert_eq!(
+            ExecFacts::of(&exec_record(0, 0), Some("/usr/bin/true"), None).exe_from_memfd,
+            Some(false)
+        );
+        assert_eq!(
+            ExecFacts::of(&exec_record(-2, all), None, Some(0)),
+            ExecFacts::default(),
+            "a failed exec changed nothing: no facts"
+        );
+        let mut uid = exec_record(0, facts::LOGINUID);
+        uid.loginuid = 1000;
+        assert_eq!(ExecFacts::of(&uid, None, None).loginuid, Some(1000));
+    }
 
     /// The kernel programs dispatch on the ABI's syscall numbers; they must be this machine's.
     #[test]

@@ -158,11 +158,20 @@ impl SocketTable {
     }
 }
 
+/// A watched cgroup: its sandbox id and when it was first watched.
+#[derive(Clone, Debug)]
+struct Watched {
+    sandbox_id: Arc<str>,
+    /// CLOCK_REALTIME_COARSE at the first watch, ns: the clock the kernel stamps inode change
+    /// times with, so that a file changed after the watch began never compares as older.
+    since_ns: i64,
+}
+
 /// Watched cgroup id → sandbox id, and the processes a runner started before it watched them.
 /// Written by the handle that adds watches, read by the pipeline through a [`RegistryView`].
 #[derive(Clone, Default)]
 pub struct SandboxRegistry {
-    inner: Arc<RwLock<HashMap<u64, Arc<str>>>>,
+    inner: Arc<RwLock<HashMap<u64, Watched>>>,
     /// A sandbox's init is cloned before its cgroup is watched and never executes: no fork or
     /// exec record teaches who it is, and /proc may be gone by the time its first record is
     /// decoded. The runner knows; it says so here.
@@ -194,10 +203,18 @@ impl SandboxRegistry {
     }
 
     pub fn insert(&self, cgroup_id: u64, sandbox_id: &str) {
-        self.inner
-            .write()
-            .expect("registry lock")
-            .insert(cgroup_id, Arc::from(sandbox_id));
+        let now = coarse_realtime_ns();
+        let mut inner = self.inner.write().expect("registry lock");
+        // A cgroup watched again keeps its first start: its files written since still count.
+        let since_ns = inner.get(&cgroup_id).map_or(now, |w| w.since_ns);
+        inner.insert(
+            cgroup_id,
+            Watched {
+                sandbox_id: Arc::from(sandbox_id),
+                since_ns,
+            },
+        );
+        drop(inner);
         self.version.fetch_add(1, Ordering::Release);
     }
 
@@ -215,11 +232,11 @@ impl SandboxRegistry {
 pub struct RegistryView {
     registry: SandboxRegistry,
     seen: u64,
-    local: FastMap<u64, Arc<str>>,
+    local: FastMap<u64, Watched>,
 }
 
 impl RegistryView {
-    pub fn get(&mut self, cgroup_id: u64) -> Option<Arc<str>> {
+    fn refresh(&mut self) {
         let now = self.registry.version.load(Ordering::Acquire);
         if now != self.seen {
             self.local = self
@@ -232,8 +249,37 @@ impl RegistryView {
                 .collect();
             self.seen = now;
         }
-        self.local.get(&cgroup_id).cloned()
     }
+
+    pub fn get(&mut self, cgroup_id: u64) -> Option<Arc<str>> {
+        self.refresh();
+        self.local.get(&cgroup_id).map(|w| w.sandbox_id.clone())
+    }
+
+    /// When watched cgroup `cgroup_id` was first watched (CLOCK_REALTIME_COARSE, ns).
+    pub fn watched_since(&mut self, cgroup_id: u64) -> Option<i64> {
+        self.refresh();
+        self.local.get(&cgroup_id).map(|w| w.since_ns)
+    }
+}
+
+/// CLOCK_REALTIME_COARSE in ns: what the kernel's inode timestamps are taken from (a fine-grained
+/// inode time is never earlier than it).
+fn coarse_realtime_ns() -> i64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: a valid timespec to fill; CLOCK_REALTIME_COARSE exists on every supported kernel.
+    unsafe { libc::clock_gettime(libc::CLOCK_REALTIME_COARSE, &mut ts) };
+    ts.tv_sec * 1_000_000_000 + ts.tv_nsec
+}
+
+/// Whether an executable whose inode changed at `exe_ctime_ns` was written after its sandbox was
+/// first watched at `watched_since_ns`. Equal counts as after: both clocks tick by the coarse
+/// clock's jiffy, and a file written in the watch's first jiffy must not be missed.
+pub fn written_since(exe_ctime_ns: i64, watched_since_ns: i64) -> bool {
+    exe_ctime_ns >= watched_since_ns
 }
 
 pub const AF_UNIX: u16 = 1;
@@ -420,6 +466,35 @@ mod tests {
             decode_sockaddr(&un).unwrap().addr.as_deref(),
             Some("@hidden")
         );
+    }
+
+    /// A file this process writes now has an inode change time at or after a watch started
+    /// just before, on the same clock the registry uses; a file from before does not.
+    #[test]
+    fn files_written_after_a_watch_starts_are_told_from_older_ones() {
+        use std::os::unix::fs::MetadataExt as _;
+        let ctime_ns = |m: &fs::Metadata| m.ctime() * 1_000_000_000 + m.ctime_nsec();
+        let dir = tempfile::tempdir().unwrap();
+        let old = dir.path().join("old");
+        fs::write(&old, "x").unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(30));
+        let registry = SandboxRegistry::default();
+        registry.insert(7, "sw-test");
+        let mut view = registry.view();
+        let since = view.watched_since(7).unwrap();
+        assert_eq!(view.get(7).as_deref(), Some("sw-test"));
+        let new = dir.path().join("new");
+        fs::write(&new, "y").unwrap();
+        assert!(written_since(ctime_ns(&fs::metadata(&new).unwrap()), since));
+        assert!(!written_since(
+            ctime_ns(&fs::metadata(&old).unwrap()),
+            since
+        ));
+        // Watching again keeps the first start.
+        std::thread::sleep(std::time::Duration::from_millis(30));
+        registry.insert(7, "sw-test");
+        assert_eq!(view.watched_since(7), Some(since));
+        assert_eq!(view.watched_since(8), None);
     }
 
     #[test]

@@ -18,6 +18,7 @@ mod bus;
 mod clock;
 mod decode;
 mod enrich;
+mod kernel_offsets;
 mod parquet_sink;
 mod pipeline;
 mod probes;

@@ -18,7 +18,10 @@ use aya::{
 use sandwatch_probes_abi::{BlockedPortKey, COUNT_SLOTS, NR_SLOTS, TRACED, kind, settings};
 use tracing::{debug, info, warn};
 
-use crate::CollectorError;
+use crate::{
+    CollectorError,
+    kernel_offsets::{Btf, ExecFieldOffsets, VMLINUX_BTF},
+};
 
 /// The compiled kernel programs, built by this crate's build script.
 static PROBES_OBJECT: &[u8] =
@@ -233,6 +236,22 @@ fn cgroup_below(dir: &Path, depth: u32, id: u64) -> bool {
             e.file_type().is_ok_and(|t| t.is_dir()) && cgroup_below(&e.path(), depth - 1, id)
         })
     })
+}
+
+/// Where the exec probe finds the task's terminal, credentials, login uid and executable in this
+/// kernel. What cannot be found is said once, here: those columns stay null.
+fn exec_field_offsets() -> ExecFieldOffsets {
+    let found = match Btf::from_file(VMLINUX_BTF) {
+        Ok(btf) => ExecFieldOffsets::find(&btf),
+        Err(e) => ExecFieldOffsets::none(&format!("the kernel's BTF ({e})")),
+    };
+    if !found.missing.is_empty() {
+        warn!(
+            "exec facts unavailable on this kernel (their columns stay null): {}",
+            found.missing.join(", ")
+        );
+    }
+    found
 }
 
 /// Program `name` of the object, as the program type `P` it must be.
@@ -457,6 +476,11 @@ impl ProbeSet {
         settings_map
             .set(settings::WAKEUP_BYTES, u64::from(rb / 16), 0)
             .map_err(map_err("SETTINGS"))?;
+        for (key, offset) in exec_field_offsets().values {
+            settings_map
+                .set(key, offset, 0)
+                .map_err(map_err("SETTINGS"))?;
+        }
         let watched = HashMap::try_from(take(&mut ebpf, "WATCHED")?).map_err(map_err("WATCHED"))?;
         let ports = PortPolicy {
             map: HashMap::try_from(take(&mut ebpf, "BLOCKED_PORTS")?)

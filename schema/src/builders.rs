@@ -214,6 +214,14 @@ table_builder! {
         signal: Int32Builder = Int32Builder::with_capacity,
         ptrace_request: Int64Builder = Int64Builder::with_capacity,
         id_args: ListBuilder<Int64Builder> = |_| ListBuilder::new(Int64Builder::new()),
+        tty: UInt32Builder = UInt32Builder::with_capacity,
+        loginuid: Int64Builder = Int64Builder::with_capacity,
+        cap_effective: UInt64Builder = UInt64Builder::with_capacity,
+        cap_permitted: UInt64Builder = UInt64Builder::with_capacity,
+        cap_inheritable: UInt64Builder = UInt64Builder::with_capacity,
+        exe_from_memfd: BooleanBuilder = BooleanBuilder::with_capacity,
+        exe_written_in_sandbox: BooleanBuilder = BooleanBuilder::with_capacity,
+        exe_ctime: TimestampNanosecondBuilder = time_builder,
     }
     append(self, e) {
         self.common.as_mut().expect("event table").append(&e.common);
@@ -235,6 +243,14 @@ table_builder! {
             }
             None => self.id_args.append_null(),
         }
+        self.tty.append_option(e.tty);
+        self.loginuid.append_option(e.loginuid);
+        self.cap_effective.append_option(e.cap_effective);
+        self.cap_permitted.append_option(e.cap_permitted);
+        self.cap_inheritable.append_option(e.cap_inheritable);
+        self.exe_from_memfd.append_option(e.exe_from_memfd);
+        self.exe_written_in_sandbox.append_option(e.exe_written_in_sandbox);
+        self.exe_ctime.append_option(e.exe_ctime_ns);
     }
 }
 
@@ -522,6 +538,74 @@ mod tests {
             total: 1,
         });
         assert_eq!(d.finish().unwrap().num_rows(), 1);
+    }
+
+    /// The facts of an exec row land in their typed columns; a row without them (a clone, an
+    /// exec on a kernel that did not give them) has nulls there, never zeroes.
+    #[test]
+    fn exec_facts_fill_their_columns_or_stay_null() {
+        use arrow_array::{BooleanArray, Int64Array, TimestampNanosecondArray, UInt32Array};
+        let mut p = ProcessEventsBuilder::new(2);
+        p.append(&ProcessEvent {
+            common: common(),
+            tty: Some(34816),
+            loginuid: Some(-1),
+            cap_effective: Some(1 << 21),
+            cap_permitted: Some(u64::MAX >> 23),
+            cap_inheritable: Some(0),
+            exe_from_memfd: Some(true),
+            exe_written_in_sandbox: Some(false),
+            exe_ctime_ns: Some(1_700_000_000_123_456_789),
+            ..Default::default()
+        });
+        p.append(&ProcessEvent {
+            common: common(),
+            clone_flags: Some(17),
+            ..Default::default()
+        });
+        let batch = p.finish().unwrap();
+        assert_eq!(batch.schema(), Table::ProcessEvents.schema());
+        let col = |name: &str| batch.column_by_name(name).unwrap().clone();
+        let tty = col("tty");
+        let tty = tty.as_any().downcast_ref::<UInt32Array>().unwrap();
+        assert_eq!(tty.value(0), 34816);
+        let loginuid = col("loginuid");
+        let loginuid = loginuid.as_any().downcast_ref::<Int64Array>().unwrap();
+        assert_eq!(loginuid.value(0), -1);
+        for (name, want) in [
+            ("cap_effective", 1u64 << 21),
+            ("cap_permitted", u64::MAX >> 23),
+            ("cap_inheritable", 0),
+        ] {
+            let caps = col(name);
+            let caps = caps.as_any().downcast_ref::<UInt64Array>().unwrap();
+            assert_eq!(caps.value(0), want, "{name}");
+            assert!(caps.is_null(1), "{name} of a clone row");
+        }
+        let flag = |name: &str| {
+            col(name)
+                .as_any()
+                .downcast_ref::<BooleanArray>()
+                .unwrap()
+                .clone()
+        };
+        assert!(flag("exe_from_memfd").value(0));
+        assert!(!flag("exe_written_in_sandbox").value(0));
+        let ctime = col("exe_ctime");
+        let ctime = ctime
+            .as_any()
+            .downcast_ref::<TimestampNanosecondArray>()
+            .unwrap();
+        assert_eq!(ctime.value(0), 1_700_000_000_123_456_789);
+        for name in [
+            "tty",
+            "loginuid",
+            "exe_from_memfd",
+            "exe_written_in_sandbox",
+            "exe_ctime",
+        ] {
+            assert!(col(name).is_null(1), "{name} of a clone row");
+        }
     }
 
     #[test]

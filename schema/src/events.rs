@@ -43,6 +43,23 @@ pub struct ProcessEvent<'a> {
     pub ptrace_request: Option<i64>,
     /// setuid family: the ids as passed (-1 = unchanged).
     pub id_args: Option<&'a [i64]>,
+    // What the process is after a successful exec, read from the kernel at the exec's return
+    // (null on other rows, and where this kernel did not give it).
+    /// The controlling terminal's device number (`tty_nr` of /proc/<pid>/stat); 0 = none.
+    pub tty: Option<u32>,
+    /// The audit login uid (host namespace); -1 = never set.
+    pub loginuid: Option<i64>,
+    /// Capability sets, bit n = capability n (CAP_SYS_ADMIN = bit 21).
+    pub cap_effective: Option<u64>,
+    pub cap_permitted: Option<u64>,
+    pub cap_inheritable: Option<u64>,
+    /// The executable is a memfd (fileless execution).
+    pub exe_from_memfd: Option<bool>,
+    /// The executable's inode was created or changed (written, renamed, chmod'ed) after its
+    /// sandbox (or watched cgroup) was first watched.
+    pub exe_written_in_sandbox: Option<bool>,
+    /// The executable's inode change time, ns since the Unix epoch.
+    pub exe_ctime_ns: Option<i64>,
 }
 
 /// open/openat/openat2/creat, unlink, rename, chmod, chown, mkdir, link/symlink, mount/umount.

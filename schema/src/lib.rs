@@ -94,6 +94,18 @@ impl Table {
                 Field::new("signal", DataType::Int32, true),
                 Field::new("ptrace_request", DataType::Int64, true),
                 Field::new("id_args", list_of(DataType::Int64), true),
+                Field::new("tty", DataType::UInt32, true),
+                Field::new("loginuid", DataType::Int64, true),
+                Field::new("cap_effective", DataType::UInt64, true),
+                Field::new("cap_permitted", DataType::UInt64, true),
+                Field::new("cap_inheritable", DataType::UInt64, true),
+                Field::new("exe_from_memfd", DataType::Boolean, true),
+                Field::new("exe_written_in_sandbox", DataType::Boolean, true),
+                Field::new(
+                    "exe_ctime",
+                    DataType::Timestamp(TimeUnit::Nanosecond, Some("UTC".into())),
+                    true,
+                ),
             ],
             Table::FileEvents => vec![
                 Field::new("path", DataType::Utf8, true),

@@ -88,7 +88,83 @@ pub mod settings {
     /// Bitmask of the cgroup-tree levels (1..=63) at which a cgroup with blocked ports sits; the
     /// port-policy programs check a process's ancestors only at these levels.
     pub const BLOCK_LEVELS: u32 = 3;
-    pub const LEN: u32 = 4;
+
+    // Byte offsets of the kernel struct fields the exec probe reads after a successful exec
+    // (aya-ebpf has no CO-RE relocations: the collector finds them in the running kernel's BTF at
+    // load time). [`OFFSET_UNKNOWN`](super::OFFSET_UNKNOWN) where this kernel lacks the field:
+    // the fact it serves is then not read, and its column is null.
+    /// `task_struct.signal`
+    pub const TASK_SIGNAL: u32 = 4;
+    /// `signal_struct.tty`
+    pub const SIGNAL_TTY: u32 = 5;
+    /// `tty_struct.index`
+    pub const TTY_INDEX: u32 = 6;
+    /// `tty_struct.driver`
+    pub const TTY_DRIVER: u32 = 7;
+    /// `tty_driver.major`
+    pub const DRIVER_MAJOR: u32 = 8;
+    /// `tty_driver.minor_start`
+    pub const DRIVER_MINOR_START: u32 = 9;
+    /// `task_struct.cred`
+    pub const TASK_CRED: u32 = 10;
+    /// `cred.cap_inheritable`
+    pub const CRED_CAP_INHERITABLE: u32 = 11;
+    /// `cred.cap_permitted`
+    pub const CRED_CAP_PERMITTED: u32 = 12;
+    /// `cred.cap_effective`
+    pub const CRED_CAP_EFFECTIVE: u32 = 13;
+    /// `task_struct.loginuid` (kernels built with CONFIG_AUDIT only)
+    pub const TASK_LOGINUID: u32 = 14;
+    /// `task_struct.mm`
+    pub const TASK_MM: u32 = 15;
+    /// `mm_struct.exe_file`
+    pub const MM_EXE_FILE: u32 = 16;
+    /// `file.f_path.dentry`
+    pub const FILE_DENTRY: u32 = 17;
+    /// `dentry.d_name.name`
+    pub const DENTRY_NAME: u32 = 18;
+    /// `file.f_inode`
+    pub const FILE_INODE: u32 = 19;
+    /// `inode.i_ctime_sec` (6.11 and later; `__i_ctime.tv_sec` or `i_ctime.tv_sec` before)
+    pub const INODE_CTIME_SEC: u32 = 20;
+    /// `inode.i_ctime_nsec` (or the `tv_nsec` of the older timespec64)
+    pub const INODE_CTIME_NSEC: u32 = 21;
+    /// The first offset key and the number of them, for the collector's loop.
+    pub const FIRST_OFFSET: u32 = TASK_SIGNAL;
+    pub const LEN: u32 = 22;
+}
+
+/// A [`settings`] offset the running kernel does not have.
+pub const OFFSET_UNKNOWN: u64 = u64::MAX;
+
+/// Bits of [`ExecRecord::facts`]: which facts about the task after exec the probe could read.
+/// A fact whose bit is clear was not read (the kernel lacks a field, or a read failed): its
+/// column is null, never a made-up 0.
+pub mod facts {
+    /// `tty` holds the controlling terminal's device number (0: none).
+    pub const TTY: u32 = 1;
+    /// `cap_effective`, `cap_permitted` and `cap_inheritable` hold the capability sets.
+    pub const CAPS: u32 = 2;
+    /// `loginuid` holds the audit login uid (`u32::MAX`: never set).
+    pub const LOGINUID: u32 = 4;
+    /// The executable's dentry name was read: [`EXE_MEMFD`] says whether it is a memfd.
+    pub const EXE_NAME: u32 = 8;
+    /// The executable is a memfd (its dentry name starts with `memfd:`).
+    pub const EXE_MEMFD: u32 = 16;
+    /// `exe_ctime_sec` and `exe_ctime_nsec` hold the executable's inode change time.
+    pub const EXE_CTIME: u32 = 32;
+}
+
+/// The first bytes of a memfd's dentry name, as one little-endian word masked to its 6 bytes:
+/// the probe compares the executable's name against it in a single instruction.
+pub const MEMFD_PREFIX: u64 = u64::from_le_bytes(*b"memfd:\0\0");
+pub const MEMFD_PREFIX_MASK: u64 = 0xffff_ffff_ffff;
+
+/// A terminal's device number as `/proc/<pid>/stat`'s `tty_nr` and Falco's `proc.tty` give it:
+/// the kernel's `new_encode_dev(MKDEV(major, minor))` (minor = the driver's first minor plus the
+/// tty's index).
+pub const fn tty_nr(major: u32, minor: u32) -> u32 {
+    (minor & 0xff) | (major << 8) | ((minor & !0xff) << 12)
 }
 
 /// The start of every ring-buffer record.
@@ -126,6 +202,20 @@ pub struct ExecRecord {
     pub argv_len: u32,
     pub dirfd: i64,
     pub exec_flags: u64,
+    /// Which of the facts below were read ([`facts`] bits); set at exit, after a successful exec.
+    pub facts: u32,
+    /// The controlling terminal's device number ([`tty_nr`]), 0 when the task has none.
+    pub tty: u32,
+    /// The audit login uid (`task_struct.loginuid`, host namespace); `u32::MAX` = unset.
+    pub loginuid: u32,
+    pub _pad: u32,
+    /// The task's capability sets after exec (bit n = capability n).
+    pub cap_effective: u64,
+    pub cap_permitted: u64,
+    pub cap_inheritable: u64,
+    /// The executable's inode change time (CLOCK_REALTIME).
+    pub exe_ctime_sec: i64,
+    pub exe_ctime_nsec: u64,
     pub filename: [u8; PATH_CAP],
     pub argv: [u8; ARGV_CAP + ARG_CAP],
 }
@@ -348,6 +438,29 @@ mod tests {
 
     /// The key the collector writes is byte for byte the key the kernel program builds: same
     /// size, the port in host order at offset 8, zero padding.
+    /// The encoding /proc/<pid>/stat uses: pseudo-terminal 3 is 136:3, a minor past 255 keeps
+    /// its low byte in place and moves the rest above the major.
+    #[test]
+    fn tty_numbers_encode_like_the_kernel() {
+        assert_eq!(tty_nr(136, 3), 34819);
+        assert_eq!(tty_nr(4, 1), 1025);
+        assert_eq!(tty_nr(136, 0x1ff), (0x100 << 12) | (136 << 8) | 0xff);
+        assert_eq!(tty_nr(0, 0), 0);
+    }
+
+    #[test]
+    fn memfd_prefix_matches_memfd_names_only() {
+        let word = |name: &[u8]| {
+            let mut b = [0u8; 8];
+            b[..name.len().min(8)].copy_from_slice(&name[..name.len().min(8)]);
+            u64::from_le_bytes(b) & MEMFD_PREFIX_MASK == MEMFD_PREFIX
+        };
+        assert!(word(b"memfd:payload"));
+        assert!(word(b"memfd:"));
+        assert!(!word(b"memfd"));
+        assert!(!word(b"true"));
+    }
+
     #[test]
     fn blocked_port_key_layout_is_fixed() {
         assert_eq!(core::mem::size_of::<BlockedPortKey>(), 16);

@@ -7,7 +7,9 @@
 //!   (the memory is paged in by then) and writes ONE record carrying arguments and result. No
 //!   entry probe, no per-thread map between entry and exit. The exceptions: execve, whose
 //!   arguments live in the old image and are captured at entry, and exit/exit_group, which never
-//!   return and are seen at entry only.
+//!   return and are seen at entry only. After a successful exec, the exit probe also reads what
+//!   the task now is from task_struct (terminal, capabilities, login uid, the executable's name
+//!   and inode change time) at offsets the collector found in the kernel's BTF (`SETTINGS`).
 //! - `sched:sched_process_exit` and `signal:signal_deliver` (not syscall tracepoints: they cost
 //!   nothing on the syscall path) for how a process ended.
 //! - optionally a raw `sys_enter` that counts every syscall of watched cgroups (full counting).
@@ -33,8 +35,9 @@ mod probes {
             bpf_get_current_comm, bpf_get_current_pid_tgid, bpf_get_current_uid_gid,
             generated::{
                 bpf_get_current_ancestor_cgroup_id, bpf_get_current_cgroup_id,
-                bpf_get_current_task_btf, bpf_ktime_get_boot_ns, bpf_probe_read_kernel,
-                bpf_probe_read_user, bpf_probe_read_user_str, bpf_task_pt_regs,
+                bpf_get_current_task, bpf_get_current_task_btf, bpf_ktime_get_boot_ns,
+                bpf_probe_read_kernel, bpf_probe_read_kernel_str, bpf_probe_read_user,
+                bpf_probe_read_user_str, bpf_task_pt_regs,
             },
         },
         macros::{map, raw_tracepoint, tracepoint},
@@ -43,8 +46,9 @@ mod probes {
     };
     use sandwatch_probes_abi::{
         ARG_CAP, ARGV_CAP, ArgsRecord, COMM_LEN, COUNT_SLOTS, ExecRecord, FATAL_BY_DEFAULT,
-        FSTYPE_CAP, File2Record, FileRecord, Header, MAX_ARGS, NR_SLOTS, NetRecord, PATH_CAP,
-        SOCKADDR_CAP, flags, kind, nr, settings,
+        FSTYPE_CAP, File2Record, FileRecord, Header, MAX_ARGS, MEMFD_PREFIX, MEMFD_PREFIX_MASK,
+        NR_SLOTS, NetRecord, OFFSET_UNKNOWN, PATH_CAP, SOCKADDR_CAP, facts, flags, kind, nr,
+        settings, tty_nr,
     };
 
     const AT_FDCWD: i64 = -100;
@@ -342,6 +346,16 @@ mod probes {
         fill_header(&mut rec.header, kind::EXEC, syscall, watch, 0);
         rec.dirfd = dirfd;
         rec.exec_flags = exec_flags;
+        // The scratch record is reused: no fact of an earlier exec may ride along.
+        rec.facts = 0;
+        rec.tty = 0;
+        rec.loginuid = 0;
+        rec._pad = 0;
+        rec.cap_effective = 0;
+        rec.cap_permitted = 0;
+        rec.cap_inheritable = 0;
+        rec.exe_ctime_sec = 0;
+        rec.exe_ctime_nsec = 0;
         let mut fl = unsafe {
             read_user_str(
                 rec.filename.as_mut_ptr(),
@@ -415,7 +429,11 @@ mod probes {
             return 0;
         };
         let rec = unsafe { &mut *rec };
-        if rec.header.syscall_nr as i64 == syscall {
+        // A successful execveat can return through execve's exit tracepoint, numbered execve
+        // (seen on Linux 6.18 x86_64): any exec exit closes the thread group's pending exec,
+        // whose record keeps the number it was entered by.
+        if matches!(syscall, nr::EXECVE | nr::EXECVEAT) {
+            let entered = rec.header.syscall_nr as i64;
             // Identity after exec: the new comm, and setuid binaries change the credentials.
             let fl = rec.header.flags;
             let leaf = unsafe { bpf_get_current_cgroup_id() };
@@ -424,14 +442,109 @@ mod probes {
                 slot: 0,
                 leaf,
             };
-            fill_header(&mut rec.header, kind::EXEC, syscall, watch, ret);
+            fill_header(&mut rec.header, kind::EXEC, entered, watch, ret);
             rec.header.flags = fl;
+            if ret == 0 {
+                read_exec_facts(rec);
+            }
             if EVENTS.output::<ExecRecord>(&*rec, wakeup_flags()).is_err() {
                 dropped(kind::EXEC);
             }
         }
         let _ = EXEC_PENDING.remove(&tgid);
         0
+    }
+
+    /// The value of type `T` at `base` + the offset under `key` in SETTINGS, or None when the
+    /// offset is unknown, `base` is null or the read faults.
+    #[inline(always)]
+    fn read_field<T: Copy>(base: u64, key: u32) -> Option<T> {
+        let off = setting(key);
+        if base == 0 || off == OFFSET_UNKNOWN {
+            return None;
+        }
+        let mut value = core::mem::MaybeUninit::<T>::uninit();
+        let rc = unsafe {
+            bpf_probe_read_kernel(
+                value.as_mut_ptr().cast::<c_void>(),
+                core::mem::size_of::<T>() as u32,
+                base.wrapping_add(off) as *const c_void,
+            )
+        };
+        (rc == 0).then(|| unsafe { value.assume_init() })
+    }
+
+    /// What the task is after a successful exec, from task_struct by the BTF offsets in SETTINGS:
+    /// controlling terminal, capability sets, login uid, and whether the executable is a memfd
+    /// and when its inode last changed. Each fact read sets its bit in `rec.facts`.
+    #[inline(always)]
+    fn read_exec_facts(rec: &mut ExecRecord) {
+        // The plain (not BTF-typed) task pointer: a scalar the offsets can be added to.
+        let task = unsafe { bpf_get_current_task() };
+        let mut got = 0u32;
+        if let Some(signal) = read_field::<u64>(task, settings::TASK_SIGNAL)
+            && let Some(tty) = read_field::<u64>(signal, settings::SIGNAL_TTY)
+        {
+            if tty == 0 {
+                rec.tty = 0;
+                got |= facts::TTY;
+            } else if let Some(index) = read_field::<i32>(tty, settings::TTY_INDEX)
+                && let Some(driver) = read_field::<u64>(tty, settings::TTY_DRIVER)
+                && let Some(major) = read_field::<i32>(driver, settings::DRIVER_MAJOR)
+                && let Some(minor_start) = read_field::<i32>(driver, settings::DRIVER_MINOR_START)
+            {
+                rec.tty = tty_nr(major as u32, minor_start.wrapping_add(index) as u32);
+                got |= facts::TTY;
+            }
+        }
+        if let Some(cred) = read_field::<u64>(task, settings::TASK_CRED)
+            && let Some(effective) = read_field::<u64>(cred, settings::CRED_CAP_EFFECTIVE)
+            && let Some(permitted) = read_field::<u64>(cred, settings::CRED_CAP_PERMITTED)
+            && let Some(inheritable) = read_field::<u64>(cred, settings::CRED_CAP_INHERITABLE)
+        {
+            rec.cap_effective = effective;
+            rec.cap_permitted = permitted;
+            rec.cap_inheritable = inheritable;
+            got |= facts::CAPS;
+        }
+        if let Some(loginuid) = read_field::<u32>(task, settings::TASK_LOGINUID) {
+            rec.loginuid = loginuid;
+            got |= facts::LOGINUID;
+        }
+        if let Some(mm) = read_field::<u64>(task, settings::TASK_MM)
+            && let Some(exe) = read_field::<u64>(mm, settings::MM_EXE_FILE)
+        {
+            if let Some(dentry) = read_field::<u64>(exe, settings::FILE_DENTRY)
+                && let Some(name) = read_field::<u64>(dentry, settings::DENTRY_NAME)
+                && name != 0
+            {
+                let mut head = [0u8; 8];
+                let n = unsafe {
+                    bpf_probe_read_kernel_str(
+                        head.as_mut_ptr().cast::<c_void>(),
+                        8,
+                        name as *const c_void,
+                    )
+                };
+                if n > 0 {
+                    got |= facts::EXE_NAME;
+                    if u64::from_le_bytes(head) & MEMFD_PREFIX_MASK == MEMFD_PREFIX {
+                        got |= facts::EXE_MEMFD;
+                    }
+                }
+            }
+            if let Some(inode) = read_field::<u64>(exe, settings::FILE_INODE)
+                && let Some(sec) = read_field::<i64>(inode, settings::INODE_CTIME_SEC)
+                && let Some(nsec) = read_field::<u32>(inode, settings::INODE_CTIME_NSEC)
+            {
+                rec.exe_ctime_sec = sec;
+                // Since 6.13 the top bit of i_ctime_nsec flags "ctime was queried" (multigrain
+                // timestamps); nanoseconds fit in 30 bits.
+                rec.exe_ctime_nsec = (nsec & 0x3fff_ffff) as u64;
+                got |= facts::EXE_CTIME;
+            }
+        }
+        rec.facts = got;
     }
 
     /// fork/clone, setuid family, ptrace, kill.

@@ -18,6 +18,15 @@
 //! `sw-test-job spin THREADS`: THREADS threads spin until killed.
 //! `sw-test-job count FILE`: writes 1, 2, 3, ... to FILE (atomically: write then rename) every
 //! 5 ms until killed.
+//! `sw-test-job facts LABEL`: prints what the kernel says of this process as one JSON line: its
+//! terminal (`tty_nr` of /proc/self/stat), capability sets (CapEff, CapPrm, CapInh of
+//! /proc/self/status) and login uid (/proc/self/loginuid, as this process's namespace shows it).
+//! `sw-test-job pty-exec PROGRAM ARGS...`: a child in a new session takes a new pseudo-terminal
+//! as its controlling terminal and executes PROGRAM ARGS; exits with the child's status.
+//! `sw-test-job memfd-exec ARGS...`: copies its own executable into a memfd and executes that
+//! (fileless execution) with ARGS.
+//! `sw-test-job copy-exec PATH ARGS...`: copies its own executable to PATH (mode 755) and
+//! executes PATH with ARGS.
 
 use std::{ffi::CString, process::Command};
 
@@ -246,6 +255,122 @@ fn count(file: &str) -> ! {
     }
 }
 
+/// The value of `key:` in /proc/self/status.
+fn status_field(status: &str, key: &str) -> String {
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix(key))
+        .map(|v| v.trim().to_owned())
+        .unwrap_or_else(|| panic!("no {key} in /proc/self/status"))
+}
+
+fn facts(label: &str) {
+    let status = std::fs::read_to_string("/proc/self/status").expect("/proc/self/status");
+    let cap = |key: &str| u64::from_str_radix(&status_field(&status, key), 16).expect("hex caps");
+    let stat = std::fs::read_to_string("/proc/self/stat").expect("/proc/self/stat");
+    // "pid (comm) state ppid pgrp session tty_nr ...": comm may hold anything; the last ')' ends it.
+    let tty_nr: u32 = stat[stat.rfind(')').expect("comm") + 1..]
+        .split_whitespace()
+        .nth(4)
+        .and_then(|v| v.parse().ok())
+        .expect("tty_nr");
+    let loginuid: u32 = std::fs::read_to_string("/proc/self/loginuid")
+        .expect("/proc/self/loginuid")
+        .trim()
+        .parse()
+        .expect("a uid");
+    println!(
+        "{{\"label\":\"{label}\",\"tty_nr\":{tty_nr},\"cap_eff\":{},\"cap_prm\":{},\"cap_inh\":{},\"loginuid\":{loginuid}}}",
+        cap("CapEff:"),
+        cap("CapPrm:"),
+        cap("CapInh:")
+    );
+}
+
+fn c_args(args: &[String]) -> (Vec<CString>, Vec<*const libc::c_char>) {
+    let owned: Vec<CString> = args
+        .iter()
+        .map(|a| CString::new(a.as_str()).unwrap())
+        .collect();
+    let mut ptrs: Vec<*const libc::c_char> = owned.iter().map(|a| a.as_ptr()).collect();
+    ptrs.push(std::ptr::null());
+    (owned, ptrs)
+}
+
+fn exec(program: &str, args: &[String]) -> ! {
+    let path = CString::new(program).unwrap();
+    let (_owned, argv) = c_args(args);
+    // SAFETY: NUL-terminated path and argv that outlive the call.
+    unsafe { libc::execv(path.as_ptr(), argv.as_ptr()) };
+    check(&format!("exec {program}"), -1);
+    unreachable!()
+}
+
+fn pty_exec(program: &str, args: &[String]) -> ! {
+    // SAFETY (all blocks below): plain syscalls with valid arguments; the child of this
+    // single-threaded process calls only syscalls before exec.
+    let child = check("fork", unsafe { libc::fork() } as i64) as i32;
+    if child == 0 {
+        // A new session has no controlling terminal; its leader takes one with TIOCSCTTY.
+        check("setsid", unsafe { libc::setsid() } as i64);
+        let master = check("open /dev/ptmx", unsafe {
+            libc::open(c"/dev/ptmx".as_ptr(), libc::O_RDWR | libc::O_NOCTTY)
+        } as i64) as i32;
+        let unlock: libc::c_int = 0;
+        check(
+            "unlock the pty",
+            unsafe { libc::ioctl(master, libc::TIOCSPTLCK, &unlock) } as i64,
+        );
+        let mut n: libc::c_uint = 0;
+        check(
+            "pty number",
+            unsafe { libc::ioctl(master, libc::TIOCGPTN, &mut n) } as i64,
+        );
+        let slave = CString::new(format!("/dev/pts/{n}")).unwrap();
+        let fd = check("open the pty", unsafe {
+            libc::open(slave.as_ptr(), libc::O_RDWR | libc::O_NOCTTY)
+        } as i64) as i32;
+        check("TIOCSCTTY", unsafe { libc::ioctl(fd, libc::TIOCSCTTY, 0) }
+            as i64);
+        exec(program, args);
+    }
+    let mut status = 0;
+    check("waitpid", unsafe { libc::waitpid(child, &mut status, 0) }
+        as i64);
+    std::process::exit(if libc::WIFEXITED(status) {
+        libc::WEXITSTATUS(status)
+    } else {
+        128 + libc::WTERMSIG(status)
+    });
+}
+
+fn memfd_exec(args: &[String]) -> ! {
+    use std::{io::Write as _, os::fd::FromRawFd as _};
+    let image = std::fs::read("/proc/self/exe").expect("reading my own executable");
+    // SAFETY: a constant name; the fd is owned by the File below until exec.
+    let fd = check(
+        "memfd_create",
+        unsafe { libc::memfd_create(c"sw-payload".as_ptr(), 0) } as i64,
+    ) as i32;
+    let mut file = unsafe { std::fs::File::from_raw_fd(fd) };
+    file.write_all(&image).expect("writing the memfd");
+    let (_owned, argv) = c_args(args);
+    let envp = [std::ptr::null::<libc::c_char>()];
+    // SAFETY: an open fd and NUL-terminated argv/envp that outlive the call.
+    unsafe { libc::fexecve(fd, argv.as_ptr(), envp.as_ptr()) };
+    check("fexecve", -1);
+    unreachable!()
+}
+
+fn copy_exec(path: &str, args: &[String]) -> ! {
+    use std::os::unix::fs::PermissionsExt as _;
+    std::fs::copy("/proc/self/exe", path).expect("copying my own executable");
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o755)).expect("chmod 755");
+    let mut argv = vec![path.to_owned()];
+    argv.extend_from_slice(args);
+    exec(path, &argv)
+}
+
 fn main() {
     let args: Vec<String> = std::env::args().collect();
     let num = |i: usize| -> usize { args[i].parse().expect("a number") };
@@ -267,9 +392,17 @@ fn main() {
         Some("forks") if args.len() == 3 => forks(num(2)),
         Some("spin") if args.len() == 3 => spin(num(2)),
         Some("count") if args.len() == 3 => count(&args[2]),
+        Some("facts") if args.len() == 3 => facts(&args[2]),
+        Some("pty-exec") if args.len() >= 3 => pty_exec(&args[2], &args[2..]),
+        Some("memfd-exec") if args.len() >= 3 => {
+            let mut argv = vec!["sw-test-job".to_owned()];
+            argv.extend_from_slice(&args[2..]);
+            memfd_exec(&argv)
+        }
+        Some("copy-exec") if args.len() >= 4 => copy_exec(&args[2], &args[3..]),
         _ => {
             eprintln!(
-                "usage: sw-test-job script TCP_PORT UDP_PORT FILE | burst N | open PATH | edge | alloc MIB | forks N | spin THREADS | count FILE"
+                "usage: sw-test-job script TCP_PORT UDP_PORT FILE | burst N | open PATH | edge | alloc MIB | forks N | spin THREADS | count FILE | facts LABEL | pty-exec PROGRAM ARGS... | memfd-exec ARGS... | copy-exec PATH ARGS..."
             );
             std::process::exit(2);
         }
