@@ -58,6 +58,11 @@
 //! | `user.name` | P F N S | the name /etc/passwd gives `uid` (a sandbox's ids are the host's minus 1000000000: the name the sandbox itself sees) |
 //! | `proc.duration` | Tree | ns since the process's first fork or exec row |
 //! | `fd.sip.name`, `fd.cip.name`, `fd.rip.name`, `fd.lip.name` | N | the address, compared with what the rule's names resolve to (as Falco does; resolved in the background at load and every 10 minutes) |
+//! | `proc.tty` | Tree | `tty` of the process's exec row (the terminal's device number, 0 for none) |
+//! | `user.loginuid` | Tree | `loginuid` of the exec row (-1: never set) |
+//! | `thread.cap_effective`, `thread.cap_permitted`, `thread.cap_inheritable` | Tree | `cap_*` of the exec row, rendered as Falco does (`CAP_SYS_ADMIN CAP_...`); changes after exec (capset) are not seen |
+//! | `proc.is_exe_from_memfd` | Tree | `exe_from_memfd` of the exec row |
+//! | `proc.is_exe_upper_layer` | Tree | `exe_written_in_sandbox` of the exec row: the executable changed after the watch began (sandwatch's copy-up: a file the job wrote) |
 //! | `fd.name_changed` | N | sendto/sendmsg rows naming a destination (the datagram's tuple is new) |
 //! | `fd.connected` | N | connect that succeeded (or is in progress), accept, sendto/sendmsg on a connected socket |
 //! | `container.privileged` | P F N S | false for the runner's sandboxes (never privileged); null for other watched cgroups |
@@ -157,6 +162,13 @@ const PROVIDED: &[(&str, Arg)] = &[
     ("proc.duration", Arg::None),
     ("fd.connected", Arg::None),
     ("fd.name_changed", Arg::None),
+    ("proc.tty", Arg::None),
+    ("user.loginuid", Arg::None),
+    ("thread.cap_effective", Arg::None),
+    ("thread.cap_permitted", Arg::None),
+    ("thread.cap_inheritable", Arg::None),
+    ("proc.is_exe_from_memfd", Arg::None),
+    ("proc.is_exe_upper_layer", Arg::None),
     ("fd.sip.name", Arg::None),
     ("fd.cip.name", Arg::None),
     ("fd.rip.name", Arg::None),
@@ -201,15 +213,10 @@ const MISSING_FAMILIES: &[(&str, &str)] = &[
         "sandwatch has no privileged containers' flag (sandboxes are never privileged, but other watched cgroups may be)",
     ),
     ("container.", "sandwatch has no container runtime metadata"),
-    ("user.loginuid", "the probes do not record the login uid"),
     ("user.", "the tables hold numeric uids only, not user names"),
     (
         "group.",
         "the tables hold numeric gids only, not group names",
-    ),
-    (
-        "proc.tty",
-        "the probes do not record the controlling terminal",
     ),
     ("proc.env", "the probes do not record the environment"),
     ("proc.vpid", "the tables hold host pids only"),
@@ -231,7 +238,6 @@ const MISSING_FAMILIES: &[(&str, &str)] = &[
         "proc.is_exe",
         "the probes do not record where the executable lives (overlay layer, memfd)",
     ),
-    ("thread.cap", "the probes do not record capabilities"),
     ("evt.buffer", "the probes do not record I/O buffers"),
     ("evt.arg", "the probes do not record this syscall argument"),
     (

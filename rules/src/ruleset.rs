@@ -1526,7 +1526,7 @@ mod tests {
     fn status_names_the_first_missing_field() {
         let set = ok(&format!(
             "- macro: m\n  condition: container.image.repository = x\n\
-             - rule: A\n  condition: evt.type = open and (proc.tty != 0 or m)\n{RULE}\
+             - rule: A\n  condition: evt.type = open and (proc.env contains X or m)\n{RULE}\
              - rule: B\n  condition: evt.type = open and proc.aname[3] = sshd and sandbox.profile = strict\n{RULE}  actions: [kill, freeze]\n\
              - rule: C\n  condition: proc.aname[x] = y\n{RULE}"
         ));
@@ -1536,7 +1536,7 @@ mod tests {
         };
         assert_eq!(
             reason(0),
-            "field proc.tty: the probes do not record the controlling terminal"
+            "field proc.env: the probes do not record the environment"
         );
         assert_eq!(reason(1), "evaluable");
         assert_eq!(set.rules[1].actions, [Action::Kill, Action::Freeze]);

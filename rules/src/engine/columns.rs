@@ -327,6 +327,31 @@ impl<'a> BatchColumns<'a> {
                 let uids = self.int_at("uid");
                 strs(uids.iter().map(|u| user_name(state, (*u)? as u32)))
             }
+            "proc.tty"
+            | "user.loginuid"
+            | "proc.is_exe_from_memfd"
+            | "proc.is_exe_upper_layer"
+            | "thread.cap_effective"
+            | "thread.cap_permitted"
+            | "thread.cap_inheritable" => {
+                let pids = self.int_at("pid");
+                let tree = &state.tree;
+                let node = |i: usize| tree.get(pids[i]? as u32);
+                match field.name.as_str() {
+                    "proc.tty" => ints((0..n).map(|i| node(i)?.tty.map(i64::from))),
+                    "user.loginuid" => ints((0..n).map(|i| node(i)?.loginuid)),
+                    "proc.is_exe_from_memfd" => bools((0..n).map(|i| node(i)?.exe_from_memfd)),
+                    "proc.is_exe_upper_layer" => bools((0..n).map(|i| node(i)?.exe_written)),
+                    cap => {
+                        let k = match cap {
+                            "thread.cap_effective" => 0,
+                            "thread.cap_permitted" => 1,
+                            _ => 2,
+                        };
+                        strs((0..n).map(|i| node(i)?.caps[k].map(cap_names)))
+                    }
+                }
+            }
             "proc.cmdline" | "proc.args" | "proc.cwd" | "proc.duration" => {
                 let pids = self.int_at("pid");
                 let times = self.int_at("time");
@@ -659,6 +684,62 @@ impl<'a> BatchColumns<'a> {
             _ => Col::Null,
         }
     }
+}
+
+/// A capability mask as Falco shows it: the names of its bits, space-separated.
+fn cap_names(mask: u64) -> String {
+    const NAMES: [&str; 41] = [
+        "CAP_CHOWN",
+        "CAP_DAC_OVERRIDE",
+        "CAP_DAC_READ_SEARCH",
+        "CAP_FOWNER",
+        "CAP_FSETID",
+        "CAP_KILL",
+        "CAP_SETGID",
+        "CAP_SETUID",
+        "CAP_SETPCAP",
+        "CAP_LINUX_IMMUTABLE",
+        "CAP_NET_BIND_SERVICE",
+        "CAP_NET_BROADCAST",
+        "CAP_NET_ADMIN",
+        "CAP_NET_RAW",
+        "CAP_IPC_LOCK",
+        "CAP_IPC_OWNER",
+        "CAP_SYS_MODULE",
+        "CAP_SYS_RAWIO",
+        "CAP_SYS_CHROOT",
+        "CAP_SYS_PTRACE",
+        "CAP_SYS_PACCT",
+        "CAP_SYS_ADMIN",
+        "CAP_SYS_BOOT",
+        "CAP_SYS_NICE",
+        "CAP_SYS_RESOURCE",
+        "CAP_SYS_TIME",
+        "CAP_SYS_TTY_CONFIG",
+        "CAP_MKNOD",
+        "CAP_LEASE",
+        "CAP_AUDIT_WRITE",
+        "CAP_AUDIT_CONTROL",
+        "CAP_SETFCAP",
+        "CAP_MAC_OVERRIDE",
+        "CAP_MAC_ADMIN",
+        "CAP_SYSLOG",
+        "CAP_WAKE_ALARM",
+        "CAP_BLOCK_SUSPEND",
+        "CAP_AUDIT_READ",
+        "CAP_PERFMON",
+        "CAP_BPF",
+        "CAP_CHECKPOINT_RESTORE",
+    ];
+    (0..64)
+        .filter(|b| mask & (1u64 << b) != 0)
+        .map(|b| {
+            NAMES
+                .get(b)
+                .map_or_else(|| format!("CAP_{b}"), |n| (*n).to_owned())
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 /// `evt.res`: SUCCESS, or the errno's name.

@@ -322,3 +322,44 @@ fn kernel_decidable_rules_are_pure_syscall_kills() {
         )]
     );
 }
+
+#[test]
+fn exec_facts_reach_later_rows_through_the_tree() {
+    let set = rules(
+        r#"
+- rule: module load with the capability
+  desc: d
+  condition: evt.type in (open, openat) and thread.cap_effective contains CAP_SYS_MODULE and proc.tty = 0 and not proc.is_exe_from_memfd = true
+  output: caps=%thread.cap_effective tty=%proc.tty
+  priority: WARNING
+"#,
+    );
+    let mut engine = Engine::new(&set).unwrap();
+    let mut p = ProcessEventsBuilder::new(2);
+    let mut root = exec(40, 1, "insmod", "/sbin/insmod", b"insmod\0x.ko\0");
+    root.tty = Some(0);
+    root.cap_effective = Some((1 << 16) | (1 << 21));
+    root.exe_from_memfd = Some(false);
+    let mut plain = exec(41, 1, "cat", "/bin/cat", b"cat\0");
+    plain.tty = Some(0);
+    plain.cap_effective = Some(0);
+    p.append(&root);
+    p.append(&plain);
+    assert!(
+        engine
+            .evaluate(Table::ProcessEvents, &p.finish().unwrap())
+            .is_empty()
+    );
+    let mut f = FileEventsBuilder::new(2);
+    for pid in [40, 41] {
+        f.append(&FileEvent {
+            common: common(pid, 1, "x", "openat", 3),
+            path: Some("/lib/modules/x.ko"),
+            ..FileEvent::default()
+        });
+    }
+    let m = engine.evaluate(Table::FileEvents, &f.finish().unwrap());
+    assert_eq!(m.len(), 1);
+    assert_eq!(m[0].pid, Some(40));
+    assert_eq!(m[0].output, "caps=CAP_SYS_MODULE CAP_SYS_ADMIN tty=0");
+}

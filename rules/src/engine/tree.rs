@@ -9,8 +9,8 @@
 use std::sync::Arc;
 
 use arrow_array::{
-    Array, ListArray, RecordBatch, StringArray, TimestampNanosecondArray, UInt32Array,
-    cast::AsArray,
+    Array, BooleanArray, Int64Array, ListArray, RecordBatch, StringArray, TimestampNanosecondArray,
+    UInt32Array, UInt64Array, cast::AsArray,
 };
 
 use crate::engine::FastMap;
@@ -34,6 +34,12 @@ pub struct ProcNode {
     /// When the process started (its fork or exec row, whichever was seen first), for
     /// `proc.duration`.
     pub start_ns: Option<i64>,
+    /// What its exec row said of its credentials and executable (null when not read).
+    pub tty: Option<u32>,
+    pub caps: [Option<u64>; 3],
+    pub loginuid: Option<i64>,
+    pub exe_from_memfd: Option<bool>,
+    pub exe_written: Option<bool>,
     /// The tree's clock when the process was last seen, for trimming.
     seen: u64,
 }
@@ -67,6 +73,47 @@ fn u32s<'a>(batch: &'a RecordBatch, name: &str) -> Option<&'a UInt32Array> {
     batch
         .column_by_name(name)
         .and_then(|c| c.as_any().downcast_ref::<UInt32Array>())
+}
+
+/// The exec row's credential and executable columns.
+struct ExecFacts<'a> {
+    tty: Option<&'a UInt32Array>,
+    caps: [Option<&'a UInt64Array>; 3],
+    loginuid: Option<&'a Int64Array>,
+    memfd: Option<&'a BooleanArray>,
+    written: Option<&'a BooleanArray>,
+}
+
+impl<'a> ExecFacts<'a> {
+    fn of(batch: &'a RecordBatch) -> Self {
+        fn col<'b, T: 'static>(batch: &'b RecordBatch, name: &str) -> Option<&'b T> {
+            batch.column_by_name(name)?.as_any().downcast_ref::<T>()
+        }
+        Self {
+            tty: col(batch, "tty"),
+            caps: [
+                col(batch, "cap_effective"),
+                col(batch, "cap_permitted"),
+                col(batch, "cap_inheritable"),
+            ],
+            loginuid: col(batch, "loginuid"),
+            memfd: col(batch, "exe_from_memfd"),
+            written: col(batch, "exe_written_in_sandbox"),
+        }
+    }
+
+    fn apply(&self, i: usize, node: &mut ProcNode) {
+        fn at<A: Array>(a: Option<&A>, i: usize) -> Option<&A> {
+            a.filter(|a| a.is_valid(i))
+        }
+        node.tty = at(self.tty, i).map(|a| a.value(i));
+        for (k, c) in self.caps.iter().enumerate() {
+            node.caps[k] = at(*c, i).map(|a| a.value(i));
+        }
+        node.loginuid = at(self.loginuid, i).map(|a| a.value(i));
+        node.exe_from_memfd = at(self.memfd, i).map(|a| a.value(i));
+        node.exe_written = at(self.written, i).map(|a| a.value(i));
+    }
 }
 
 fn opt_str(a: &StringArray, i: usize) -> Option<&str> {
@@ -117,6 +164,7 @@ impl ProcessTree {
         let argv = batch
             .column_by_name("argv")
             .and_then(|c| c.as_any().downcast_ref::<ListArray>());
+        let facts = ExecFacts::of(batch);
         if self.nodes.len() > TREE_CAP {
             let cut = self.clock.saturating_sub(TREE_CAP as u64 / 2);
             self.nodes.retain(|_, n| n.seen >= cut);
@@ -145,6 +193,11 @@ impl ProcessTree {
                         cwd: inherited.cwd,
                         ppid: parent,
                         start_ns: now,
+                        tty: inherited.tty,
+                        caps: inherited.caps,
+                        loginuid: inherited.loginuid,
+                        exe_from_memfd: inherited.exe_from_memfd,
+                        exe_written: inherited.exe_written,
                         seen: self.clock,
                     },
                 );
@@ -177,6 +230,7 @@ impl ProcessTree {
                     if node.start_ns.is_none() {
                         node.start_ns = now;
                     }
+                    facts.apply(i, node);
                 }
                 // A thread's end is not its process's.
                 "exit" if tid.is_none_or(|t| t.value(i) == p) => {
