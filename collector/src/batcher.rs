@@ -5,10 +5,10 @@
 use std::time::{Duration, Instant};
 
 use sandwatch_schema::{
-    BatchBuilder, CountRow, CountsBuilder, DropRow, DropsBuilder, FileEvent, FileEventsBuilder,
-    NetworkEvent, NetworkEventsBuilder, ProcessEvent, ProcessEventsBuilder, SandboxEvent,
-    SandboxMetricsBuilder, SandboxMetricsRow, SandboxesBuilder, SyscallEvent, SyscallEventsBuilder,
-    Table, TableBatch,
+    AlertDeliveriesBuilder, AlertsBuilder, BatchBuilder, CountRow, CountsBuilder, DropRow,
+    DropsBuilder, FileEvent, FileEventsBuilder, NetworkEvent, NetworkEventsBuilder, ProcessEvent,
+    ProcessEventsBuilder, SandboxEvent, SandboxMetricsBuilder, SandboxMetricsRow, SandboxesBuilder,
+    SyscallEvent, SyscallEventsBuilder, Table, TableBatch,
 };
 
 use crate::CollectorError;
@@ -45,6 +45,8 @@ pub struct Batchers {
     counts: CountsBuilder,
     sandboxes: SandboxesBuilder,
     sandbox_metrics: SandboxMetricsBuilder,
+    alerts: AlertsBuilder,
+    alert_deliveries: AlertDeliveriesBuilder,
     drops: DropsBuilder,
     state: [SlotState; Table::ALL.len()],
     sealed: Vec<TableBatch>,
@@ -79,6 +81,8 @@ impl Batchers {
             counts: CountsBuilder::new(64),
             sandboxes: SandboxesBuilder::new(8),
             sandbox_metrics: SandboxMetricsBuilder::new(64),
+            alerts: AlertsBuilder::new(8),
+            alert_deliveries: AlertDeliveriesBuilder::new(8),
             drops: DropsBuilder::new(8),
             state: Default::default(),
             sealed: Vec::new(),
@@ -95,6 +99,8 @@ impl Batchers {
             Table::SyscallCounts => &mut self.counts,
             Table::Sandboxes => &mut self.sandboxes,
             Table::SandboxMetrics => &mut self.sandbox_metrics,
+            Table::Alerts => &mut self.alerts,
+            Table::AlertDeliveries => &mut self.alert_deliveries,
             Table::Drops => &mut self.drops,
         }
     }

@@ -14,8 +14,8 @@ use arrow_schema::{ArrowError, SchemaRef};
 use crate::{
     Table,
     events::{
-        Common, CountRow, DropRow, FileEvent, NetworkEvent, ProcessEvent, SandboxEvent,
-        SandboxMetricsRow, SyscallEvent,
+        AlertDeliveryRow, AlertRow, Common, CountRow, DropRow, FileEvent, NetworkEvent,
+        ProcessEvent, SandboxEvent, SandboxMetricsRow, SyscallEvent,
     },
 };
 
@@ -426,6 +426,79 @@ table_builder! {
     }
 }
 
+fn append_texts(b: &mut ListBuilder<StringBuilder>, items: &[String]) {
+    for item in items {
+        b.values().append_value(item);
+    }
+    b.append(true);
+}
+
+table_builder! {
+    /// Builds `alerts`.
+    AlertsBuilder, Table::Alerts, AlertRow, common: false,
+    columns {
+        time: TimestampNanosecondBuilder = time_builder,
+        host: StringBuilder = strings,
+        alert_id: StringBuilder = strings,
+        dedup_key: StringBuilder = strings,
+        sandbox_id: StringBuilder = strings,
+        rule: StringBuilder = strings,
+        priority: StringBuilder = strings,
+        tags: ListBuilder<StringBuilder> = |_| ListBuilder::new(StringBuilder::new()),
+        output: StringBuilder = |cap| StringBuilder::with_capacity(cap, cap * 128),
+        evidence: StringBuilder = |cap| StringBuilder::with_capacity(cap, cap * 128),
+        actions: ListBuilder<StringBuilder> = |_| ListBuilder::new(StringBuilder::new()),
+        actions_taken: StringBuilder = strings,
+        fields: StringBuilder = |cap| StringBuilder::with_capacity(cap, cap * 128),
+    }
+    append(self, e) {
+        self.time.append_value(e.time_ns);
+        self.host.append_value(e.host);
+        self.alert_id.append_value(e.alert_id);
+        self.dedup_key.append_value(e.dedup_key);
+        self.sandbox_id.append_option(e.sandbox_id);
+        self.rule.append_value(e.rule);
+        self.priority.append_value(e.priority);
+        append_texts(&mut self.tags, e.tags);
+        self.output.append_value(e.output);
+        self.evidence.append_value(e.evidence);
+        append_texts(&mut self.actions, e.actions);
+        self.actions_taken.append_value(e.actions_taken);
+        self.fields.append_value(e.fields);
+    }
+}
+
+table_builder! {
+    /// Builds `alert_deliveries`.
+    AlertDeliveriesBuilder, Table::AlertDeliveries, AlertDeliveryRow, common: false,
+    columns {
+        time: TimestampNanosecondBuilder = time_builder,
+        host: StringBuilder = strings,
+        alert_id: StringBuilder = strings,
+        dedup_key: StringBuilder = strings,
+        hook: StringBuilder = strings,
+        hook_type: StringBuilder = strings,
+        state: StringBuilder = strings,
+        attempts: UInt32Builder = UInt32Builder::with_capacity,
+        status_code: UInt16Builder = UInt16Builder::with_capacity,
+        error: StringBuilder = strings,
+        latency_ms: Float64Builder = Float64Builder::with_capacity,
+    }
+    append(self, e) {
+        self.time.append_value(e.time_ns);
+        self.host.append_value(e.host);
+        self.alert_id.append_value(e.alert_id);
+        self.dedup_key.append_value(e.dedup_key);
+        self.hook.append_value(e.hook);
+        self.hook_type.append_value(e.hook_type);
+        self.state.append_value(e.state.name());
+        self.attempts.append_value(e.attempts);
+        self.status_code.append_option(e.status_code);
+        self.error.append_option(e.error);
+        self.latency_ms.append_option(e.latency_ms);
+    }
+}
+
 table_builder! {
     /// Builds `drops`.
     DropsBuilder, Table::Drops, DropRow, common: false,
@@ -449,9 +522,11 @@ table_builder! {
 
 #[cfg(test)]
 mod tests {
-    use arrow_array::{Array, Float64Array, Int32Array, ListArray, StringArray, UInt64Array};
+    use arrow_array::{
+        Array, Float64Array, Int32Array, ListArray, StringArray, UInt16Array, UInt64Array,
+    };
 
-    use crate::SandboxLifecycle;
+    use crate::{DeliveryState, SandboxLifecycle};
 
     use super::*;
 
@@ -694,5 +769,85 @@ mod tests {
         let rx = rx.as_any().downcast_ref::<UInt64Array>().unwrap();
         assert_eq!(rx.value(0), 10);
         assert!(rx.is_null(1), "host network: null");
+    }
+
+    #[test]
+    fn alert_builders_match_their_schemas() {
+        let tags = vec!["network".to_owned(), "mitre_exfiltration".to_owned()];
+        let actions = vec!["alert".to_owned(), "kill".to_owned()];
+        let mut a = AlertsBuilder::new(2);
+        let row = AlertRow {
+            time_ns: 1,
+            host: "h",
+            alert_id: "a-1",
+            dedup_key: "k1",
+            sandbox_id: Some("sw-1"),
+            rule: "Sandbox shell connected out",
+            priority: "critical",
+            tags: &tags,
+            output: "shell connected out",
+            evidence: r#"[{"table":"network_events","time_ns":1,"pid":2,"tid":2,"event":"connect"}]"#,
+            actions: &actions,
+            actions_taken: r#"[{"action":"kill","at_ns":2,"ok":true}]"#,
+            fields: r#"{"proc.name":"sh"}"#,
+        };
+        a.append(&row);
+        a.append(&AlertRow {
+            sandbox_id: None,
+            tags: &[],
+            actions: &[],
+            ..row
+        });
+        let batch = a.finish().unwrap();
+        assert_eq!(batch.schema(), Table::Alerts.schema());
+        let list = |col: &str, row: usize| -> Vec<String> {
+            let l = batch
+                .column_by_name(col)
+                .unwrap()
+                .as_any()
+                .downcast_ref::<ListArray>()
+                .unwrap()
+                .value(row);
+            let s = l.as_any().downcast_ref::<StringArray>().unwrap();
+            s.iter().map(|v| v.unwrap().to_owned()).collect()
+        };
+        assert_eq!(list("tags", 0), tags);
+        assert_eq!(list("actions", 0), actions);
+        assert!(list("tags", 1).is_empty(), "no tags: an empty list");
+        let sandbox = batch.column_by_name("sandbox_id").unwrap();
+        assert!(!sandbox.is_null(0) && sandbox.is_null(1));
+
+        let mut d = AlertDeliveriesBuilder::new(2);
+        let row = AlertDeliveryRow {
+            time_ns: 3,
+            host: "h",
+            alert_id: "a-1",
+            dedup_key: "k1",
+            hook: "oncall",
+            hook_type: "webhook",
+            state: DeliveryState::Retrying,
+            attempts: 1,
+            status_code: Some(500),
+            error: Some("HTTP 500"),
+            latency_ms: Some(1.5),
+        };
+        d.append(&row);
+        d.append(&AlertDeliveryRow {
+            state: DeliveryState::Failed,
+            attempts: 2,
+            status_code: None,
+            error: Some("connection refused"),
+            latency_ms: None,
+            ..row
+        });
+        let batch = d.finish().unwrap();
+        assert_eq!(batch.schema(), Table::AlertDeliveries.schema());
+        let state = batch.column_by_name("state").unwrap();
+        let state = state.as_any().downcast_ref::<StringArray>().unwrap();
+        assert_eq!((state.value(0), state.value(1)), ("retrying", "failed"));
+        let status = batch.column_by_name("status_code").unwrap();
+        let status = status.as_any().downcast_ref::<UInt16Array>().unwrap();
+        assert_eq!(status.value(0), 500);
+        assert!(status.is_null(1), "no answer: no status");
     }
 }

@@ -207,3 +207,72 @@ pub struct SandboxMetricsRow<'a> {
     pub process_count: u32,
     pub file_descriptors: u32,
 }
+
+/// One `alerts` row: an alert a rule raised. Lists and structured parts arrive as the alert
+/// holds them: `tags` and `actions` become list columns, the rest is JSON text.
+#[derive(Clone, Copy, Debug)]
+pub struct AlertRow<'a> {
+    /// When the rule fired.
+    pub time_ns: i64,
+    pub host: &'a str,
+    pub alert_id: &'a str,
+    /// Stable across resends and grouping: what on-call tools deduplicate on.
+    pub dedup_key: &'a str,
+    pub sandbox_id: Option<&'a str>,
+    pub rule: &'a str,
+    /// Falco's lower-case priority name.
+    pub priority: &'a str,
+    pub tags: &'a [String],
+    pub output: &'a str,
+    /// JSON array of event references (`table`, `time_ns`, `pid`, `tid`, `event`).
+    pub evidence: &'a str,
+    /// What the rule asked for: `alert`, `kill`, `freeze`.
+    pub actions: &'a [String],
+    /// JSON array of what was done (`action`, `at_ns`, `ok`, `detail`).
+    pub actions_taken: &'a str,
+    /// JSON object of the output's field values.
+    pub fields: &'a str,
+}
+
+/// Where a delivery of an alert to a hook stands, the `state` column of `alert_deliveries`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum DeliveryState {
+    /// The hook accepted it.
+    Delivered,
+    /// An attempt failed; another follows after a back-off.
+    Retrying,
+    /// Given up: retries exhausted or the hook refused it for good. The outbox keeps it.
+    Failed,
+}
+
+impl DeliveryState {
+    pub fn name(self) -> &'static str {
+        match self {
+            DeliveryState::Delivered => "delivered",
+            DeliveryState::Retrying => "retrying",
+            DeliveryState::Failed => "failed",
+        }
+    }
+}
+
+/// One `alert_deliveries` row: the outcome of one delivery attempt of one alert to one hook.
+#[derive(Clone, Copy, Debug)]
+pub struct AlertDeliveryRow<'a> {
+    /// When the attempt ended.
+    pub time_ns: i64,
+    pub host: &'a str,
+    pub alert_id: &'a str,
+    pub dedup_key: &'a str,
+    /// The hook's name in the hooks file.
+    pub hook: &'a str,
+    /// `webhook`, `slack`, `pagerduty`, `alertmanager`.
+    pub hook_type: &'a str,
+    pub state: DeliveryState,
+    /// Attempts so far, this one included.
+    pub attempts: u32,
+    /// The HTTP status, when the hook answered.
+    pub status_code: Option<u16>,
+    pub error: Option<&'a str>,
+    /// From sending the request to the end of the answer (or the failure).
+    pub latency_ms: Option<f64>,
+}

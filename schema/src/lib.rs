@@ -20,12 +20,13 @@ use arrow_array::RecordBatch;
 use arrow_schema::{DataType, Field, Schema, SchemaRef, TimeUnit};
 
 pub use builders::{
-    BatchBuilder, CountsBuilder, DropsBuilder, FileEventsBuilder, NetworkEventsBuilder,
-    ProcessEventsBuilder, SandboxMetricsBuilder, SandboxesBuilder, SyscallEventsBuilder,
+    AlertDeliveriesBuilder, AlertsBuilder, BatchBuilder, CountsBuilder, DropsBuilder,
+    FileEventsBuilder, NetworkEventsBuilder, ProcessEventsBuilder, SandboxMetricsBuilder,
+    SandboxesBuilder, SyscallEventsBuilder,
 };
 pub use events::{
-    Common, CountRow, DropRow, FileEvent, NetworkEvent, ProcessEvent, SandboxEvent,
-    SandboxLifecycle, SandboxMetricsRow, SyscallEvent,
+    AlertDeliveryRow, AlertRow, Common, CountRow, DeliveryState, DropRow, FileEvent, NetworkEvent,
+    ProcessEvent, SandboxEvent, SandboxLifecycle, SandboxMetricsRow, SyscallEvent,
 };
 
 /// Every table of the audit log this build writes.
@@ -40,11 +41,15 @@ pub enum Table {
     Sandboxes,
     /// Sampled resource use per sandbox, from the runner.
     SandboxMetrics,
+    /// Alerts raised by rules.
+    Alerts,
+    /// Delivery attempts of alerts to on-call hooks.
+    AlertDeliveries,
     Drops,
 }
 
 impl Table {
-    pub const ALL: [Table; 8] = [
+    pub const ALL: [Table; 10] = [
         Table::ProcessEvents,
         Table::FileEvents,
         Table::NetworkEvents,
@@ -52,6 +57,8 @@ impl Table {
         Table::SyscallCounts,
         Table::Sandboxes,
         Table::SandboxMetrics,
+        Table::Alerts,
+        Table::AlertDeliveries,
         Table::Drops,
     ];
 
@@ -65,6 +72,8 @@ impl Table {
             Table::SyscallCounts => "syscall_counts",
             Table::Sandboxes => "sandboxes",
             Table::SandboxMetrics => "sandbox_metrics",
+            Table::Alerts => "alerts",
+            Table::AlertDeliveries => "alert_deliveries",
             Table::Drops => "drops",
         }
     }
@@ -76,9 +85,12 @@ impl Table {
             | Table::FileEvents
             | Table::NetworkEvents
             | Table::SyscallEvents => common_fields(),
-            Table::SyscallCounts | Table::Sandboxes | Table::SandboxMetrics | Table::Drops => {
-                vec![time_field()]
-            }
+            Table::SyscallCounts
+            | Table::Sandboxes
+            | Table::SandboxMetrics
+            | Table::Alerts
+            | Table::AlertDeliveries
+            | Table::Drops => vec![time_field()],
         };
         fields.extend(match self {
             Table::ProcessEvents => vec![
@@ -168,6 +180,32 @@ impl Table {
                 Field::new("process_count", DataType::UInt32, false),
                 Field::new("file_descriptors", DataType::UInt32, false),
             ],
+            Table::Alerts => vec![
+                Field::new("host", DataType::Utf8, false),
+                Field::new("alert_id", DataType::Utf8, false),
+                Field::new("dedup_key", DataType::Utf8, false),
+                Field::new("sandbox_id", DataType::Utf8, true),
+                Field::new("rule", DataType::Utf8, false),
+                Field::new("priority", DataType::Utf8, false),
+                Field::new("tags", list_of(DataType::Utf8), false),
+                Field::new("output", DataType::Utf8, false),
+                Field::new("evidence", DataType::Utf8, false),
+                Field::new("actions", list_of(DataType::Utf8), false),
+                Field::new("actions_taken", DataType::Utf8, false),
+                Field::new("fields", DataType::Utf8, false),
+            ],
+            Table::AlertDeliveries => vec![
+                Field::new("host", DataType::Utf8, false),
+                Field::new("alert_id", DataType::Utf8, false),
+                Field::new("dedup_key", DataType::Utf8, false),
+                Field::new("hook", DataType::Utf8, false),
+                Field::new("hook_type", DataType::Utf8, false),
+                Field::new("state", DataType::Utf8, false),
+                Field::new("attempts", DataType::UInt32, false),
+                Field::new("status_code", DataType::UInt16, true),
+                Field::new("error", DataType::Utf8, true),
+                Field::new("latency_ms", DataType::Float64, true),
+            ],
             Table::Drops => vec![
                 Field::new("host", DataType::Utf8, false),
                 Field::new("source", DataType::Utf8, false),
@@ -188,7 +226,7 @@ impl fmt::Display for Table {
 
 #[derive(Debug, thiserror::Error)]
 #[error(
-    "unknown table {0:?} (tables: process_events, file_events, network_events, syscall_events, syscall_counts, sandboxes, sandbox_metrics, drops)"
+    "unknown table {0:?} (tables: process_events, file_events, network_events, syscall_events, syscall_counts, sandboxes, sandbox_metrics, alerts, alert_deliveries, drops)"
 )]
 pub struct UnknownTable(pub String);
 
@@ -297,6 +335,20 @@ mod tests {
                 "{t}"
             );
             assert_eq!(schema.field(0).data_type(), time_field().data_type());
+        }
+    }
+
+    #[test]
+    fn alert_tables_start_with_time_host_and_the_alert() {
+        for t in [Table::Alerts, Table::AlertDeliveries] {
+            let schema = t.schema();
+            let first: Vec<&str> = schema
+                .fields()
+                .iter()
+                .take(4)
+                .map(|f| f.name().as_str())
+                .collect();
+            assert_eq!(first, ["time", "host", "alert_id", "dedup_key"], "{t}");
         }
     }
 

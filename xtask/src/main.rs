@@ -1,7 +1,8 @@
 //! `cargo xtask`: the commands the README names.
 //!
 //! - `setup`: installs what building and testing need, idempotently (nightly `rust-src`,
-//!   `bpf-linker` against the nightly's own LLVM, the Python readers the tests use).
+//!   `bpf-linker` against the nightly's own LLVM, the Python readers the tests use, the
+//!   Alertmanager the hooks tests deliver to).
 //! - `test`: unit tests of every default crate, then the root-only integration tests that load
 //!   the real probes into this kernel.
 //! - `bench probes`: the probe overhead and throughput benchmarks of the README.
@@ -138,6 +139,11 @@ fn setup() -> anyhow::Result<()> {
         }
     }
 
+    // 4. A real Alertmanager for the hooks tests (they start their own on 127.0.0.1).
+    if let Err(e) = ensure_alertmanager() {
+        failures.push(format!("prometheus-alertmanager: {e:#}"));
+    }
+
     if !failures.is_empty() {
         for f in &failures {
             eprintln!("xtask setup: FAILED {f}");
@@ -145,6 +151,35 @@ fn setup() -> anyhow::Result<()> {
         bail!("setup incomplete: {} step(s) failed", failures.len());
     }
     eprintln!("xtask setup: done; `cargo build` now builds the probes too");
+    Ok(())
+}
+
+const ALERTMANAGER: &str = "/usr/bin/prometheus-alertmanager";
+
+fn ensure_alertmanager() -> anyhow::Result<()> {
+    if Path::new(ALERTMANAGER).exists() {
+        step("prometheus-alertmanager: present");
+        return Ok(());
+    }
+    step("installing the Debian package prometheus-alertmanager");
+    let install = || {
+        run(Command::new("apt-get")
+            .args([
+                "install",
+                "-y",
+                "--no-install-recommends",
+                "prometheus-alertmanager",
+            ])
+            .env("DEBIAN_FRONTEND", "noninteractive"))
+    };
+    if install().is_err() {
+        // A fresh machine may not have package lists yet.
+        run(Command::new("apt-get").arg("update"))?;
+        install()?;
+    }
+    if !Path::new(ALERTMANAGER).exists() {
+        bail!("the package installed, but {ALERTMANAGER} is not there");
+    }
     Ok(())
 }
 
