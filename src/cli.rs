@@ -93,6 +93,13 @@ pub struct DetectArgs {
     /// Write every alert as one JSON object per line to FILE (appended).
     #[arg(long, value_name = "FILE")]
     pub alerts: Option<PathBuf>,
+    /// Deliver alerts to the on-call hooks of this YAML file (webhook, slack, pagerduty,
+    /// alertmanager), through a durable outbox.
+    #[arg(long, value_name = "FILE")]
+    pub hooks: Option<PathBuf>,
+    /// The hooks' outbox: deliveries owed survive a crash and resume at the next start.
+    #[arg(long, value_name = "DIR", default_value = "/var/lib/sandwatch/hooks")]
+    pub hooks_state: PathBuf,
 }
 
 fn parse_duration(s: &str) -> Result<Duration, String> {
@@ -359,8 +366,8 @@ fn rules_test(data: &std::path::Path, paths: Vec<PathBuf>) -> Result<u8, Failure
     let summary = crate::replay::replay(data, &mut engine, |engine, m| {
         let rule = engine.rule(m.rule);
         *per_rule.entry(rule.name.clone()).or_default() += 1;
-        let alert = detect::alert_record(rule, m, Vec::new(), &host);
-        writeln!(out, "{alert}")?;
+        let alert = detect::alert_record(rule, m, &host);
+        writeln!(out, "{}", alert.to_json_line())?;
         Ok(())
     })
     .map_err(usage)?;
@@ -485,6 +492,7 @@ async fn run(
         engine,
         sources,
         &mut collector,
+        &record.data,
         &detect,
         Some(detect::ActionTarget {
             root: root.clone(),
@@ -585,7 +593,7 @@ async fn run(
     }
     let outcome = result.map_err(runtime)?;
     report_outcome(&command[0], &sandbox_id, &outcome, started.elapsed());
-    print_summary(&summary);
+    print_summary(&with_alert_rows(summary, detected.as_ref()));
     if let Some(d) = &detected {
         print_detections(d, detect.alerts.as_deref());
     }
@@ -793,7 +801,7 @@ async fn watch(
     let filter = sandwatch_runner::seccomp::SyscallFilter::new(&[]).map_err(runtime)?;
     let live = engine.as_ref().map(|_| LIVE_LATENCY);
     let mut collector = start_collector(&record, filter.denied(), None, live)?;
-    let detector = start_detector(engine, sources, &mut collector, &detect, None)?;
+    let detector = start_detector(engine, sources, &mut collector, &record.data, &detect, None)?;
     for t in &targets {
         collector.watch(t).map_err(usage)?;
     }
@@ -818,7 +826,7 @@ async fn watch(
         Some(d) => Some(d.finish().await.map_err(runtime)?),
         None => None,
     };
-    print_summary(&summary);
+    print_summary(&with_alert_rows(summary, detected.as_ref()));
     if let Some(d) = &detected {
         print_detections(d, detect.alerts.as_deref());
     }
@@ -830,6 +838,7 @@ fn start_detector(
     engine: Option<sandwatch_rules::Engine>,
     sources: detect::RuleSources,
     collector: &mut Collector,
+    data: &std::path::Path,
     args: &DetectArgs,
     target: Option<detect::ActionTarget>,
 ) -> Result<Option<detect::Detector>, Failure> {
@@ -840,7 +849,11 @@ fn start_detector(
         engine,
         sources,
         batches,
-        args.alerts.clone(),
+        detect::AlertOutputs {
+            file: args.alerts.clone(),
+            data: data.to_owned(),
+            hooks: args.hooks.clone().map(|h| (h, args.hooks_state.clone())),
+        },
         target,
         sandwatch_collector::hostname(),
     )
@@ -860,6 +873,16 @@ fn policy_check(name_or_path: &str) -> Result<u8, Failure> {
         policy.to_yaml()
     );
     Ok(0)
+}
+
+/// The collector's summary with the rows the detector wrote itself (alerts, deliveries).
+fn with_alert_rows(mut s: Summary, d: Option<&detect::DetectSummary>) -> Summary {
+    if let Some(d) = d {
+        use sandwatch_schema::Table;
+        *s.rows.entry(Table::Alerts).or_default() += d.alert_rows;
+        *s.rows.entry(Table::AlertDeliveries).or_default() += d.delivery_rows;
+    }
+    s
 }
 
 fn print_detections(d: &detect::DetectSummary, file: Option<&std::path::Path>) {
@@ -882,6 +905,20 @@ fn print_detections(d: &detect::DetectSummary, file: Option<&std::path::Path>) {
     }
     for (rule, id) in &d.freezes {
         eprintln!("sandwatch: rule {rule:?} froze sandbox {id}");
+    }
+    if let Some(h) = &d.hooks {
+        let owed = if h.left_pending > 0 {
+            format!(
+                ", {} still owed (kept in the outbox, resent at the next start)",
+                h.left_pending
+            )
+        } else {
+            String::new()
+        };
+        eprintln!(
+            "sandwatch: hooks: {} delivered, {} failed{owed}",
+            h.delivered, h.failed
+        );
     }
 }
 

@@ -12,14 +12,17 @@ use std::{
 };
 
 use anyhow::{Context as _, anyhow};
+use sandwatch_collector::{ParquetOptions, ParquetSink};
+use sandwatch_hooks::{
+    ActionTaken, Alert, DeliveryRecord, DispatchSummary, Dispatcher, DispatcherHandle, EventRef,
+    HooksConfig,
+};
 use sandwatch_rules::{Action, Engine, LoadError, Match, RuleSet, ruleset::Loader};
 use sandwatch_runner::{
     CgroupRoot,
     sandbox::{self, EndReason},
 };
-use sandwatch_schema::TableBatch;
-use serde_json::json;
-use sha2::{Digest as _, Sha256};
+use sandwatch_schema::{AlertDeliveriesBuilder, AlertsBuilder, Table, TableBatch};
 use tokio::{
     signal::unix::{SignalKind, signal},
     sync::mpsc,
@@ -97,6 +100,81 @@ pub struct DetectSummary {
     pub freezes: Vec<(String, String)>,
     pub reloads: u64,
     pub rejected_reloads: u64,
+    /// Rows written to the `alerts` and `alert_deliveries` tables.
+    pub alert_rows: u64,
+    pub delivery_rows: u64,
+    /// The hooks' totals, when there are hooks.
+    pub hooks: Option<DispatchSummary>,
+}
+
+/// Where alerts go besides the terminal.
+pub struct AlertOutputs {
+    /// `--alerts FILE`: one JSON object per line.
+    pub file: Option<PathBuf>,
+    /// The audit log: `alerts` and `alert_deliveries` tables.
+    pub data: PathBuf,
+    /// `--hooks FILE` and the outbox directory.
+    pub hooks: Option<(PathBuf, PathBuf)>,
+}
+
+/// The `alerts` and `alert_deliveries` tables of a run, written by the detector itself: alerts
+/// raised while the collector flushes its last batches must still be recorded.
+struct AlertLog {
+    sink: ParquetSink,
+    alerts: AlertsBuilder,
+    deliveries: AlertDeliveriesBuilder,
+    rows: (u64, u64),
+}
+
+impl AlertLog {
+    fn open(data: &Path) -> anyhow::Result<Self> {
+        Ok(Self {
+            sink: ParquetSink::open(data, ParquetOptions::default())
+                .with_context(|| format!("cannot write alerts into {}", data.display()))?,
+            alerts: AlertsBuilder::new(16),
+            deliveries: AlertDeliveriesBuilder::new(16),
+            rows: (0, 0),
+        })
+    }
+
+    fn alert(&mut self, a: &Alert) {
+        let json = a.row_json();
+        self.alerts.append(&a.row(&json));
+        self.rows.0 += 1;
+    }
+
+    fn delivery(&mut self, r: &DeliveryRecord) {
+        self.deliveries.append(&r.row());
+        self.rows.1 += 1;
+    }
+
+    /// Writes what is pending; the files stay open.
+    fn flush(&mut self) -> anyhow::Result<()> {
+        for (table, batch) in [
+            (
+                Table::Alerts,
+                (!self.alerts.is_empty()).then(|| self.alerts.finish()),
+            ),
+            (
+                Table::AlertDeliveries,
+                (!self.deliveries.is_empty()).then(|| self.deliveries.finish()),
+            ),
+        ] {
+            if let Some(batch) = batch {
+                let batch = batch.context("building an alerts batch")?;
+                self.sink
+                    .write(&TableBatch { table, batch })
+                    .context("writing the alerts table")?;
+            }
+        }
+        Ok(())
+    }
+
+    fn close(mut self) -> anyhow::Result<(u64, u64)> {
+        self.flush()?;
+        self.sink.close().context("closing the alerts table")?;
+        Ok(self.rows)
+    }
 }
 
 pub struct Detector {
@@ -109,11 +187,11 @@ impl Detector {
         engine: Engine,
         sources: RuleSources,
         batches: mpsc::Receiver<Arc<TableBatch>>,
-        alerts: Option<PathBuf>,
+        outputs: AlertOutputs,
         target: Option<ActionTarget>,
         host: String,
     ) -> anyhow::Result<Self> {
-        let out = match &alerts {
+        let out = match &outputs.file {
             Some(p) => Some(
                 std::fs::OpenOptions::new()
                     .create(true)
@@ -123,10 +201,34 @@ impl Detector {
             ),
             None => None,
         };
+        let (hooks, records) = match &outputs.hooks {
+            None => (None, None),
+            Some((file, state)) => {
+                let config = HooksConfig::load(file)?;
+                let (tx, rx) = mpsc::unbounded_channel();
+                let (handle, done) = Dispatcher::new(config, state)
+                    .with_records(tx)
+                    .spawn()
+                    .with_context(|| {
+                        format!("cannot start the alert hooks (outbox {})", state.display())
+                    })?;
+                let r = handle.recovery();
+                if r.resumed > 0 {
+                    eprintln!(
+                        "sandwatch: {} alert deliveries owed from an earlier run resume now",
+                        r.resumed
+                    );
+                }
+                (Some((handle, done)), Some(rx))
+            }
+        };
         let state = DetectorTask {
             engine,
             sources,
             out: out.map(std::io::BufWriter::new),
+            log: AlertLog::open(&outputs.data)?,
+            hooks,
+            records,
             target,
             host,
             summary: DetectSummary::default(),
@@ -142,10 +244,17 @@ impl Detector {
     }
 }
 
+/// How long a run's end waits for hooks still delivering; what is left stays in the outbox
+/// for the next start.
+const HOOKS_GRACE: Duration = Duration::from_secs(5);
+
 struct DetectorTask {
     engine: Engine,
     sources: RuleSources,
     out: Option<std::io::BufWriter<std::fs::File>>,
+    log: AlertLog,
+    hooks: Option<(DispatcherHandle, JoinHandle<DispatchSummary>)>,
+    records: Option<mpsc::UnboundedReceiver<DeliveryRecord>>,
     target: Option<ActionTarget>,
     host: String,
     summary: DetectSummary,
@@ -163,9 +272,12 @@ impl DetectorTask {
         loop {
             tokio::select! {
                 b = batches.recv() => match b {
-                    Some(b) => self.evaluate(&b)?,
+                    Some(b) => self.evaluate(&b).await?,
                     None => break,
                 },
+                Some(r) = async { self.records.as_mut()?.recv().await }, if self.records.is_some() => {
+                    self.log.delivery(&r);
+                }
                 _ = hup.recv() => {
                     self.reload("SIGHUP");
                     seen = self.sources.mtimes();
@@ -182,6 +294,20 @@ impl DetectorTask {
         if let Some(out) = &mut self.out {
             out.flush().context("cannot write the alerts file")?;
         }
+        if let Some((handle, done)) = self.hooks.take() {
+            handle.shutdown(HOOKS_GRACE);
+            drop(handle);
+            let hooks = done.await.context("the hooks dispatcher failed")?;
+            if let Some(rx) = &mut self.records {
+                while let Ok(r) = rx.try_recv() {
+                    self.log.delivery(&r);
+                }
+            }
+            self.summary.hooks = Some(hooks);
+        }
+        let (a, d) = self.log.close()?;
+        self.summary.alert_rows = a;
+        self.summary.delivery_rows = d;
         Ok(self.summary)
     }
 
@@ -207,15 +333,15 @@ impl DetectorTask {
         }
     }
 
-    fn evaluate(&mut self, b: &TableBatch) -> anyhow::Result<()> {
+    async fn evaluate(&mut self, b: &TableBatch) -> anyhow::Result<()> {
         let matches = self.engine.evaluate(b.table, &b.batch);
         for m in matches {
-            self.raise(&m)?;
+            self.raise(&m).await?;
         }
         Ok(())
     }
 
-    fn raise(&mut self, m: &Match) -> anyhow::Result<()> {
+    async fn raise(&mut self, m: &Match) -> anyhow::Result<()> {
         let rule = self.engine.rule(m.rule).clone();
         let mut taken = Vec::new();
         for action in &rule.actions {
@@ -239,29 +365,37 @@ impl DetectorTask {
                     list.push((rule.name.clone(), id.clone()));
                 }
             }
-            taken.push(json!({
-                "action": name,
-                "at_ns": at_ns,
-                "ok": ok,
+            taken.push(ActionTaken {
+                action: name.to_owned(),
+                at_ns,
+                ok,
+                detail,
                 // From the event's kernel timestamp to the order given.
-                "latency_ms": (at_ns - m.time_ns) as f64 / 1e6,
-                "detail": detail,
-            }));
+                latency_ms: Some((at_ns - m.time_ns) as f64 / 1e6),
+            });
         }
-        let priority = priority_name(rule.priority);
+        let mut alert = alert_record(&rule, m, &self.host);
+        alert.actions_taken = taken;
         self.summary.alerts += 1;
         *self
             .summary
             .by_priority
-            .entry(priority.to_owned())
+            .entry(alert.priority.name().to_owned())
             .or_default() += 1;
-        let alert = alert_record(&rule, m, taken, &self.host);
         tracing::info!(rule = %rule.name, sandbox = ?m.sandbox_id, "{}", m.output);
         if let Some(out) = &mut self.out {
-            serde_json::to_writer(&mut *out, &alert).context("cannot write the alerts file")?;
-            out.write_all(b"\n")
+            out.write_all(alert.to_json_line().as_bytes())
+                .and_then(|()| out.write_all(b"\n"))
                 .and_then(|()| out.flush())
                 .context("cannot write the alerts file")?;
+        }
+        self.log.alert(&alert);
+        if let Some((hooks, _)) = &self.hooks {
+            // Durable in the outbox before this returns; delivery goes on in the background.
+            if let Err(e) = hooks.send(alert).await {
+                tracing::error!("alert not handed to the hooks: {e}");
+                eprintln!("sandwatch: an alert could not be queued for the hooks: {e}");
+            }
         }
         Ok(())
     }
@@ -285,86 +419,58 @@ impl DetectorTask {
     }
 }
 
-/// The alert as JSON: what `--alerts` writes and `rules test` prints, one object per line.
-pub fn alert_record(
-    rule: &sandwatch_rules::Rule,
-    m: &Match,
-    taken: Vec<serde_json::Value>,
-    host: &str,
-) -> serde_json::Value {
-    let evidence = json!([{
-        "table": m.table.name(),
-        "time_ns": m.time_ns,
-        "pid": m.pid,
-        "tid": m.tid,
-        "event": m.event,
-    }]);
-    let actions: Vec<&str> = rule
+/// The alert a match raises: what `--alerts` writes, `rules test` prints and hooks receive.
+pub fn alert_record(rule: &sandwatch_rules::Rule, m: &Match, host: &str) -> Alert {
+    let evidence = vec![EventRef {
+        table: m.table.name().to_owned(),
+        time_ns: m.time_ns,
+        pid: m.pid.unwrap_or(0),
+        tid: m.tid.unwrap_or(0),
+        event: m.event.clone().unwrap_or_default(),
+    }];
+    let mut a = Alert::new(
+        m.time_ns,
+        host,
+        rule.name.clone(),
+        priority(rule.priority),
+        m.sandbox_id.clone(),
+        m.output.clone(),
+        evidence,
+    );
+    a.tags = rule.tags.clone();
+    a.actions = rule
         .actions
         .iter()
-        .map(|a| match a {
-            Action::Alert => "alert",
-            Action::Kill => "kill",
-            Action::Freeze => "freeze",
+        .map(|x| {
+            match x {
+                Action::Alert => "alert",
+                Action::Kill => "kill",
+                Action::Freeze => "freeze",
+            }
+            .to_owned()
         })
         .collect();
-    let fields: BTreeMap<&str, &str> = m
-        .fields
-        .iter()
-        .map(|(k, v)| (k.as_str(), v.as_str()))
-        .collect();
-    json!({
-        "time": rfc3339(m.time_ns),
-        "time_ns": m.time_ns,
-        "host": host,
-        "rule": rule.name,
-        "priority": priority_name(rule.priority),
-        "tags": rule.tags,
-        "sandbox_id": m.sandbox_id,
-        "output": m.output,
-        "actions": actions,
-        "actions_taken": taken,
-        "evidence": evidence,
-        "fields": fields,
-        "dedup_key": dedup_key(&rule.name, m),
-    })
+    a.fields = m.fields.iter().cloned().collect();
+    a
 }
 
-fn priority_name(p: sandwatch_rules::Priority) -> &'static str {
+fn priority(p: sandwatch_rules::Priority) -> sandwatch_hooks::Priority {
+    use sandwatch_hooks::Priority as H;
     use sandwatch_rules::Priority as P;
     match p {
-        P::Emergency => "emergency",
-        P::Alert => "alert",
-        P::Critical => "critical",
-        P::Error => "error",
-        P::Warning => "warning",
-        P::Notice => "notice",
-        P::Informational => "informational",
-        P::Debug => "debug",
+        P::Emergency => H::Emergency,
+        P::Alert => H::Alert,
+        P::Critical => H::Critical,
+        P::Error => H::Error,
+        P::Warning => H::Warning,
+        P::Notice => H::Notice,
+        P::Informational => H::Informational,
+        P::Debug => H::Debug,
     }
-}
-
-/// The same alert (rule, sandbox, triggering event) always has the same key, so that a hook
-/// receiving it twice (redelivery after a crash) can tell.
-fn dedup_key(rule: &str, m: &Match) -> String {
-    let mut h = Sha256::new();
-    h.update(rule.as_bytes());
-    h.update([0]);
-    h.update(m.sandbox_id.as_deref().unwrap_or("").as_bytes());
-    h.update([0]);
-    h.update(m.table.name().as_bytes());
-    h.update(m.time_ns.to_le_bytes());
-    h.update(m.tid.unwrap_or(0).to_le_bytes());
-    let d = h.finalize();
-    d[..12].iter().map(|b| format!("{b:02x}")).collect()
 }
 
 fn now_ns() -> i64 {
     SystemTime::now()
         .duration_since(SystemTime::UNIX_EPOCH)
         .map_or(0, |d| d.as_nanos() as i64)
-}
-
-fn rfc3339(ns: i64) -> String {
-    chrono::DateTime::from_timestamp_nanos(ns).to_rfc3339_opts(chrono::SecondsFormat::Nanos, true)
 }

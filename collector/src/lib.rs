@@ -27,7 +27,7 @@ mod sandbox_rows;
 use std::{io, path::PathBuf};
 
 pub use batcher::BatchLimits;
-pub use parquet_sink::ParquetOptions;
+pub use parquet_sink::{ParquetOptions, ParquetSink, SinkSummary};
 pub use pipeline::{Collector, CollectorConfig, DropTotals, Summary, WatchTarget, hostname};
 pub use probes::{MAX_WATCH_LEVEL, ProbeConfig, SandboxParent};
 pub use sandbox_rows::{SandboxEventRecord, SandboxMetricsRecord, SandboxRecorder};

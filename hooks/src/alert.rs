@@ -111,13 +111,16 @@ pub struct EventRef {
 }
 
 /// Something sandwatch did about an alert (kill, freeze) and whether it worked.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct ActionTaken {
     pub action: String,
     pub at_ns: i64,
     pub ok: bool,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub detail: Option<String>,
+    /// From the triggering event's kernel timestamp to the order given (detection to action).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub latency_ms: Option<f64>,
 }
 
 /// An alert raised by a rule.

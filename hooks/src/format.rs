@@ -326,6 +326,7 @@ mod tests {
             at_ns: 1_700_000_000_001_000_000,
             ok: true,
             detail: None,
+            latency_ms: None,
         }];
         a
     }

@@ -125,6 +125,7 @@ async fn alertmanager_lists_the_delivered_alert_with_its_labels_and_annotations(
         at_ns: sent.time_ns + 2_000_000,
         ok: true,
         detail: Some("cgroup.kill".into()),
+        latency_ms: Some(2.0),
     }];
     d.handle.send(sent.clone()).await.unwrap();
     let records = d.wait_state(DeliveryState::Delivered, 1, T).await;

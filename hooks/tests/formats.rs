@@ -29,6 +29,7 @@ async fn slack_gets_text_and_blocks_with_rule_priority_sandbox_and_output() {
         at_ns: sent.time_ns + 1_000_000,
         ok: true,
         detail: None,
+        latency_ms: None,
     }];
     d.handle.send(sent.clone()).await.unwrap();
     let got = rx.wait_for(1, T).await;

@@ -245,3 +245,100 @@ fn a_rules_file_that_does_not_load_stops_the_run_before_it_starts() {
         "nothing ran, nothing was recorded"
     );
 }
+
+/// A minimal HTTP/1.1 receiver on 127.0.0.1: answers 200 to every POST and hands over the bodies.
+fn http_receiver() -> (u16, std::sync::mpsc::Receiver<(String, String)>) {
+    use std::io::{BufRead as _, BufReader, Read as _, Write as _};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { return };
+            let mut reader = BufReader::new(stream.try_clone().unwrap());
+            let (mut len, mut headers) = (0usize, String::new());
+            loop {
+                let mut line = String::new();
+                if reader.read_line(&mut line).unwrap_or(0) == 0 || line == "\r\n" {
+                    break;
+                }
+                if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
+                    len = v.trim().parse().unwrap_or(0);
+                }
+                headers.push_str(&line);
+            }
+            let mut body = vec![0; len];
+            let _ = reader.read_exact(&mut body);
+            let _ = stream
+                .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\nconnection: close\r\n\r\n");
+            if tx
+                .send((headers, String::from_utf8_lossy(&body).into_owned()))
+                .is_err()
+            {
+                return;
+            }
+        }
+    });
+    (port, rx)
+}
+
+#[test]
+fn alerts_reach_a_webhook_and_the_audit_log() {
+    require_root();
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let (port, received) = http_receiver();
+    let hooks = policy_file(
+        dir.path(),
+        "hooks.yaml",
+        &format!(
+            "hooks:\n  - name: test-webhook\n    type: webhook\n    url: http://127.0.0.1:{port}/alerts\n    secret: s3cret\n"
+        ),
+    );
+    let id = unique_id("hooks");
+    let out = sandwatch(&[
+        "run",
+        "--data",
+        data.to_str().unwrap(),
+        "--sandbox-id",
+        &id,
+        "--hooks",
+        hooks.to_str().unwrap(),
+        "--hooks-state",
+        dir.path().join("outbox").to_str().unwrap(),
+        "--",
+        "sh",
+        "-c",
+        "cat /etc/shadow; true",
+    ]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    assert!(stderr.contains("hooks: 1 delivered, 0 failed"), "{stderr}");
+    let (headers, body) = received
+        .recv_timeout(Duration::from_secs(10))
+        .expect("the webhook got the alert");
+    let alert: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(alert["rule"], "Sandbox read of password or sudoers file");
+    assert_eq!(alert["sandbox_id"], id.as_str());
+    assert!(
+        headers
+            .to_ascii_lowercase()
+            .contains("x-sandwatch-signature: sha256="),
+        "{headers}"
+    );
+    // The audit log has the alert and its delivery.
+    let alerts = read_table(&data, "alerts");
+    assert_eq!(alerts.len(), 1);
+    let row = &alerts.rows[0];
+    assert_eq!(
+        get(row, "rule"),
+        Some("Sandbox read of password or sudoers file")
+    );
+    assert_eq!(get(row, "dedup_key"), alert["dedup_key"].as_str());
+    let deliveries = read_table(&data, "alert_deliveries");
+    let delivered = deliveries.with("state", "delivered");
+    assert_eq!(delivered.len(), 1);
+    assert_eq!(get(delivered[0], "hook"), Some("test-webhook"));
+    assert_eq!(get(delivered[0], "status_code"), Some("200"));
+    assert!(stderr.contains("alerts 1, alert_deliveries 1"), "{stderr}");
+}
