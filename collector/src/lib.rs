@@ -27,9 +27,10 @@ mod sandbox_rows;
 use std::{io, path::PathBuf};
 
 pub use batcher::BatchLimits;
+pub use decode::KernelKill;
 pub use parquet_sink::ParquetOptions;
 pub use pipeline::{Collector, CollectorConfig, DropTotals, Summary, WatchTarget, hostname};
-pub use probes::{MAX_WATCH_LEVEL, ProbeConfig, SandboxParent};
+pub use probes::{KernelKillOrder, MAX_WATCH_LEVEL, ProbeConfig, SandboxParent};
 pub use sandbox_rows::{SandboxEventRecord, SandboxMetricsRecord, SandboxRecorder};
 
 #[derive(Debug, thiserror::Error)]
