@@ -40,27 +40,25 @@ fn order(cgroup_id: u64, syscall: u32) -> Option<u32> {
     unsafe { KILL_ORDERS.get(&KillOrderKey::new(cgroup_id, syscall)) }.copied()
 }
 
-/// The order the current task is under for `syscall`: the cgroup it was given for (the task's
-/// own or an ancestor's), the task's own cgroup, and the rule.
+/// The order the current task is under for `syscall`: the cgroup it was given for and the rule.
+///
+/// Orders are keyed by cgroups at their own level, so the task's ancestor at each ordered level
+/// is the only candidate there (the task's own cgroup when it sits at that level): one helper
+/// call and one lookup per ordered level, none for a task above them (the helper returns 0 past
+/// the task's depth). Every ordered syscall on the host pays this, ordered cgroup or not.
 #[inline(always)]
-fn ordered(syscall: u32) -> Option<(u64, u64, u32)> {
-    let leaf = unsafe { bpf_get_current_cgroup_id() };
-    if let Some(rule) = order(leaf, syscall) {
-        return Some((leaf, leaf, rule));
-    }
+fn ordered(syscall: u32) -> Option<(u64, u32)> {
     let levels = SETTINGS.get(settings::KILL_LEVELS).copied().unwrap_or(0);
-    if levels == 0 {
-        return None;
-    }
     let mut level = 1u32;
-    while level < MAX_KILL_LEVEL {
+    while level < MAX_KILL_LEVEL && levels >> level != 0 {
         if levels & (1u64 << level) != 0 {
             let id = unsafe { bpf_get_current_ancestor_cgroup_id(level as i32) };
-            if id != 0
-                && id != leaf
-                && let Some(rule) = order(id, syscall)
-            {
-                return Some((id, leaf, rule));
+            if id == 0 {
+                // The task's cgroup is shallower than this level, and than every deeper one.
+                return None;
+            }
+            if let Some(rule) = order(id, syscall) {
+                return Some((id, rule));
             }
         }
         level += 1;
@@ -73,7 +71,7 @@ pub fn kill_on_syscall(ctx: TracePointContext) -> u32 {
     // Every sys_enter record starts with the common fields and `__syscall_nr` at offset 8: a
     // direct read within the smallest record, so the program attaches to any syscall.
     let syscall = unsafe { *(ctx.as_ptr().cast::<u8>().add(8).cast::<i32>()) };
-    let Some((order_cgroup, leaf, rule)) = ordered(syscall as u32) else {
+    let Some((order_cgroup, rule)) = ordered(syscall as u32) else {
         return 0;
     };
     // SAFETY: a helper call; it signals the current task's thread group.
@@ -85,7 +83,7 @@ pub fn kill_on_syscall(ctx: TracePointContext) -> u32 {
     let watch = Watch {
         id: order_cgroup,
         slot: 0,
-        leaf,
+        leaf: unsafe { bpf_get_current_cgroup_id() },
     };
     fill_header(&mut rec.header, kind::KILL, syscall as i64, watch, 0);
     rec.rule_id = rule;
