@@ -4,9 +4,11 @@
 use std::{borrow::Cow, collections::HashSet, mem::size_of, sync::Arc};
 
 use sandwatch_probes_abi::{
-    ArgsRecord, ExecRecord, File2Record, FileRecord, Header, NetRecord, facts, flags, kind, nr,
+    ArgsRecord, ExecRecord, File2Record, FileRecord, Header, KillRecord, NetRecord, TRACED, facts,
+    flags, kind, nr,
 };
 use sandwatch_schema::{Common, FileEvent, NetworkEvent, ProcessEvent, SyscallEvent};
+use tokio::sync::mpsc::UnboundedSender;
 
 use crate::{
     CollectorError,
@@ -22,6 +24,34 @@ use crate::{
 const EPERM: i64 = 1;
 const O_CREAT: u64 = 0o100;
 const O_TMPFILE: u64 = 0o20000000;
+
+/// A process the kernel killed on a kill order, at the entry of the ordered syscall (see
+/// `Collector::kill_on_syscalls`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct KernelKill {
+    /// When the syscall was entered, ns since the Unix epoch.
+    pub time_ns: i64,
+    /// The sandbox of the watched cgroup the order was given for (None if it is not watched).
+    pub sandbox_id: Option<String>,
+    /// The process's own cgroup.
+    pub cgroup_id: u64,
+    /// The cgroup the order was given for: `cgroup_id` itself or an ancestor.
+    pub order_cgroup_id: u64,
+    /// Host pid (thread group) and thread id.
+    pub pid: u32,
+    pub tid: u32,
+    pub uid: u32,
+    pub comm: String,
+    pub exe: Option<String>,
+    pub syscall: String,
+    pub syscall_nr: i32,
+    /// The syscall's arguments as passed.
+    pub args: [u64; 6],
+    pub rule_id: u32,
+    /// None: SIGKILL was sent. Some(errno): the kernel refused to send it (the process lives on,
+    /// and user space must act).
+    pub signal_error: Option<i32>,
+}
 
 /// A record that could not be decoded: counted as a collector-side drop, never ignored.
 #[derive(Debug)]
@@ -39,6 +69,8 @@ pub struct Decoder {
     sockets: SocketTable,
     /// Syscall numbers on the policy's deny-list: their -EPERM is a refusal.
     refusals: HashSet<i64>,
+    /// Where kernel kills go, as soon as they are decoded.
+    kills: UnboundedSender<KernelKill>,
 }
 
 /// The record at the start of `bytes`, borrowed in place: records are up to 2 KiB, and copying
@@ -124,7 +156,12 @@ impl ExecFacts {
 }
 
 impl Decoder {
-    pub fn new(host: &str, registry: SandboxRegistry, refusals: HashSet<i64>) -> Self {
+    pub fn new(
+        host: &str,
+        registry: SandboxRegistry,
+        refusals: HashSet<i64>,
+        kills: UnboundedSender<KernelKill>,
+    ) -> Self {
         Self {
             host: Arc::from(host),
             clock: BootClock::now(),
@@ -133,6 +170,7 @@ impl Decoder {
             procs: ProcessTable::new(registry),
             sockets: SocketTable::default(),
             refusals,
+            kills,
         }
     }
 
@@ -176,6 +214,10 @@ impl Decoder {
             },
             kind::NET => match view::<NetRecord>(bytes) {
                 Some(r) => self.net(&r, out).map(Ok),
+                None => Ok(Err(bad)),
+            },
+            kind::KILL => match view::<KillRecord>(bytes) {
+                Some(r) => self.kill(&r, out).map(Ok),
                 None => Ok(Err(bad)),
             },
             _ => Ok(Err(bad)),
@@ -322,6 +364,44 @@ impl Decoder {
             args: (!refusal_only).then_some(&r.args[..]),
             refused: h.ret == -EPERM
                 && (refusal_only || self.refusals.contains(&(h.syscall_nr as i64))),
+        })
+    }
+
+    /// A kill order fired: reported at once to whoever takes kernel kills. The syscall's own row
+    /// comes from its exit probe when the probes trace it; otherwise this record is the only
+    /// trace of the attempt, and becomes a `syscall_events` row with its arguments and no result
+    /// (the process died before seeing one).
+    fn kill(&mut self, r: &KillRecord, out: &mut Batchers) -> Result<(), CollectorError> {
+        let h = r.header;
+        let (sandbox, exe, ppid) = self.context(&h);
+        let comm = text(&h.comm);
+        let name = syscall_name(h.syscall_nr);
+        // A closed receiver (nobody takes kills) is not an error: the row below still records it.
+        let _ = self.kills.send(KernelKill {
+            time_ns: self.clock.to_unix_ns(h.ts_boot_ns),
+            sandbox_id: sandbox.as_deref().map(str::to_owned),
+            cgroup_id: h.cgroup_id,
+            order_cgroup_id: h.watch_id,
+            pid: h.pid,
+            tid: h.tid,
+            uid: h.uid,
+            comm: comm.to_string(),
+            exe: exe.as_deref().map(str::to_owned),
+            syscall: name.to_owned(),
+            syscall_nr: h.syscall_nr,
+            args: r.args,
+            rule_id: r.rule_id,
+            signal_error: (r.signal_result < 0).then_some(-r.signal_result),
+        });
+        if TRACED.iter().any(|t| t.nr == h.syscall_nr as i64) {
+            return Ok(());
+        }
+        let mut common = self.common(&h, &comm, &sandbox, &exe, ppid);
+        common.ret = None;
+        out.syscall(&SyscallEvent {
+            common,
+            args: Some(&r.args[..]),
+            refused: false,
         })
     }
 

@@ -24,10 +24,10 @@ use crate::{
     batcher::{BatchLimits, Batchers},
     bus::BatchBus,
     clock::BootClock,
-    decode::Decoder,
+    decode::{Decoder, KernelKill},
     enrich::{RegistryView, SandboxRegistry},
     parquet_sink::{self, ParquetOptions, ParquetSink, SinkSummary},
-    probes::{CounterSlots, ProbeConfig, ProbeSet, ProbeStreams},
+    probes::{CounterSlots, KernelKillOrder, ProbeConfig, ProbeSet, ProbeStreams},
     sandbox_rows::{
         self, SandboxEventRecord, SandboxMetricsRecord, SandboxRecorder, SandboxRowQueue,
     },
@@ -120,6 +120,7 @@ pub struct Collector {
     sink: std::thread::JoinHandle<Result<SinkSummary, CollectorError>>,
     data_dir: PathBuf,
     live: Option<mpsc::Receiver<Arc<TableBatch>>>,
+    kernel_kills: Option<mpsc::UnboundedReceiver<KernelKill>>,
 }
 
 impl Collector {
@@ -150,7 +151,8 @@ impl Collector {
         let sink = parquet_sink::spawn(sink, parquet_rx, tokio::runtime::Handle::current());
         let (stop, stop_rx) = watch::channel(false);
         let (sandbox_rows, row_queue) = sandbox_rows::queue();
-        let decoder = Decoder::new(&config.host, registry.clone(), refusals);
+        let (kill_tx, kill_rx) = mpsc::unbounded_channel();
+        let decoder = Decoder::new(&config.host, registry.clone(), refusals, kill_tx);
         let reader = Reader {
             decoder,
             batchers: Batchers::new(batch),
@@ -176,6 +178,7 @@ impl Collector {
             sink,
             data_dir: config.data_dir,
             live,
+            kernel_kills: Some(kill_rx),
         })
     }
 
@@ -230,6 +233,52 @@ impl Collector {
             .lock()
             .expect("probe lock")
             .unblock_ports(cgroup_id)
+    }
+
+    /// Kill orders, decided in the kernel: a process of the cgroup (at depth `level`) or of its
+    /// descendants that enters one of the ordered syscalls is sent SIGKILL at the syscall's entry
+    /// and never runs another instruction; each kill is reported through
+    /// [`take_kernel_kills`](Self::take_kernel_kills) with the order's rule id. The syscall itself
+    /// still runs (a tracepoint cannot cancel it): its effect may happen, its result is never seen.
+    ///
+    /// Adds to the cgroup's orders. Returns the syscalls this kernel has no entry tracepoint for
+    /// (e.g. `init_module` here): not ordered, left to the caller to enforce in user space. An
+    /// unknown syscall name is an error and places no order.
+    pub fn kill_on_syscalls(
+        &self,
+        cgroup_id: u64,
+        level: u32,
+        orders: &[KernelKillOrder],
+    ) -> Result<Vec<String>, CollectorError> {
+        self.probes
+            .lock()
+            .expect("probe lock")
+            .kill_on_syscalls(cgroup_id, level, orders)
+    }
+
+    /// Lifts every kill order of the cgroup.
+    pub fn clear_kill_orders(&self, cgroup_id: u64) -> Result<(), CollectorError> {
+        self.probes
+            .lock()
+            .expect("probe lock")
+            .clear_kill_orders(cgroup_id)
+    }
+
+    /// The kills kill orders made, each sent as soon as the reader sees its record (the probe
+    /// wakes the reader for it). Once: later calls return None. Kills are queued from the start,
+    /// taken or not.
+    pub fn take_kernel_kills(&mut self) -> Option<mpsc::UnboundedReceiver<KernelKill>> {
+        self.kernel_kills.take()
+    }
+
+    /// The syscalls whose entry tracepoint carries the kill program now (none without orders).
+    pub fn kill_tracepoints(&self) -> Vec<String> {
+        self.probes.lock().expect("probe lock").kill_tracepoints()
+    }
+
+    /// The kernel's id of the (loaded, maybe unattached) kill program.
+    pub fn kill_program_id(&self) -> Result<u32, CollectorError> {
+        self.probes.lock().expect("probe lock").kill_program_id()
     }
 
     /// Records a sandbox lifecycle event (`sandboxes`). Never waits; fails once the collector

@@ -12,10 +12,12 @@ use aya::{
     maps::{Array, HashMap, MapData, PerCpuArray, RingBuf},
     programs::{
         CgroupAttachMode, CgroupSockAddr, ProgramError, RawTracePoint, TracePoint,
-        trace_point::TracePointLink,
+        trace_point::{TracePointError, TracePointLink},
     },
 };
-use sandwatch_probes_abi::{BlockedPortKey, COUNT_SLOTS, NR_SLOTS, TRACED, kind, settings};
+use sandwatch_probes_abi::{
+    BlockedPortKey, COUNT_SLOTS, KillOrderKey, NR_SLOTS, TRACED, kind, settings,
+};
 use tracing::{debug, info, warn};
 
 use crate::{
@@ -111,6 +113,7 @@ pub struct ProbeSet {
     levels: BTreeMap<u32, usize>,
     slots: Arc<Mutex<CounterSlots>>,
     ports: PortPolicy,
+    kills: KillOrders,
     /// Tracepoints attached, for the summary.
     pub attached: usize,
     /// Owned here so that they live exactly as long as the set (see `Drop`).
@@ -224,6 +227,60 @@ fn attach_port_policy(
             .map_err(|e| format!("attaching {name} to {}: {e}", parent.display()))?;
     }
     Ok(at.clone())
+}
+
+/// The kill program (kernel side: `ebpf-probes/probes/src/kill_orders.rs`).
+const KILL_PROGRAM: &str = "kill_on_syscall";
+
+/// [`KillOrderKey`] as an aya map key.
+#[derive(Clone, Copy)]
+#[repr(transparent)]
+struct OrderKey(KillOrderKey);
+
+// SAFETY: repr(C), 16 bytes, padding spelled out as a field (asserted in the ABI crate); every
+// bit pattern is a valid value.
+unsafe impl aya::Pod for OrderKey {}
+
+/// One kill order: a process entering `syscall` (its name, as in `syscalls:sys_enter_<name>`) is
+/// killed, and the kill is reported with `rule_id`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct KernelKillOrder {
+    pub syscall: String,
+    pub rule_id: u32,
+}
+
+/// A syscall whose entry tracepoint carries the kill program, and how many cgroups order it.
+struct KillAttachment {
+    name: String,
+    link: TracePointLink,
+    cgroups: usize,
+}
+
+/// The kill-orders map, what the collector put in it, and where the kill program is attached.
+struct KillOrders {
+    map: HashMap<MapData, OrderKey, u32>,
+    /// Orders per cgroup id: its level and rule id per syscall number.
+    orders: StdHashMap<u64, (u32, BTreeMap<u32, u32>)>,
+    /// Cgroups with orders per level (the kernel's `settings::KILL_LEVELS`).
+    levels: BTreeMap<u32, usize>,
+    /// Per syscall number: only syscalls that some order names.
+    attached: BTreeMap<u32, KillAttachment>,
+}
+
+/// Drops tracepoint links on a thread of their own: detaching waits for RCU grace periods under
+/// the kernel's event_mutex (~40 ms each here), which the caller (holding the probe lock, on an
+/// async task) should not wait for. The program keeps running until then, but its map entries
+/// are gone, so it kills no one.
+fn detach_later(links: Vec<TracePointLink>) {
+    if links.is_empty() {
+        return;
+    }
+    let spawned = std::thread::Builder::new()
+        .name("kill-detach".into())
+        .spawn(move || drop(links));
+    if let Err(e) = spawned {
+        warn!("cannot start a thread to detach kill probes ({e}); they stay attached, inert");
+    }
 }
 
 /// Whether cgroup `id` sits exactly `depth` levels below `dir`.
@@ -360,6 +417,11 @@ impl ProbeSet {
                 .load()
                 .map_err(verifier_refused(name))?;
         }
+        // Loaded now so that a refusal shows at start; attached only when an order names a
+        // syscall.
+        program::<TracePoint>(&mut ebpf, KILL_PROGRAM)?
+            .load()
+            .map_err(verifier_refused(KILL_PROGRAM))?;
         let port_policy_at = attach_port_policy(&mut ebpf, config.sandbox_parent.as_ref());
         match &port_policy_at {
             Ok(p) => info!("port policy enforced below {}", p.path.display()),
@@ -489,6 +551,13 @@ impl ProbeSet {
             blocked: StdHashMap::new(),
             levels: BTreeMap::new(),
         };
+        let kills = KillOrders {
+            map: HashMap::try_from(take(&mut ebpf, "KILL_ORDERS")?)
+                .map_err(map_err("KILL_ORDERS"))?,
+            orders: StdHashMap::new(),
+            levels: BTreeMap::new(),
+            attached: BTreeMap::new(),
+        };
         let slots = Arc::new(Mutex::new(CounterSlots::new()));
         // Full counting counts every number; otherwise only the syscalls with probes can move.
         let counted: Vec<u32> = if config.full_counting {
@@ -524,6 +593,7 @@ impl ProbeSet {
                 levels: BTreeMap::new(),
                 slots,
                 ports,
+                kills,
                 attached,
                 _links: links,
             },
@@ -656,6 +726,196 @@ impl ProbeSet {
             }
         }
         self.write_block_levels()
+    }
+
+    /// Kills, at the entry of the syscall, a process of cgroup `id` (at depth `level`) or of its
+    /// descendants that enters a syscall named in `orders`, and reports it with the order's rule
+    /// id. Adds to the cgroup's orders (an order for a syscall the cgroup has one for already
+    /// replaces its rule id). Returns the names of the syscalls this kernel has no entry
+    /// tracepoint for: no order is placed for them, and the caller must enforce them otherwise.
+    pub fn kill_on_syscalls(
+        &mut self,
+        id: u64,
+        level: u32,
+        orders: &[KernelKillOrder],
+    ) -> Result<Vec<String>, CollectorError> {
+        if level == 0 || level > MAX_WATCH_LEVEL {
+            return Err(CollectorError::Config(format!(
+                "cgroup at depth {level}: kill orders are for cgroups at depth 1..={MAX_WATCH_LEVEL}"
+            )));
+        }
+        if let Some((l, _)) = self.kills.orders.get(&id)
+            && *l != level
+        {
+            return Err(CollectorError::Config(format!(
+                "cgroup {id} has kill orders at depth {l}, not {level}"
+            )));
+        }
+        let mut wanted: BTreeMap<u32, (String, u32)> = BTreeMap::new();
+        for order in orders {
+            let sysno: syscalls::Sysno = order.syscall.parse().map_err(|_| {
+                CollectorError::Config(format!(
+                    "kill order for rule {}: {:?} is not a syscall of this architecture",
+                    order.rule_id, order.syscall
+                ))
+            })?;
+            let nr = u32::try_from(sysno.id()).map_err(|_| {
+                CollectorError::Config(format!("syscall {} has no number here", order.syscall))
+            })?;
+            wanted.insert(nr, (sysno.name().to_owned(), order.rule_id));
+        }
+        let mut unsupported = Vec::new();
+        let mut new_links = Vec::new();
+        let mut inserted: Vec<u32> = Vec::new();
+        let had = self
+            .kills
+            .orders
+            .get(&id)
+            .map(|(_, o)| o.clone())
+            .unwrap_or_default();
+        let result = (|| {
+            for (&nr, (name, rule)) in &wanted {
+                if !self.kills.attached.contains_key(&nr) {
+                    let prog = program::<TracePoint>(&mut self._ebpf, KILL_PROGRAM)?;
+                    match prog.attach("syscalls", &format!("sys_enter_{name}")) {
+                        Ok(link) => {
+                            let link = prog.take_link(link).map_err(prog_err(KILL_PROGRAM))?;
+                            self.kills.attached.insert(
+                                nr,
+                                KillAttachment {
+                                    name: name.clone(),
+                                    link,
+                                    cgroups: 0,
+                                },
+                            );
+                            new_links.push(nr);
+                        }
+                        // No tracepoint for this syscall on this kernel (its id file is
+                        // missing): not an error, the caller enforces it otherwise.
+                        Err(ProgramError::TracePointError(TracePointError::FileError {
+                            io_error,
+                            ..
+                        })) if io_error.kind() == std::io::ErrorKind::NotFound => {
+                            debug!("syscalls:sys_enter_{name}: no such tracepoint");
+                            unsupported.push(name.clone());
+                            continue;
+                        }
+                        Err(e) => {
+                            return Err(CollectorError::Probe(format!(
+                                "attaching {KILL_PROGRAM} to syscalls:sys_enter_{name}: {e}"
+                            )));
+                        }
+                    }
+                }
+                self.kills
+                    .map
+                    .insert(OrderKey(KillOrderKey::new(id, nr)), *rule, 0)
+                    .map_err(|e| CollectorError::Probe(format!("kill orders map: {e}")))?;
+                inserted.push(nr);
+            }
+            Ok::<(), CollectorError>(())
+        })();
+        if let Err(e) = result {
+            // Undo this call: entries it added (those that replaced a rule id are put back),
+            // and attachments nobody else needs.
+            for nr in inserted {
+                let key = OrderKey(KillOrderKey::new(id, nr));
+                match had.get(&nr) {
+                    Some(rule) => {
+                        let _ = self.kills.map.insert(key, *rule, 0);
+                    }
+                    None => {
+                        let _ = self.kills.map.remove(&key);
+                    }
+                }
+            }
+            let links = new_links
+                .into_iter()
+                .filter_map(|nr| self.kills.attached.remove(&nr))
+                .map(|a| a.link)
+                .collect();
+            detach_later(links);
+            return Err(e);
+        }
+        let mut now = had;
+        for nr in inserted {
+            if now.insert(nr, wanted[&nr].1).is_none()
+                && let Some(a) = self.kills.attached.get_mut(&nr)
+            {
+                a.cgroups += 1;
+            }
+        }
+        if !now.is_empty() && self.kills.orders.insert(id, (level, now)).is_none() {
+            *self.kills.levels.entry(level).or_default() += 1;
+        }
+        if !unsupported.is_empty() {
+            warn!(
+                cgroup = id,
+                "no entry tracepoint for {}: these kill orders are left to user space",
+                unsupported.join(", ")
+            );
+        }
+        self.write_kill_levels()?;
+        Ok(unsupported)
+    }
+
+    /// Lifts every kill order of cgroup `id`; the kill program leaves the syscalls no other
+    /// cgroup's order names.
+    pub fn clear_kill_orders(&mut self, id: u64) -> Result<(), CollectorError> {
+        let Some((level, orders)) = self.kills.orders.remove(&id) else {
+            return Ok(());
+        };
+        let mut unused = Vec::new();
+        for nr in orders.keys() {
+            let _ = self.kills.map.remove(&OrderKey(KillOrderKey::new(id, *nr)));
+            if let Some(a) = self.kills.attached.get_mut(nr) {
+                a.cgroups -= 1;
+                if a.cgroups == 0 {
+                    unused.push(*nr);
+                }
+            }
+        }
+        if let Some(n) = self.kills.levels.get_mut(&level) {
+            *n -= 1;
+            if *n == 0 {
+                self.kills.levels.remove(&level);
+            }
+        }
+        let links = unused
+            .into_iter()
+            .filter_map(|nr| self.kills.attached.remove(&nr))
+            .map(|a| a.link)
+            .collect();
+        detach_later(links);
+        self.write_kill_levels()
+    }
+
+    /// The syscalls whose entry tracepoint carries the kill program now.
+    pub fn kill_tracepoints(&self) -> Vec<String> {
+        self.kills
+            .attached
+            .values()
+            .map(|a| a.name.clone())
+            .collect()
+    }
+
+    /// The kernel's id of the loaded kill program (what `bpftool prog` and the links' fdinfo
+    /// name it by).
+    pub fn kill_program_id(&self) -> Result<u32, CollectorError> {
+        let prog: &TracePoint = self
+            ._ebpf
+            .program(KILL_PROGRAM)
+            .ok_or_else(|| CollectorError::Probe(format!("{KILL_PROGRAM} missing")))?
+            .try_into()
+            .map_err(prog_err(KILL_PROGRAM))?;
+        Ok(prog.info().map_err(prog_err(KILL_PROGRAM))?.id())
+    }
+
+    fn write_kill_levels(&mut self) -> Result<(), CollectorError> {
+        let mask = self.kills.levels.keys().fold(0u64, |m, l| m | (1 << l));
+        self.settings
+            .set(settings::KILL_LEVELS, mask, 0)
+            .map_err(|e| CollectorError::Probe(format!("settings map: {e}")))
     }
 
     fn write_block_levels(&mut self) -> Result<(), CollectorError> {

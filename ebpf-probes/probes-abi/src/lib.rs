@@ -41,8 +41,11 @@ pub mod kind {
     /// child's pid in `args[0]`, written before the child runs. Not a row: it tells the collector
     /// the child's parent before any of the child's own records arrive.
     pub const FORK: u8 = 8;
+    /// A kill order fired: the task was sent SIGKILL at the entry of an ordered syscall. A
+    /// [`KillRecord`](super::KillRecord), submitted with a wakeup so the reader acts at once.
+    pub const KILL: u8 = 9;
     /// Number of kinds + 1: the length of the per-kind drop counter array.
-    pub const COUNT: u32 = 9;
+    pub const COUNT: u32 = 10;
 
     pub fn name(kind: u8) -> &'static str {
         match kind {
@@ -54,6 +57,7 @@ pub mod kind {
             NET => "network",
             SYSCALL => "syscall",
             FORK => "fork",
+            KILL => "kill",
             _ => "unknown",
         }
     }
@@ -129,9 +133,12 @@ pub mod settings {
     pub const INODE_CTIME_SEC: u32 = 20;
     /// `inode.i_ctime_nsec` (or the `tv_nsec` of the older timespec64)
     pub const INODE_CTIME_NSEC: u32 = 21;
-    /// The first offset key and the number of them, for the collector's loop.
+    /// The first offset key; the offsets run to [`INODE_CTIME_NSEC`].
     pub const FIRST_OFFSET: u32 = TASK_SIGNAL;
-    pub const LEN: u32 = 22;
+    /// Bitmask of the cgroup-tree levels (1..=63) at which a cgroup with kill orders sits; the
+    /// kill program checks a process's ancestors only at these levels.
+    pub const KILL_LEVELS: u32 = 22;
+    pub const LEN: u32 = 23;
 }
 
 /// A [`settings`] offset the running kernel does not have.
@@ -313,6 +320,55 @@ const _: () = {
 /// Entries of the `BLOCKED_PORTS` map: (cgroup, port) pairs over all sandboxes at once.
 pub const BLOCKED_PORTS_CAP: u32 = 16384;
 
+/// Key of the `KILL_ORDERS` map (value: the rule id, `u32`): a process of `cgroup_id` (or of
+/// its descendants) that enters syscall `syscall_nr` is sent SIGKILL.
+///
+/// Sixteen bytes, padding spelled out, as [`BlockedPortKey`].
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct KillOrderKey {
+    /// A cgroup id (unified hierarchy).
+    pub cgroup_id: u64,
+    /// The syscall number (the kernel's native numbers, as in [`nr`]).
+    pub syscall_nr: u32,
+    pub _pad: u32,
+}
+
+impl KillOrderKey {
+    pub const fn new(cgroup_id: u64, syscall_nr: u32) -> Self {
+        Self {
+            cgroup_id,
+            syscall_nr,
+            _pad: 0,
+        }
+    }
+}
+
+const _: () = {
+    assert!(core::mem::size_of::<KillOrderKey>() == 16);
+    assert!(core::mem::align_of::<KillOrderKey>() == 8);
+    assert!(core::mem::offset_of!(KillOrderKey, cgroup_id) == 0);
+    assert!(core::mem::offset_of!(KillOrderKey, syscall_nr) == 8);
+    assert!(core::mem::offset_of!(KillOrderKey, _pad) == 12);
+};
+
+/// Entries of the `KILL_ORDERS` map: (cgroup, syscall) pairs over all sandboxes at once.
+pub const KILL_ORDERS_CAP: u32 = 16384;
+
+/// A kill order fired ([`kind::KILL`]): at the entry of syscall `header.syscall_nr` the task was
+/// sent SIGKILL for rule `rule_id`. `header.watch_id` is the cgroup the order was given for (the
+/// task's own cgroup or an ancestor), `header.ret` is 0 (the syscall has not run yet).
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct KillRecord {
+    pub header: Header,
+    pub rule_id: u32,
+    /// `bpf_send_signal`'s result: 0 when SIGKILL was sent, else -errno (the task lives on).
+    pub signal_result: i32,
+    /// The syscall's six arguments as the task passed them.
+    pub args: [u64; 6],
+}
+
 /// Watched cgroups that can hold a counter slot at once (the `COUNTS` array's rows).
 pub const COUNT_SLOTS: u32 = 1024;
 /// Counters per slot: one per syscall number (x86_64 numbers are below 512).
@@ -470,6 +526,17 @@ mod tests {
         let mut want = [0u8; 16];
         want[..8].copy_from_slice(&0x0102_0304_0506_0708u64.to_ne_bytes());
         want[8..10].copy_from_slice(&22u16.to_ne_bytes());
+        assert_eq!(bytes, want);
+    }
+
+    #[test]
+    fn kill_order_key_layout_is_fixed() {
+        let key = KillOrderKey::new(0x0102_0304_0506_0708, 140);
+        // SAFETY: a 16-byte repr(C) value with no undefined padding, read as bytes.
+        let bytes: [u8; 16] = unsafe { core::mem::transmute(key) };
+        let mut want = [0u8; 16];
+        want[..8].copy_from_slice(&0x0102_0304_0506_0708u64.to_ne_bytes());
+        want[8..12].copy_from_slice(&140u32.to_ne_bytes());
         assert_eq!(bytes, want);
     }
 }

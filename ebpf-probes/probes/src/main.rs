@@ -13,8 +13,10 @@
 //! - `sched:sched_process_exit` and `signal:signal_deliver` (not syscall tracepoints: they cost
 //!   nothing on the syscall path) for how a process ended.
 //! - optionally a raw `sys_enter` that counts every syscall of watched cgroups (full counting).
-//! - `cgroup_sock_addr` programs that enforce a sandbox policy's blocked ports (`port_policy.rs`):
-//!   the only programs here that change what a process can do.
+//! - `cgroup_sock_addr` programs that enforce a sandbox policy's blocked ports (`port_policy.rs`)
+//!   and a `syscalls:sys_enter_*` program that kills on kill orders (`kill_orders.rs`), attached
+//!   only to the syscalls some order names: the only programs here that change what a process
+//!   can do.
 //!
 //! Every failed ring-buffer reservation or map insert is counted per record kind in `DROPS`.
 #![cfg_attr(target_arch = "bpf", no_std)]
@@ -103,10 +105,10 @@ mod probes {
     /// Why a task is recorded: the watched cgroup (itself or an ancestor of the task's cgroup),
     /// its counter slot, and the task's own cgroup.
     #[derive(Clone, Copy)]
-    struct Watch {
-        id: u64,
-        slot: u32,
-        leaf: u64,
+    pub(crate) struct Watch {
+        pub(crate) id: u64,
+        pub(crate) slot: u32,
+        pub(crate) leaf: u64,
     }
 
     /// The watched cgroup this task belongs to: its own cgroup or an ancestor at a watched level.
@@ -145,7 +147,7 @@ mod probes {
 
     const BPF_RB_AVAIL_DATA: u64 = 0;
     const BPF_RB_NO_WAKEUP: u64 = 1;
-    const BPF_RB_FORCE_WAKEUP: u64 = 2;
+    pub(crate) const BPF_RB_FORCE_WAKEUP: u64 = 2;
 
     /// Submit flags: wake the reader only once enough is waiting (see settings::WAKEUP_BYTES).
     #[inline(always)]
@@ -159,7 +161,7 @@ mod probes {
 
     /// A ring-buffer slot for one record, or the loss counted.
     #[inline(always)]
-    fn reserve<T: 'static>(record_kind: u8) -> Option<RingBufEntry<T>> {
+    pub(crate) fn reserve<T: 'static>(record_kind: u8) -> Option<RingBufEntry<T>> {
         let entry = EVENTS.reserve::<T>(0);
         if entry.is_none() {
             dropped(record_kind);
@@ -195,7 +197,13 @@ mod probes {
     }
 
     #[inline(always)]
-    fn fill_header(h: &mut Header, record_kind: u8, syscall: i64, watch: Watch, ret: i64) {
+    pub(crate) fn fill_header(
+        h: &mut Header,
+        record_kind: u8,
+        syscall: i64,
+        watch: Watch,
+        ret: i64,
+    ) {
         let pid_tgid = bpf_get_current_pid_tgid();
         let uid_gid = bpf_get_current_uid_gid();
         h.kind = record_kind;
@@ -281,7 +289,7 @@ mod probes {
     /// (r10) and 120 (end of rdi).
     #[cfg(bpf_target_arch = "x86_64")]
     #[inline(always)]
-    fn syscall_args() -> [u64; 6] {
+    pub(crate) fn syscall_args() -> [u64; 6] {
         // r10, r9, r8, ax, cx, dx, si, di. Not zeroed first: the helper writes all 64 bytes (or
         // zeroes them on failure), and a zeroing loop is a memset call in BPF.
         let mut regs = core::mem::MaybeUninit::<[u64; 8]>::uninit();
@@ -897,6 +905,9 @@ mod probes {
 
 #[cfg(target_arch = "bpf")]
 mod port_policy;
+
+#[cfg(target_arch = "bpf")]
+mod kill_orders;
 
 #[cfg(not(target_arch = "bpf"))]
 fn main() {}
