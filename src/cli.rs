@@ -487,6 +487,14 @@ async fn run(
         level: parent.level,
     };
     let live = engine.as_ref().map(|_| LIVE_LATENCY);
+    let kill_rules = engine
+        .as_ref()
+        .map(|e| e.kernel_kill_rules())
+        .unwrap_or_default();
+    let rule_names: Vec<String> = engine
+        .as_ref()
+        .map(|e| e.rules().map(|r| r.name.clone()).collect())
+        .unwrap_or_default();
     let mut collector = start_collector(&record, filter.denied(), Some(parent), live)?;
     let detector = start_detector(
         engine,
@@ -529,6 +537,7 @@ async fn run(
     collector
         .block_ports(target.cgroup_id, target.level, &ports)
         .map_err(usage)?;
+    place_kernel_kills(&collector, &target, &kill_rules, &rule_names)?;
     let lifecycle = Lifecycle::new(&collector, &sandbox);
     lifecycle.simple(SandboxLifecycle::Created, None, None);
 
@@ -582,6 +591,7 @@ async fn run(
         destroyed.as_ref().err().map(|e| e.to_string()),
     );
     let _ = collector.unblock_ports(target.cgroup_id);
+    let _ = collector.clear_kill_orders(target.cgroup_id);
     let _ = collector.unwatch(&target);
     let summary = collector.shutdown().await.map_err(runtime)?;
     let detected = match detector {
@@ -845,6 +855,19 @@ fn start_detector(
     let (Some(engine), Some(batches)) = (engine, collector.take_live_batches()) else {
         return Ok(None);
     };
+    // Kill rules the kernel can decide are placed per sandbox (see `place_kernel_kills`); their
+    // kills come here.
+    let kernel = match (&target, collector.take_kernel_kills()) {
+        (Some(_), Some(kills)) => Some(detect::KernelKills {
+            kills,
+            rules: engine
+                .kernel_kill_rules()
+                .into_iter()
+                .map(|(i, _)| (i as u32, engine.rule(i).clone()))
+                .collect(),
+        }),
+        _ => None,
+    };
     detect::Detector::start(
         engine,
         sources,
@@ -854,11 +877,50 @@ fn start_detector(
             data: data.to_owned(),
             hooks: args.hooks.clone().map(|h| (h, args.hooks_state.clone())),
         },
+        kernel,
         target,
         sandwatch_collector::hostname(),
     )
     .map(Some)
     .map_err(usage)
+}
+
+/// Orders the kernel to kill a sandbox's process at the entry of a syscall that a kill rule
+/// names alone (rules loaded at start; a reload changes the user-space rules only). Syscalls
+/// without an entry tracepoint here stay with user space, which kills when it sees the row.
+fn place_kernel_kills(
+    collector: &Collector,
+    target: &WatchTarget,
+    kill_rules: &[(usize, Vec<String>)],
+    rule_names: &[String],
+) -> Result<(), Failure> {
+    use sandwatch_collector::KernelKillOrder;
+    let orders: Vec<KernelKillOrder> = kill_rules
+        .iter()
+        .flat_map(|(i, syscalls)| {
+            syscalls.iter().map(move |s| KernelKillOrder {
+                syscall: s.clone(),
+                rule_id: *i as u32,
+            })
+        })
+        .collect();
+    if orders.is_empty() {
+        return Ok(());
+    }
+    let unsupported = collector
+        .kill_on_syscalls(target.cgroup_id, target.level, &orders)
+        .map_err(usage)?;
+    for s in unsupported {
+        let rules: Vec<&str> = kill_rules
+            .iter()
+            .filter(|(_, ss)| ss.contains(&s))
+            .map(|(i, _)| rule_names[*i].as_str())
+            .collect();
+        tracing::warn!(
+            "no entry tracepoint for {s} here: rules {rules:?} kill from user space on it"
+        );
+    }
+    Ok(())
 }
 
 fn policy_check(name_or_path: &str) -> Result<u8, Failure> {

@@ -12,7 +12,7 @@ use std::{
 };
 
 use anyhow::{Context as _, anyhow};
-use sandwatch_collector::{ParquetOptions, ParquetSink};
+use sandwatch_collector::{KernelKill, ParquetOptions, ParquetSink};
 use sandwatch_hooks::{
     ActionTaken, Alert, DeliveryRecord, DispatchSummary, Dispatcher, DispatcherHandle, EventRef,
     HooksConfig,
@@ -107,6 +107,12 @@ pub struct DetectSummary {
     pub hooks: Option<DispatchSummary>,
 }
 
+/// Kill rules placed in the kernel: their kills as they happen, and rule id → rule.
+pub struct KernelKills {
+    pub kills: mpsc::UnboundedReceiver<KernelKill>,
+    pub rules: std::collections::HashMap<u32, sandwatch_rules::Rule>,
+}
+
 /// Where alerts go besides the terminal.
 pub struct AlertOutputs {
     /// `--alerts FILE`: one JSON object per line.
@@ -188,6 +194,7 @@ impl Detector {
         sources: RuleSources,
         batches: mpsc::Receiver<Arc<TableBatch>>,
         outputs: AlertOutputs,
+        kernel: Option<KernelKills>,
         target: Option<ActionTarget>,
         host: String,
     ) -> anyhow::Result<Self> {
@@ -229,6 +236,8 @@ impl Detector {
             log: AlertLog::open(&outputs.data)?,
             hooks,
             records,
+            kernel,
+            recent_kills: std::collections::HashMap::new(),
             target,
             host,
             summary: DetectSummary::default(),
@@ -255,6 +264,10 @@ struct DetectorTask {
     log: AlertLog,
     hooks: Option<(DispatcherHandle, JoinHandle<DispatchSummary>)>,
     records: Option<mpsc::UnboundedReceiver<DeliveryRecord>>,
+    kernel: Option<KernelKills>,
+    /// (rule, thread) → when, for kills the kernel already made: the same syscall's row, when
+    /// it reaches the engine, is the same alert and is not raised twice.
+    recent_kills: std::collections::HashMap<(String, u32), i64>,
     target: Option<ActionTarget>,
     host: String,
     summary: DetectSummary,
@@ -277,6 +290,9 @@ impl DetectorTask {
                 },
                 Some(r) = async { self.records.as_mut()?.recv().await }, if self.records.is_some() => {
                     self.log.delivery(&r);
+                }
+                Some(k) = async { self.kernel.as_mut()?.kills.recv().await }, if self.kernel.is_some() => {
+                    self.kernel_kill(k).await?;
                 }
                 _ = hup.recv() => {
                     self.reload("SIGHUP");
@@ -341,8 +357,101 @@ impl DetectorTask {
         Ok(())
     }
 
+    /// A kill the probes made before the syscall returned: the rest of the sandbox dies too
+    /// (the rule's `kill` is the sandbox's), and the alert says the kernel acted.
+    async fn kernel_kill(&mut self, k: KernelKill) -> anyhow::Result<()> {
+        let Some(rule) = self
+            .kernel
+            .as_ref()
+            .and_then(|kk| kk.rules.get(&k.rule_id))
+            .cloned()
+        else {
+            tracing::warn!("a kernel kill for unknown rule id {}", k.rule_id);
+            return Ok(());
+        };
+        let key = (rule.name.clone(), k.tid);
+        if self.recent_kills.contains_key(&key) {
+            return Ok(());
+        }
+        self.remember_kill(key, k.time_ns);
+        let m = Match {
+            rule: usize::MAX,
+            table: Table::SyscallEvents,
+            row: 0,
+            time_ns: k.time_ns,
+            sandbox_id: k.sandbox_id.clone(),
+            pid: Some(k.pid),
+            tid: Some(k.tid),
+            event: Some(k.syscall.clone()),
+            output: format!(
+                "{} (killed in the kernel at {} entry: proc={} pid={} sandbox={})",
+                rule.desc.trim(),
+                k.syscall,
+                k.comm,
+                k.pid,
+                k.sandbox_id.as_deref().unwrap_or("<NA>")
+            ),
+            fields: vec![
+                ("evt.type".into(), k.syscall.clone()),
+                ("proc.name".into(), k.comm.clone()),
+                ("proc.pid".into(), k.pid.to_string()),
+            ],
+        };
+        let mut taken = vec![ActionTaken {
+            action: "kill".into(),
+            at_ns: k.time_ns,
+            ok: k.signal_error.is_none(),
+            detail: Some(match k.signal_error {
+                None => format!("SIGKILL in the kernel before {} returned", k.syscall),
+                Some(e) => format!("the kernel could not signal the process (errno {e})"),
+            }),
+            latency_ms: Some(0.0),
+        }];
+        let result = self.act(&m, true);
+        let at_ns = now_ns();
+        if result.is_ok()
+            && let Some(id) = &m.sandbox_id
+            && !self
+                .summary
+                .kills
+                .iter()
+                .any(|(r, s)| r == &rule.name && s == id)
+        {
+            self.summary.kills.push((rule.name.clone(), id.clone()));
+        }
+        taken.push(ActionTaken {
+            action: "kill".into(),
+            at_ns,
+            ok: result.is_ok(),
+            detail: Some(match result {
+                Ok(()) => "the whole sandbox (cgroup.kill)".into(),
+                Err(e) => format!("{e:#}"),
+            }),
+            latency_ms: Some((at_ns - k.time_ns) as f64 / 1e6),
+        });
+        let mut alert = alert_record(&rule, &m, &self.host);
+        alert.actions_taken = taken;
+        self.emit(alert).await
+    }
+
+    fn remember_kill(&mut self, key: (String, u32), at: i64) {
+        // Forgotten after a minute: the same thread cannot make the same call twice once dead.
+        self.recent_kills.retain(|_, t| *t > at - 60_000_000_000);
+        self.recent_kills.insert(key, at);
+    }
+
     async fn raise(&mut self, m: &Match) -> anyhow::Result<()> {
         let rule = self.engine.rule(m.rule).clone();
+        if rule.actions.contains(&Action::Kill)
+            && let Some(tid) = m.tid
+        {
+            let key = (rule.name.clone(), tid);
+            if self.recent_kills.contains_key(&key) {
+                // The kernel killed this thread for this rule already; that alert stands.
+                return Ok(());
+            }
+            self.remember_kill(key, m.time_ns);
+        }
         let mut taken = Vec::new();
         for action in &rule.actions {
             let (name, result) = match action {
@@ -376,13 +485,18 @@ impl DetectorTask {
         }
         let mut alert = alert_record(&rule, m, &self.host);
         alert.actions_taken = taken;
+        self.emit(alert).await
+    }
+
+    /// Counts, logs and writes an alert, and hands it to the hooks.
+    async fn emit(&mut self, alert: Alert) -> anyhow::Result<()> {
         self.summary.alerts += 1;
         *self
             .summary
             .by_priority
             .entry(alert.priority.name().to_owned())
             .or_default() += 1;
-        tracing::info!(rule = %rule.name, sandbox = ?m.sandbox_id, "{}", m.output);
+        tracing::info!(rule = %alert.rule, sandbox = ?alert.sandbox_id, "{}", alert.output);
         if let Some(out) = &mut self.out {
             out.write_all(alert.to_json_line().as_bytes())
                 .and_then(|()| out.write_all(b"\n"))

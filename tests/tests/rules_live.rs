@@ -342,3 +342,65 @@ fn alerts_reach_a_webhook_and_the_audit_log() {
     assert_eq!(get(delivered[0], "status_code"), Some("200"));
     assert!(stderr.contains("alerts 1, alert_deliveries 1"), "{stderr}");
 }
+
+#[test]
+fn a_syscall_kill_rule_is_carried_out_by_the_kernel_before_the_call_returns() {
+    require_root();
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let rules = policy_file(
+        dir.path(),
+        "getpriority.yaml",
+        r#"
+- rule: No getpriority
+  desc: getpriority is forbidden in this test
+  condition: evt.type = getpriority
+  output: getpriority called (proc=%proc.name sandbox=%container.id)
+  priority: CRITICAL
+  actions: [alert, kill]
+"#,
+    );
+    let alerts_file = dir.path().join("alerts.jsonl");
+    let id = unique_id("kkill");
+    let out = sandwatch(&[
+        "run",
+        "--data",
+        data.to_str().unwrap(),
+        "--sandbox-id",
+        &id,
+        "--rules",
+        rules.to_str().unwrap(),
+        "--alerts",
+        alerts_file.to_str().unwrap(),
+        "--",
+        "python3",
+        "-c",
+        "import os, sys; print('before', flush=True); os.getpriority(os.PRIO_PROCESS, 0); print('after', flush=True)",
+    ]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(137), "{stderr}");
+    assert!(stdout.contains("before"), "{stdout}");
+    assert!(
+        !stdout.contains("after"),
+        "the process never returned from getpriority: {stdout}"
+    );
+    let found: Vec<_> = alerts(&alerts_file)
+        .into_iter()
+        .filter(|a| a["rule"] == "No getpriority")
+        .collect();
+    assert_eq!(found.len(), 1, "one alert, not one per source: {found:#?}");
+    let taken = &found[0]["actions_taken"];
+    assert!(
+        taken[0]["detail"]
+            .as_str()
+            .unwrap()
+            .contains("in the kernel before getpriority returned"),
+        "{taken}"
+    );
+    assert_eq!(taken[1]["ok"], true, "and the whole sandbox: {taken}");
+    assert!(
+        stderr.contains(&format!("rule \"No getpriority\" killed sandbox {id}")),
+        "{stderr}"
+    );
+}
