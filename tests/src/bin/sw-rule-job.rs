@@ -1255,6 +1255,38 @@ fn forks(n: usize) {
     );
 }
 
+/// `build N`: a parallel C build (`make -j2`) of N small source files: the burst of process
+/// creations a legitimate job makes.
+fn build(n: usize) {
+    let dir = "/workspace/proj";
+    if step_io("mkdir proj", fs::create_dir_all(dir)).is_err() {
+        fail("cannot make the project directory");
+    }
+    for i in 0..n {
+        let src = format!("int f{i}(int x) {{ return x * {i}; }}\n");
+        if fs::write(format!("{dir}/f{i}.c"), src).is_err() {
+            fail("cannot write a source file");
+        }
+    }
+    let _ = step_io(
+        "write main.c",
+        fs::write(format!("{dir}/main.c"), "int main(void) { return 0; }\n"),
+    );
+    let makefile = "SRCS := $(wildcard *.c)\nOBJS := $(SRCS:.c=.o)\napp: $(OBJS)\n\tcc -o $@ $^\n\
+                    %.o: %.c\n\tcc -O0 -c -o $@ $<\n";
+    let _ = step_io(
+        "write Makefile",
+        fs::write(format!("{dir}/Makefile"), makefile),
+    );
+    run_ok(
+        "make -j2",
+        Command::new("/usr/bin/make")
+            .args(["-s", "-j2", "app"])
+            .current_dir(dir),
+    );
+    run_ok("run the build", &mut Command::new(format!("{dir}/app")));
+}
+
 /// A small xorshift generator: random-looking labels without a dependency.
 struct Rng(u64);
 
@@ -1578,6 +1610,7 @@ fn main() {
             num(&args, 4, "port"),
         ),
         "forks" => forks(num(&args, 2, "count")),
+        "build" => build(num(&args, 2, "count")),
         "dns-tunnel" => dns_tunnel(num(&args, 2, "count")),
         "dns-normal" => dns_normal(),
         "discovery" => discovery(),
