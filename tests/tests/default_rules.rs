@@ -250,6 +250,16 @@ fn run(job: &Job) -> Outcome {
         _dir: dir,
         data,
     };
+    // The run's summary counts what the alerts file holds.
+    let summary = match outcome.alerts.len() {
+        0 => "sandwatch: no alerts".to_owned(),
+        n => format!("sandwatch: {n} alert"),
+    };
+    assert!(
+        outcome.stderr.contains(&summary),
+        "the summary does not say {summary:?}\n{}",
+        outcome.describe()
+    );
     for a in &outcome.alerts {
         for key in [
             "time",
@@ -283,7 +293,7 @@ fn run_all(jobs: &[Job]) -> Vec<Outcome> {
 enum Ending {
     /// It ran to its end (exit 0): every step was attempted.
     Completes,
-    /// A `kill` rule ended it: 137, well before it would have ended on its own (it sleeps 20 s
+    /// A `kill` rule ended it: 137, well before it would have ended on its own (it sleeps 10 s
     /// after its attack).
     Killed,
 }
@@ -306,8 +316,8 @@ fn rule_case(rule: &str, ending: Ending, malicious: Job, benign: Vec<Job>) -> Ou
             "the kill rule did not end the malicious job (exit {:?}, expected 137)",
             bad.code
         )),
-        Ending::Killed if bad.elapsed >= Duration::from_secs(15) => failures.push(format!(
-            "the job was killed only after {:.1?}: it sleeps 20 s after its attack",
+        Ending::Killed if bad.elapsed >= Duration::from_secs(8) => failures.push(format!(
+            "the job was killed only after {:.1?}: it sleeps 10 s after its attack",
             bad.elapsed
         )),
         _ => {}
@@ -723,7 +733,7 @@ fn non_root_process_asked_for_root() {
     rule_case(
         "Sandbox non-root process asked for root",
         Ending::Killed,
-        job("setuid0", NonRoot, &["setuid-root", "20"]),
+        job("setuid0", NonRoot, &["setuid-root", "10"]),
         vec![
             job("setuid-self", NonRoot, &["setuid-self"]),
             job("root-setuid0", Default, &["setuid-root", "0"]),

@@ -796,7 +796,7 @@ fn kernel_module() {
         }),
     );
     // A kill rule: stay alive long enough to be killed.
-    std::thread::sleep(Duration::from_secs(20));
+    std::thread::sleep(Duration::from_secs(10));
 }
 
 /// Benign: what lsmod and uname read.
@@ -829,7 +829,7 @@ fn kernel_hook_write() {
         close(fd);
     }
     let _ = step("open /proc/sysrq-trigger for writing", r);
-    std::thread::sleep(Duration::from_secs(20));
+    std::thread::sleep(Duration::from_secs(10));
 }
 
 /// Benign: reading kernel knobs (what sysctl -a and debuggers read).
