@@ -1233,26 +1233,44 @@ fn connect_burst(n: usize, addr: [u8; 4], port: u16) {
     }
 }
 
-/// `forks N`: N processes forked as fast as possible, each exiting at once: a fork storm when N
-/// is large, a build's worth of processes when it is small.
-fn forks(n: usize) {
-    let mut forked = 0;
+/// `fork-bomb N`: N fork attempts as fast as possible, every child staying alive (blocked in
+/// pause), so the sandbox's pids limit is reached and the attempts past it fail with EAGAIN, as
+/// a fork bomb's do; then every child is killed and reaped.
+fn fork_bomb(n: usize) {
+    let mut children = Vec::new();
+    let mut refused = 0;
+    let mut other_errno = None;
     for _ in 0..n {
-        // SAFETY: fork in this single-threaded program; the child only calls _exit.
+        // SAFETY: fork in this single-threaded program; the child only waits for its signal.
         let pid = unsafe { libc::fork() };
         if pid == 0 {
-            unsafe { libc::_exit(0) };
+            loop {
+                unsafe { libc::pause() };
+            }
         }
         if pid > 0 {
-            forked += 1;
+            children.push(pid);
+        } else if errno() == libc::EAGAIN {
+            refused += 1;
+        } else {
+            other_errno = Some(errno());
         }
-        // Reap what has exited so the storm is not stopped by pids.max.
-        while unsafe { libc::waitpid(-1, std::ptr::null_mut(), libc::WNOHANG) } > 0 {}
     }
-    while unsafe { libc::waitpid(-1, std::ptr::null_mut(), 0) } > 0 {}
+    for &pid in &children {
+        // SAFETY: killing and reaping this process's own children.
+        unsafe { libc::kill(pid, libc::SIGKILL) };
+    }
+    for &pid in &children {
+        unsafe { libc::waitpid(pid, std::ptr::null_mut(), 0) };
+    }
     println!(
-        "{{\"step\": \"fork {n}\", \"ok\": true, \"errno\": null, \"detail\": \"{forked} forked\"}}"
+        "{{\"step\": \"fork {n}\", \"ok\": true, \"errno\": {}, \"detail\": \"{} forked, {refused} refused with EAGAIN\"}}",
+        other_errno.map_or("null".into(), |e| e.to_string()),
+        children.len()
     );
+    if refused == 0 {
+        fail("no fork was refused: the pids limit was not reached");
+    }
 }
 
 /// `build N`: a parallel C build (`make -j2`) of N small source files: the burst of process
@@ -1609,7 +1627,7 @@ fn main() {
             parse_ip(args.get(3).map_or("", String::as_str)),
             num(&args, 4, "port"),
         ),
-        "forks" => forks(num(&args, 2, "count")),
+        "fork-bomb" => fork_bomb(num(&args, 2, "count")),
         "build" => build(num(&args, 2, "count")),
         "dns-tunnel" => dns_tunnel(num(&args, 2, "count")),
         "dns-normal" => dns_normal(),
