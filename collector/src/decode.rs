@@ -516,8 +516,16 @@ impl Decoder {
         let (sandbox, exe, ppid) = self.context(&h);
         let comm = text(&h.comm);
         let common = self.common(&h, &comm, &sandbox, &exe, ppid);
-        let family = addr.as_ref().map(|a| a.family).or(sock.domain);
-        let sock_type = sock.sock_type;
+        // A socket() row says what was asked for from its own arguments, refused or not: a
+        // refused raw or packet socket is what the rules look for, and it has no fd to remember.
+        let (family, sock_type) = if syscall == nr::SOCKET {
+            (Some(r.arg as u16), Some(r.arg2 as u32))
+        } else {
+            (
+                addr.as_ref().map(|a| a.family).or(sock.domain),
+                sock.sock_type,
+            )
+        };
         let remote = addr.as_ref().and_then(|a| a.addr.as_deref());
         let remote_port = addr.as_ref().and_then(|a| a.port);
         let local = sock.local.as_ref().map(|(a, p)| (a.as_str(), *p));
