@@ -454,26 +454,26 @@ impl ProbeSet {
                     &mut ebpf,
                     "sys_enter_exit",
                     "syscalls",
-                    &format!("sys_enter_{}", t.name),
+                    &format!("sys_enter_{}", tracepoint_of(t.name)),
                 )?,
                 kind::EXEC => {
                     attach(
                         &mut ebpf,
                         "sys_enter_exec",
                         "syscalls",
-                        &format!("sys_enter_{}", t.name),
+                        &format!("sys_enter_{}", tracepoint_of(t.name)),
                     )? && attach(
                         &mut ebpf,
                         "sys_exit_exec",
                         "syscalls",
-                        &format!("sys_exit_{}", t.name),
+                        &format!("sys_exit_{}", tracepoint_of(t.name)),
                     )?
                 }
                 k => attach(
                     &mut ebpf,
                     exit_prog(k),
                     "syscalls",
-                    &format!("sys_exit_{}", t.name),
+                    &format!("sys_exit_{}", tracepoint_of(t.name)),
                 )?,
             };
             if !ok {
@@ -488,7 +488,7 @@ impl ProbeSet {
                 &mut ebpf,
                 "sys_exit_refusal",
                 "syscalls",
-                &format!("sys_exit_{name}"),
+                &format!("sys_exit_{}", tracepoint_of(name)),
             )? {
                 missing.push(name.clone());
             }
@@ -777,7 +777,7 @@ impl ProbeSet {
             for (&nr, (name, rule)) in &wanted {
                 if !self.kills.attached.contains_key(&nr) {
                     let prog = program::<TracePoint>(&mut self._ebpf, KILL_PROGRAM)?;
-                    match prog.attach("syscalls", &format!("sys_enter_{name}")) {
+                    match prog.attach("syscalls", &format!("sys_enter_{}", tracepoint_of(name))) {
                         Ok(link) => {
                             let link = prog.take_link(link).map_err(prog_err(KILL_PROGRAM))?;
                             self.kills.attached.insert(
@@ -930,5 +930,14 @@ impl ProbeSet {
         self.settings
             .set(settings::WATCH_LEVELS, mask, 0)
             .map_err(|e| CollectorError::Probe(format!("settings map: {e}")))
+    }
+}
+
+/// The name of a syscall's tracepoints: the kernel names them after its `SYSCALL_DEFINE`, which
+/// differs from the syscall's name for a few (x86_64's `umount2` is defined as `umount`).
+fn tracepoint_of(syscall: &str) -> &str {
+    match syscall {
+        "umount2" => "umount",
+        other => other,
     }
 }

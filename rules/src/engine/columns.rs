@@ -113,6 +113,23 @@ impl Col {
     }
 }
 
+#[derive(Clone)]
+struct OwnExec {
+    comm: String,
+    args: String,
+    cwd: Option<String>,
+}
+
+impl OwnExec {
+    fn cmdline(&self) -> String {
+        if self.args.is_empty() {
+            self.comm.clone()
+        } else {
+            format!("{} {}", self.comm, self.args)
+        }
+    }
+}
+
 /// One batch's columns, resolved lazily by field.
 pub struct BatchColumns<'a> {
     pub table: Table,
@@ -357,10 +374,22 @@ impl<'a> BatchColumns<'a> {
                 let times = self.int_at("time");
                 let tree = &state.tree;
                 let node = |i: usize| tree.get(pids[i]? as u32);
+                // A successful exec row speaks for itself: the tree holds the process's state
+                // after the whole batch, which a second exec in the same batch has replaced.
+                let own = self.own_exec();
                 match field.name.as_str() {
-                    "proc.cmdline" => strs((0..n).map(|i| node(i)?.cmdline())),
-                    "proc.args" => strs((0..n).map(|i| node(i)?.args.clone())),
-                    "proc.cwd" => strs((0..n).map(|i| node(i)?.cwd.clone())),
+                    "proc.cmdline" => strs((0..n).map(|i| match &own[i] {
+                        Some(e) => Some(e.cmdline()),
+                        None => node(i)?.cmdline(),
+                    })),
+                    "proc.args" => strs((0..n).map(|i| match &own[i] {
+                        Some(e) => Some(e.args.clone()),
+                        None => node(i)?.args.as_deref().map(str::to_owned),
+                    })),
+                    "proc.cwd" => strs((0..n).map(|i| match &own[i] {
+                        Some(e) => e.cwd.clone(),
+                        None => node(i)?.cwd.as_deref().map(str::to_owned),
+                    })),
                     _ => ints((0..n).map(|i| Some(times[i]? - node(i)?.start_ns?))),
                 }
             }
@@ -377,6 +406,45 @@ impl<'a> BatchColumns<'a> {
             "proc.aname" | "proc.aexe" | "proc.aexepath" => self.ancestors(field, state),
             _ => self.resolve_table_field(field, state),
         }
+    }
+
+    /// Per row: what a successful exec row of `process_events` says of the new program.
+    fn own_exec(&self) -> Vec<Option<OwnExec>> {
+        let n = self.rows();
+        if self.table != Table::ProcessEvents {
+            return vec![None; n];
+        }
+        let events = self.str_at("event");
+        let ret = self.int_at("ret");
+        let comm = self.str_at("comm");
+        let cwd = self.str_at("cwd");
+        let argv = self
+            .raw("argv")
+            .and_then(|c| c.as_any().downcast_ref::<ListArray>());
+        (0..n)
+            .map(|i| {
+                if !matches!(events[i], Some("execve" | "execveat")) || ret[i] != Some(0) {
+                    return None;
+                }
+                let args = argv
+                    .filter(|a| a.is_valid(i))
+                    .map(|a| {
+                        let v = a.value(i);
+                        let v = v.as_string::<i32>();
+                        (1..v.len())
+                            .filter(|j| v.is_valid(*j))
+                            .map(|j| v.value(j))
+                            .collect::<Vec<_>>()
+                            .join(" ")
+                    })
+                    .unwrap_or_default();
+                Some(OwnExec {
+                    comm: comm[i].unwrap_or_default().to_owned(),
+                    args,
+                    cwd: cwd[i].map(str::to_owned),
+                })
+            })
+            .collect()
     }
 
     fn float_col(&self, name: &str) -> Col {

@@ -363,3 +363,29 @@ fn exec_facts_reach_later_rows_through_the_tree() {
     assert_eq!(m[0].pid, Some(40));
     assert_eq!(m[0].output, "caps=CAP_SYS_MODULE CAP_SYS_ADMIN tty=0");
 }
+
+#[test]
+fn an_exec_row_keeps_its_own_arguments_when_the_process_execs_again_in_the_batch() {
+    let set = rules(
+        r#"
+- rule: python one-liner
+  desc: d
+  condition: evt.type = execve and proc.name = python3 and proc.args contains dup2
+  output: "%proc.cmdline"
+  priority: WARNING
+"#,
+    );
+    let mut engine = Engine::new(&set).unwrap();
+    let mut b = ProcessEventsBuilder::new(2);
+    b.append(&exec(
+        50,
+        1,
+        "python3",
+        "/usr/bin/python3",
+        b"python3\0-c\0os.dup2(1,1)\0",
+    ));
+    b.append(&exec(50, 1, "true", "/bin/true", b"true\0"));
+    let m = engine.evaluate(Table::ProcessEvents, &b.finish().unwrap());
+    assert_eq!(m.len(), 1);
+    assert_eq!(m[0].output, "python3 -c os.dup2(1,1)");
+}
