@@ -842,12 +842,16 @@ pub fn run(args: DemoArgs) -> anyhow::Result<()> {
     }
     println!();
     print!("{}", summary(&dir, &jobs)?);
+    let data = dir.join("data");
     println!(
-        "\nJobs ran in {:.1} s ({:.1} s in all with the build). Query the log yourself, e.g.:\n  \
+        "\nJobs ran in {:.1} s ({:.1} s in all with the build). Next, replay the log through rules of your own \
+         (nothing is killed):\n  {} rules test --data {} builtin my_rules.yaml\nor query it with DuckDB:\n  \
          duckdb -c \"select sandbox_id, comm, event, path from '{}/file_events/**/*.parquet' where path like '/etc/%'\"",
         run_started.elapsed().as_secs_f64(),
         started.elapsed().as_secs_f64(),
-        dir.join("data").display()
+        bin.display(),
+        data.display(),
+        data.display()
     );
     if !failures.is_empty() {
         bail!(
