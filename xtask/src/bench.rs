@@ -61,6 +61,9 @@ pub enum Suite {
     Probes(ProbesArgs),
     /// Create + run /bin/true + destroy and 20 sandboxes at once, against bubblewrap.
     Sandbox(crate::bench_sandbox::SandboxArgs),
+    /// Rule-engine throughput on one core over a recorded audit log, and detection-to-kill
+    /// latency.
+    Rules(crate::bench_rules::RulesArgs),
 }
 
 #[derive(clap::Args, Clone, Debug)]
@@ -95,6 +98,7 @@ pub fn run(suite: Suite) -> anyhow::Result<()> {
     match suite {
         Suite::Probes(args) => probes(args),
         Suite::Sandbox(args) => crate::bench_sandbox::run(args),
+        Suite::Rules(args) => crate::bench_rules::run(args),
     }
 }
 
@@ -1357,7 +1361,7 @@ fn rate_name(r: u64) -> String {
 }
 
 /// 1234567 -> "1,234,567".
-fn group(n: u64) -> String {
+pub(crate) fn group(n: u64) -> String {
     let s = n.to_string();
     let mut out = String::new();
     for (i, c) in s.chars().enumerate() {

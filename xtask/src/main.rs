@@ -7,9 +7,14 @@
 //!   the real probes into this kernel.
 //! - `bench probes`: the probe overhead and throughput benchmarks of the README.
 //! - `bench sandbox`: a sandbox's create + run + destroy and 20 at once, against bubblewrap.
+//! - `bench rules`: the rule engine's throughput on one core and detection-to-kill latency.
+//! - `demo`: benign and malicious agent jobs in sandboxes, their alerts and kills, and a summary
+//!   table read back from the audit log (the README's first command).
 
 mod bench;
+mod bench_rules;
 mod bench_sandbox;
+mod demo;
 
 use std::{
     env,
@@ -37,6 +42,9 @@ enum Cmd {
         #[arg(last = true)]
         filter: Vec<String>,
     },
+    /// Run benign and malicious agent jobs in sandboxes with the built-in rules; show the
+    /// alerts, the kills and a summary table from the audit log.
+    Demo(demo::DemoArgs),
     /// Run a benchmark suite and print its table.
     Bench {
         #[command(subcommand)]
@@ -48,6 +56,7 @@ fn main() -> anyhow::Result<()> {
     match Args::parse().command {
         Cmd::Setup => setup(),
         Cmd::Test { filter } => test(&filter),
+        Cmd::Demo(args) => demo::run(args),
         Cmd::Bench { suite } => bench::run(suite),
     }
 }
