@@ -82,6 +82,62 @@ pub enum Col {
     /// Several values per row (`proc.aname` without an index: every ancestor; `fd.ip`: either
     /// side): a test holds when it holds for one of them.
     Multi(Arc<Vec<Vec<Arc<str>>>>),
+    /// A text column with few distinct values in the batch (event type, process name, sandbox):
+    /// a test runs once per distinct value, then rows look their code up.
+    Dict(Arc<Dict>),
+}
+
+#[derive(Debug)]
+pub struct Dict {
+    /// Per row: index into `values`.
+    pub codes: Vec<u32>,
+    /// Distinct values; `None` is null.
+    pub values: Vec<Option<String>>,
+}
+
+/// Columns with more distinct values than rows / this stay plain text.
+const DICT_MAX_SHARE: usize = 8;
+
+fn dict_of(a: &StringArray) -> Option<Dict> {
+    let n = a.len();
+    let limit = (n / DICT_MAX_SHARE).max(16);
+    let mut index: FastMap<&str, u32> = FastMap::default();
+    let mut values: Vec<Option<String>> = Vec::new();
+    let mut codes = Vec::with_capacity(n);
+    let mut null_code = None;
+    let mut last: Option<(&str, u32)> = None;
+    for i in 0..n {
+        if !a.is_valid(i) {
+            let c = *null_code.get_or_insert_with(|| {
+                values.push(None);
+                (values.len() - 1) as u32
+            });
+            codes.push(c);
+            continue;
+        }
+        let v = a.value(i);
+        if let Some((prev, c)) = last
+            && prev == v
+        {
+            codes.push(c);
+            continue;
+        }
+        let c = match index.get(v) {
+            Some(c) => *c,
+            None => {
+                if values.len() >= limit {
+                    return None;
+                }
+                values.push(Some(v.to_owned()));
+                let c = (values.len() - 1) as u32;
+                index.insert(v, c);
+                c
+            }
+        };
+        last = Some((v, c));
+        codes.push(c);
+    }
+    Some(Dict { codes, values })
 }
 
 impl Col {
@@ -109,6 +165,7 @@ impl Col {
                 let vals = &v[row];
                 (!vals.is_empty()).then(|| vals.join(","))
             }
+            Col::Dict(d) => d.values[d.codes[row] as usize].clone(),
         }
     }
 }
@@ -199,6 +256,17 @@ impl<'a> BatchColumns<'a> {
         self.raw(name).map_or(Col::Null, |c| Col::Str(c.clone()))
     }
 
+    /// A text column that usually has few distinct values per batch, as a [`Dict`] when it does.
+    fn dict_col(&self, name: &str) -> Col {
+        let Some(c) = self.raw(name) else {
+            return Col::Null;
+        };
+        match dict_of(c.as_string::<i32>()) {
+            Some(d) => Col::Dict(Arc::new(d)),
+            None => Col::Str(c.clone()),
+        }
+    }
+
     /// An integer column of any width, as Int64.
     fn int_col(&self, name: &str) -> Col {
         let Some(c) = self.raw(name) else {
@@ -271,7 +339,7 @@ impl<'a> BatchColumns<'a> {
         }
         match field.name.as_str() {
             // Sandbox and container identity, every table.
-            "container.id" | "sandbox.id" => self.str_col("sandbox_id"),
+            "container.id" | "sandbox.id" => self.dict_col("sandbox_id"),
             "sandbox.profile" | "sandbox.policy" => {
                 let ids = self.str_at("sandbox_id");
                 let profile = field.name == "sandbox.profile";
@@ -321,7 +389,7 @@ impl<'a> BatchColumns<'a> {
             "metrics.net_tx_bytes" => self.int_col("network_tx_bytes"),
             _ if t == Table::SandboxMetrics => Col::Null,
             // Event fields.
-            "evt.type" => self.str_col("event"),
+            "evt.type" => self.dict_col("event"),
             "evt.res" => strs(self.int_at("ret").iter().map(|r| r.map(errno_name))),
             "evt.rawres" => self.int_col("ret"),
             "evt.failed" => bools(self.int_at("ret").iter().map(|r| r.map(|r| r < 0))),
@@ -333,8 +401,8 @@ impl<'a> BatchColumns<'a> {
                 Some(c) => Col::Bool(c.clone()),
                 None => bools((0..n).map(|_| Some(false))),
             },
-            "proc.name" => self.str_col("comm"),
-            "proc.exe" | "proc.exepath" => self.str_col("exe"),
+            "proc.name" => self.dict_col("comm"),
+            "proc.exe" | "proc.exepath" => self.dict_col("exe"),
             "proc.pid" => self.int_col("pid"),
             "proc.ppid" => self.int_col("ppid"),
             "thread.tid" => self.int_col("tid"),
@@ -670,7 +738,7 @@ impl<'a> BatchColumns<'a> {
         match field.name.as_str() {
             "evt.arg.domain" => strs(family.iter().map(|f| f.map(af_name))),
             "evt.arg.fd" | "fd.num" => self.int_col("fd"),
-            "fd.l4proto" => self.str_col("protocol"),
+            "fd.l4proto" => self.dict_col("protocol"),
             "fd.typechar" | "fd.type" => {
                 let char_form = field.name == "fd.typechar";
                 strs(family.iter().map(|f| {

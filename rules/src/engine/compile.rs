@@ -567,6 +567,35 @@ pub fn filter(col: &Col, test: &Test, sel: &Selection) -> Selection {
         }),
         (Col::Multi(v), Test::Resolved(names)) => keep(&|i| v[i].iter().any(|x| names.contains(x))),
         (Col::Multi(_), _) => Vec::new(),
+        (Col::Dict(d), t) => {
+            // The test once per distinct value, then a lookup per row.
+            let hits: Vec<bool> = d
+                .values
+                .iter()
+                .map(|v| match (v, t) {
+                    (None, _) => false,
+                    (Some(_), Test::Exists) => true,
+                    (Some(v), Test::Str(t)) => t.holds(v),
+                    (Some(v), Test::Resolved(names)) => names.contains(v),
+                    (Some(v), Test::Cidr(nets)) => v
+                        .parse::<IpAddr>()
+                        .is_ok_and(|ip| nets.iter().any(|n| in_cidr(ip, *n))),
+                    (Some(v), Test::Int(op, n)) => v.parse::<i64>().is_ok_and(|x| op.holds(x, *n)),
+                    (Some(v), Test::IntIn(set)) => v.parse::<i64>().is_ok_and(|x| set.contains(&x)),
+                    _ => false,
+                })
+                .collect();
+            if !hits.iter().any(|h| *h) {
+                return Vec::new();
+            }
+            if hits.iter().all(|h| *h) {
+                return sel.clone();
+            }
+            sel.iter()
+                .copied()
+                .filter(|&i| hits[d.codes[i as usize] as usize])
+                .collect()
+        }
         (c, Test::Exists) => {
             let a = match c {
                 Col::Str(a) | Col::Int(a) | Col::Float(a) | Col::Bool(a) => a,

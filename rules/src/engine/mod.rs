@@ -358,6 +358,24 @@ impl Engine {
     }
 }
 
+/// `pred` without its top-level `evt.type = x` / `evt.type in (...)` tests.
+fn strip_type_tests(pred: Pred, type_slot: usize) -> Pred {
+    use compile::{StrTest, Test};
+    let is_type_test = |p: &Pred| matches!(p, Pred::Leaf { slot, test: Test::Str(StrTest::In(_) | StrTest::Cmp(compile::NumOp::Eq, _)) } if *slot == type_slot);
+    match pred {
+        Pred::And(parts) => {
+            let rest: Vec<Pred> = parts.into_iter().filter(|p| !is_type_test(p)).collect();
+            match rest.len() {
+                0 => Pred::Const(true),
+                1 => rest.into_iter().next().expect("one"),
+                _ => Pred::And(rest),
+            }
+        }
+        p if is_type_test(&p) => Pred::Const(true),
+        p => p,
+    }
+}
+
 /// The syscalls a condition names when it tests nothing else.
 fn only_syscalls(e: &crate::ast::Expr) -> Option<FastSet<String>> {
     use crate::ast::{CmpOp, Expr, SetOp};
@@ -400,8 +418,17 @@ fn compile_rule(compiler: &mut RuleCompiler, rule: &Rule) -> Result<CompiledRule
             t.distinct.as_ref().map(|f| compiler.slot(f)),
         )
     });
+    let types = event_types(&rule.condition);
+    // The rule runs only on rows of `types`, which every top-level event-type test admits.
+    let pred = match (
+        &types,
+        compiler.slots.iter().position(|s| s.key == "evt.type"),
+    ) {
+        (Some(_), Some(slot)) => strip_type_tests(pred, slot),
+        _ => pred,
+    };
     Ok(CompiledRule {
-        types: event_types(&rule.condition),
+        types,
         rule: rule.clone(),
         pred,
         output,
