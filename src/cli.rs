@@ -398,7 +398,7 @@ fn require_root() -> Result<(), Failure> {
 
 /// How long a row may wait before the rules see it: the bound on detection latency that the
 /// collector's batching adds.
-const LIVE_LATENCY: Duration = Duration::from_millis(2);
+const LIVE_LATENCY: Duration = Duration::from_millis(1);
 
 fn start_collector(
     record: &RecordOptions,

@@ -404,3 +404,80 @@ fn a_syscall_kill_rule_is_carried_out_by_the_kernel_before_the_call_returns() {
         "{stderr}"
     );
 }
+
+#[test]
+fn a_freeze_rule_stops_the_sandbox_until_it_is_killed() {
+    require_root();
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let rules = policy_file(
+        dir.path(),
+        "freeze.yaml",
+        r#"
+- rule: Freeze on sleep
+  desc: a test rule that freezes the sandbox when sleep starts
+  condition: evt.type = execve and evt.res = SUCCESS and proc.name = sleep
+  output: sleep started, sandbox frozen (%container.id)
+  priority: WARNING
+  actions: [alert, freeze]
+"#,
+    );
+    let alerts_file = dir.path().join("alerts.jsonl");
+    let id = unique_id("freeze");
+    let workspace = job_workspace();
+    let run = BackgroundRun::start(
+        &id,
+        &data,
+        None,
+        &[
+            "--workspace",
+            workspace.path().to_str().unwrap(),
+            "--rules",
+            rules.to_str().unwrap(),
+            "--alerts",
+            alerts_file.to_str().unwrap(),
+        ],
+        &[
+            "sh",
+            "-c",
+            "sleep 0.2; while true; do date +%s%N > /workspace/tick; sleep 0.05; done",
+        ],
+    );
+    wait_for("the freeze alert", Duration::from_secs(20), || {
+        count_rule(&alerts_file, "Freeze on sleep") >= 1
+    });
+    let frozen = sandbox_cgroups(&id)
+        .into_iter()
+        .map(|d| d.join("cgroup.freeze"))
+        .find(|f| f.exists())
+        .expect("the sandbox's cgroup.freeze");
+    wait_for("the sandbox to be frozen", Duration::from_secs(5), || {
+        std::fs::read_to_string(&frozen).is_ok_and(|s| s.trim() == "1")
+    });
+    // Frozen: the job's loop makes no progress.
+    let tick = workspace.path().join("tick");
+    let before = std::fs::read_to_string(&tick).unwrap_or_default();
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(
+        std::fs::read_to_string(&tick).unwrap_or_default(),
+        before,
+        "a frozen sandbox runs nothing"
+    );
+    let a = alerts(&alerts_file)
+        .into_iter()
+        .find(|a| a["rule"] == "Freeze on sleep")
+        .unwrap();
+    assert_eq!(a["actions_taken"][0]["action"], "freeze");
+    assert_eq!(a["actions_taken"][0]["ok"], true);
+    // An operator ends it.
+    let kill = sandwatch(&["kill", &id]);
+    assert_eq!(kill.status.code(), Some(0), "{kill:?}");
+    let out = run.finish(Duration::from_secs(30));
+    assert_eq!(
+        out.status.code(),
+        Some(137),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stderr).contains("froze sandbox"));
+}
