@@ -53,6 +53,8 @@ pub enum Test {
     Bool(bool),
     /// The address is in one of the ranges.
     Cidr(Vec<(IpAddr, u8)>),
+    /// The address is in none of the ranges (`fd.net != "10.0.0.0/8"`; no address: false).
+    NotCidr(Vec<(IpAddr, u8)>),
     /// The address is one that the names resolve to (Falco's `fd.sip.name`: the names in the
     /// rule are resolved, not the addresses in the events).
     Resolved(Arc<ResolvedNames>),
@@ -486,6 +488,9 @@ fn compare_test(field: &FieldRef, op: CmpOp, value: &str) -> Result<Test, String
         (Kind::Bool, Some(NumOp::Eq)) => return Ok(Test::Bool(parse_bool(field, value)?)),
         (Kind::Bool, Some(NumOp::Ne)) => return Ok(Test::Bool(!parse_bool(field, value)?)),
         (Kind::Net, Some(NumOp::Eq)) => return Ok(Test::Cidr(vec![parse_cidr(field, value)?])),
+        (Kind::Net, Some(NumOp::Ne)) => {
+            return Ok(Test::NotCidr(vec![parse_cidr(field, value)?]));
+        }
         (Kind::Int | Kind::Float | Kind::Bool, _) if matches!(op, CmpOp::Regex) => {
             return Err(format!("{field}: regex applies to text fields"));
         }
@@ -565,6 +570,12 @@ pub fn filter(col: &Col, test: &Test, sel: &Selection) -> Selection {
                     .is_ok_and(|ip| nets.iter().any(|n| in_cidr(ip, *n)))
             })
         }),
+        (Col::Multi(v), Test::NotCidr(nets)) => keep(&|i| {
+            v[i].iter().any(|x| {
+                x.parse::<IpAddr>()
+                    .is_ok_and(|ip| !nets.iter().any(|n| in_cidr(ip, *n)))
+            })
+        }),
         (Col::Multi(v), Test::Resolved(names)) => keep(&|i| v[i].iter().any(|x| names.contains(x))),
         (Col::Multi(_), _) => Vec::new(),
         (Col::Dict(d), t) => {
@@ -580,6 +591,9 @@ pub fn filter(col: &Col, test: &Test, sel: &Selection) -> Selection {
                     (Some(v), Test::Cidr(nets)) => v
                         .parse::<IpAddr>()
                         .is_ok_and(|ip| nets.iter().any(|n| in_cidr(ip, *n))),
+                    (Some(v), Test::NotCidr(nets)) => v
+                        .parse::<IpAddr>()
+                        .is_ok_and(|ip| !nets.iter().any(|n| in_cidr(ip, *n))),
                     (Some(v), Test::Int(op, n)) => v.parse::<i64>().is_ok_and(|x| op.holds(x, *n)),
                     (Some(v), Test::IntIn(set)) => v.parse::<i64>().is_ok_and(|x| set.contains(&x)),
                     _ => false,
@@ -618,6 +632,15 @@ pub fn filter(col: &Col, test: &Test, sel: &Selection) -> Selection {
                     && a.value(i)
                         .parse::<IpAddr>()
                         .is_ok_and(|ip| nets.iter().any(|n| in_cidr(ip, *n)))
+            })
+        }
+        (Col::Str(a), Test::NotCidr(nets)) => {
+            let a = a.as_string::<i32>();
+            keep(&|i| {
+                a.is_valid(i)
+                    && a.value(i)
+                        .parse::<IpAddr>()
+                        .is_ok_and(|ip| !nets.iter().any(|n| in_cidr(ip, *n)))
             })
         }
         (Col::Str(a), Test::Resolved(names)) => {

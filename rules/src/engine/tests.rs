@@ -389,3 +389,46 @@ fn an_exec_row_keeps_its_own_arguments_when_the_process_execs_again_in_the_batch
     assert_eq!(m.len(), 1);
     assert_eq!(m[0].output, "python3 -c os.dup2(1,1)");
 }
+
+#[test]
+fn net_fields_compare_as_ranges_both_ways() {
+    let set = rules(
+        r#"
+- rule: not loopback
+  desc: d
+  condition: evt.type = connect and fd.rnet != "127.0.0.0/8"
+  output: "%fd.rip"
+  priority: NOTICE
+- rule: in ten
+  desc: d
+  condition: evt.type = connect and fd.rnet = "10.0.0.0/8"
+  output: "%fd.rip"
+  priority: NOTICE
+"#,
+    );
+    let mut engine = Engine::new(&set).unwrap();
+    let mut b = NetworkEventsBuilder::new(3);
+    for addr in ["127.0.0.1", "10.2.3.4", "192.0.2.1"] {
+        b.append(&NetworkEvent {
+            common: common(5, 1, "curl", "connect", 0),
+            family: Some("inet"),
+            saddr: Some("10.9.9.9"),
+            daddr: Some(addr),
+            dport: Some(80),
+            ..NetworkEvent::default()
+        });
+    }
+    let m = engine.evaluate(Table::NetworkEvents, &b.finish().unwrap());
+    let got: Vec<(String, String)> = m
+        .iter()
+        .map(|m| (engine.rule(m.rule).name.clone(), m.output.clone()))
+        .collect();
+    assert_eq!(
+        got,
+        [
+            ("not loopback".to_owned(), "10.2.3.4".to_owned()),
+            ("not loopback".to_owned(), "192.0.2.1".to_owned()),
+            ("in ten".to_owned(), "10.2.3.4".to_owned()),
+        ]
+    );
+}
