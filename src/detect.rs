@@ -43,14 +43,14 @@ impl RuleSources {
 
     /// Loads every source in order, as Falco loads its rules files.
     pub fn load(&self) -> (RuleSet, Vec<LoadError>) {
+        let builtin = [PathBuf::from(BUILTIN)];
+        let sources = if self.0.is_empty() {
+            &builtin[..]
+        } else {
+            &self.0
+        };
         let mut loader = Loader::default();
-        if self.0.is_empty() {
-            loader.add_source(
-                Path::new(sandwatch_rules::DEFAULT_RULES_NAME),
-                sandwatch_rules::DEFAULT_RULES,
-            );
-        }
-        for p in &self.0 {
+        for p in sources {
             if p.as_os_str() == BUILTIN {
                 loader.add_source(
                     Path::new(sandwatch_rules::DEFAULT_RULES_NAME),

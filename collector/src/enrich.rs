@@ -26,6 +26,16 @@ pub struct ProcInfo {
     pub exe: Option<Arc<str>>,
 }
 
+impl ProcInfo {
+    /// What /proc says of `pid` now (nothing once it is gone).
+    fn from_proc(pid: u32) -> Self {
+        Self {
+            ppid: proc_ppid(pid),
+            exe: proc_exe(pid).map(Arc::from),
+        }
+    }
+}
+
 /// pid → parent and executable, learned from fork and exec records, and from /proc for
 /// processes that were running before they were watched.
 #[derive(Default)]
@@ -51,10 +61,9 @@ impl ProcessTable {
         }
         let registry = &self.registry;
         self.map.entry(pid).or_insert_with(|| {
-            registry.started(pid).unwrap_or_else(|| ProcInfo {
-                ppid: proc_ppid(pid),
-                exe: proc_exe(pid).map(Arc::from),
-            })
+            registry
+                .started(pid)
+                .unwrap_or_else(|| ProcInfo::from_proc(pid))
         })
     }
 
@@ -182,10 +191,7 @@ pub struct SandboxRegistry {
 impl SandboxRegistry {
     /// Remembers who `pid` is now, from /proc, for records decoded after it is gone.
     pub fn note_process(&self, pid: u32) {
-        let info = ProcInfo {
-            ppid: proc_ppid(pid),
-            exe: proc_exe(pid).map(Arc::from),
-        };
+        let info = ProcInfo::from_proc(pid);
         let mut started = self.started.write().expect("registry lock");
         if started.len() > CACHE_CAP {
             started.clear();

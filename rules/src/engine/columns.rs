@@ -571,11 +571,10 @@ impl<'a> BatchColumns<'a> {
     /// Fields whose meaning depends on the table.
     fn resolve_table_field(&self, field: &FieldRef, state: &EngineState) -> Col {
         let n = self.rows();
-        let events = self.str_at("event");
-        let ret = self.int_at("ret");
         match (self.table, field.name.as_str()) {
             // Files.
             (Table::FileEvents, "evt.is_open_read" | "evt.is_open_write" | "evt.is_open_exec") => {
+                let events = self.str_at("event");
                 let flags = self.int_at("flags");
                 let mode = self.int_at("mode");
                 let which = field.name.as_str();
@@ -627,10 +626,13 @@ impl<'a> BatchColumns<'a> {
             }
             (Table::FileEvents, "fd.typechar") => strs((0..n).map(|_| Some("f"))),
             (Table::FileEvents, "fd.type") => strs((0..n).map(|_| Some("file"))),
-            (Table::FileEvents, "fd.num") => ints((0..n).map(|i| {
-                let ev = events[i]?;
-                (OPEN_FAMILY.contains(&ev) && ret[i]? >= 0).then_some(ret[i]?)
-            })),
+            (Table::FileEvents, "fd.num") => {
+                let (events, ret) = (self.str_at("event"), self.int_at("ret"));
+                ints((0..n).map(|i| {
+                    let ev = events[i]?;
+                    (OPEN_FAMILY.contains(&ev) && ret[i]? >= 0).then_some(ret[i]?)
+                }))
+            }
             // Processes.
             (Table::ProcessEvents, "evt.arg.filename") => self.str_col("filename"),
             (Table::ProcessEvents, "evt.arg.uid") => self.id_args(state),
@@ -640,6 +642,7 @@ impl<'a> BatchColumns<'a> {
             }
             // Syscalls.
             (Table::SyscallEvents, "evt.arg.cmd") => {
+                let events = self.str_at("event");
                 let args = self
                     .raw("args")
                     .and_then(|c| c.as_any().downcast_ref::<ListArray>());

@@ -5,6 +5,8 @@
 
 use std::{collections::VecDeque, time::Duration};
 
+use arrow_array::TimestampNanosecondArray;
+
 use crate::engine::{EngineState, FastMap, Selection, columns::BatchColumns, compile::FieldSlot};
 
 #[derive(Default)]
@@ -47,24 +49,18 @@ impl WindowState {
             .map(|s| cols.get(&slots[*s].field, &slots[*s].key, state))
             .collect();
         let distinct_col = distinct.map(|s| cols.get(&slots[s].field, &slots[s].key, state));
-        let times = cols.get(
-            &crate::ast::FieldRef {
-                name: "evt.time".into(),
-                index: None,
-            },
-            "evt.time",
-            state,
-        );
+        // Every table the rules read has a `time` column (timestamp, ns).
+        let times = cols
+            .batch
+            .column_by_name("time")
+            .and_then(|c| c.as_any().downcast_ref::<TimestampNanosecondArray>());
         if self.keys.len() > MAX_KEYS {
             self.keys.clear();
         }
         let mut fired = Vec::new();
         for &row in hits {
             let r = row as usize;
-            let now = times
-                .display(r)
-                .and_then(|t| t.parse::<i64>().ok())
-                .unwrap_or(0);
+            let now = times.map_or(0, |t| t.value(r));
             let key: String = key_cols
                 .iter()
                 .map(|c| c.display(r).unwrap_or_default())
