@@ -8,10 +8,8 @@ mod support;
 
 use std::{
     collections::HashMap,
-    io::{BufRead as _, BufReader, Read as _},
+    io::Read as _,
     process::{Command, Stdio},
-    sync::mpsc,
-    time::{Duration, Instant},
 };
 
 use serde_json::Value;
@@ -212,32 +210,7 @@ fn a_root_process_in_a_watched_cgroup_keeps_its_capabilities() {
         .unwrap();
     watched.add(job.id());
 
-    let mut watch = Command::new(sandwatch_bin())
-        .args([
-            "watch",
-            "--data",
-            data.to_str().unwrap(),
-            "--cgroup",
-            &watched.name,
-        ])
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let (tx, rx) = mpsc::channel();
-    let stderr = watch.stderr.take().unwrap();
-    let logger = std::thread::spawn(move || {
-        let mut all = String::new();
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            if line.contains("watching") {
-                let _ = tx.send(());
-            }
-            all.push_str(&line);
-            all.push('\n');
-        }
-        all
-    });
-    rx.recv_timeout(Duration::from_secs(30))
-        .expect("sandwatch watch started");
+    let watch = WatchRun::start(&data, &watched.name);
     std::fs::write(&go, "").unwrap();
     let mut stdout = String::new();
     job.stdout
@@ -247,21 +220,7 @@ fn a_root_process_in_a_watched_cgroup_keeps_its_capabilities() {
         .unwrap();
     assert!(job.wait().unwrap().success());
 
-    // SAFETY: signalling our own child.
-    unsafe { libc::kill(watch.id() as i32, libc::SIGINT) };
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let status = loop {
-        if let Some(s) = watch.try_wait().unwrap() {
-            break s;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "sandwatch watch did not stop on SIGINT"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    };
-    let log = logger.join().unwrap();
-    eprintln!("{log}");
+    let (status, log) = watch.stop();
     assert_eq!(status.code(), Some(0));
     assert!(
         !log.contains("exec facts unavailable"),

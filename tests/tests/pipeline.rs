@@ -4,11 +4,10 @@
 mod support;
 
 use std::{
-    io::{BufRead as _, BufReader, Read as _},
+    io::Read as _,
     net::{TcpListener, UdpSocket},
     process::{Command, Stdio},
-    sync::mpsc,
-    time::{Duration, Instant},
+    time::Duration,
 };
 
 use serde_json::Value;
@@ -471,32 +470,7 @@ fn only_watched_cgroups_and_their_children_are_recorded() {
         .unwrap();
     inner.add(inside.id());
 
-    let mut watch = Command::new(sandwatch_bin())
-        .args([
-            "watch",
-            "--data",
-            data.to_str().unwrap(),
-            "--cgroup",
-            &watched.name,
-        ])
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let (tx, rx) = mpsc::channel();
-    let stderr = watch.stderr.take().unwrap();
-    let logger = std::thread::spawn(move || {
-        let mut all = String::new();
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            if line.contains("watching") {
-                let _ = tx.send(());
-            }
-            all.push_str(&line);
-            all.push('\n');
-        }
-        all
-    });
-    rx.recv_timeout(Duration::from_secs(30))
-        .expect("sandwatch watch started");
+    let watch = WatchRun::start(&data, &watched.name);
 
     // The same actions as the recorded job, from outside the watched cgroup.
     let tcp = TcpListener::bind("127.0.0.1:0").unwrap();
@@ -529,21 +503,7 @@ fn only_watched_cgroups_and_their_children_are_recorded() {
     assert!(inside.wait().unwrap().success());
     let inside_pid = last_json_line(inside_out.as_bytes())["pid"].to_string();
 
-    // SAFETY: signalling our own child.
-    unsafe { libc::kill(watch.id() as i32, libc::SIGINT) };
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let status = loop {
-        if let Some(s) = watch.try_wait().unwrap() {
-            break s;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "sandwatch watch did not stop on SIGINT"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    };
-    let log = logger.join().unwrap();
-    eprintln!("{log}");
+    let (status, _) = watch.stop();
     assert_eq!(status.code(), Some(0), "watch exits 0 after SIGINT");
 
     let files = read_table(&data, "file_events");

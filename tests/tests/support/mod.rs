@@ -263,6 +263,83 @@ impl BackgroundRun {
     }
 }
 
+/// `sandwatch watch --data DATA --cgroup CGROUP` running in the background, its stderr collected.
+/// Dropped before [`WatchRun::stop`] (a failed test), it is killed.
+pub struct WatchRun {
+    child: Child,
+    logger: Option<std::thread::JoinHandle<String>>,
+}
+
+impl WatchRun {
+    /// Starts the watch and waits until it says it is watching.
+    pub fn start(data: &Path, cgroup: &str) -> Self {
+        use std::io::BufRead as _;
+        let mut child = Command::new(sandwatch_bin())
+            .args([
+                "watch",
+                "--data",
+                data.to_str().unwrap(),
+                "--cgroup",
+                cgroup,
+            ])
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("running sandwatch watch");
+        let (tx, rx) = std::sync::mpsc::channel();
+        let stderr = child.stderr.take().unwrap();
+        let logger = std::thread::spawn(move || {
+            let mut all = String::new();
+            for line in std::io::BufReader::new(stderr)
+                .lines()
+                .map_while(Result::ok)
+            {
+                if line.contains("watching") {
+                    let _ = tx.send(());
+                }
+                all.push_str(&line);
+                all.push('\n');
+            }
+            all
+        });
+        let run = Self {
+            child,
+            logger: Some(logger),
+        };
+        rx.recv_timeout(Duration::from_secs(30))
+            .expect("sandwatch watch started");
+        run
+    }
+
+    /// Stops it with SIGINT (it flushes and exits) and returns its status and stderr.
+    pub fn stop(mut self) -> (std::process::ExitStatus, String) {
+        // SAFETY: signalling our own child.
+        unsafe { libc::kill(self.child.id() as i32, libc::SIGINT) };
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let status = loop {
+            if let Some(s) = self.child.try_wait().unwrap() {
+                break s;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "sandwatch watch did not stop on SIGINT"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        let log = self.logger.take().unwrap().join().unwrap();
+        eprintln!("{log}");
+        (status, log)
+    }
+}
+
+impl Drop for WatchRun {
+    fn drop(&mut self) {
+        if self.logger.is_some() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
 impl Drop for BackgroundRun {
     fn drop(&mut self) {
         let _ = self.child.kill();
