@@ -152,6 +152,8 @@ pub enum Command {
         #[command(subcommand)]
         action: RulesCommand,
     },
+    /// SQL over the audit log (read-only): a query, a saved investigation, or --list.
+    Sql(crate::sql::SqlArgs),
     /// Record existing cgroups (a service, a container) until SIGINT or SIGTERM.
     Watch {
         #[command(flatten)]
@@ -288,6 +290,7 @@ pub async fn dispatch(args: Args) -> Result<u8, Failure> {
         Command::Rules {
             action: RulesCommand::Test { data, paths },
         } => rules_test(&data, paths),
+        Command::Sql(args) => crate::sql::sql(args).await,
     }
 }
 

@@ -4,6 +4,7 @@
 mod cli;
 mod detect;
 mod replay;
+mod sql;
 
 use std::process::ExitCode;
 

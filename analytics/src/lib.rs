@@ -1,1 +1,77 @@
+//! SQL over the audit log, and learned baselines per job profile.
+//!
+//! - [`catalog`]: the audit log's Parquet partitions as DataFusion tables (schema from
+//!   `sandwatch_schema`, pruning by `date` and `hour`), and the `events` view.
+//! - [`session`]: [`SqlSession`], read-only queries with a memory limit and a timeout, and errors
+//!   a person can act on (the unknown column with its closest match).
+//! - [`functions`]: SQL functions for investigations (`cidr_match`, `path_prefix`,
+//!   `syscall_name`, `errno_name`).
+//! - [`saved`]: the saved investigations `sandwatch sql --saved NAME` runs.
+//! - [`output`]: a result as a table, CSV or JSON lines.
+//!
+//! Nothing here writes to the audit log.
 
+pub mod catalog;
+pub mod functions;
+pub mod output;
+pub mod saved;
+pub mod session;
+
+use std::{path::PathBuf, time::Duration};
+
+pub use saved::SavedQuery;
+pub use session::{QueryLimits, QueryResult, SqlSession};
+
+#[derive(Debug, thiserror::Error)]
+pub enum AnalyticsError {
+    #[error("no audit log at {0} (a directory `sandwatch run --data` wrote)")]
+    NoAuditLog(PathBuf),
+    #[error("cannot {action} {path}: {source}")]
+    Io {
+        action: &'static str,
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("reading the audit log: {0}")]
+    Catalog(String),
+    #[error("unknown column {column}{}", suggest(suggestion))]
+    UnknownColumn {
+        column: String,
+        suggestion: Option<String>,
+    },
+    #[error("unknown table {name}{} (tables: {})", suggest(suggestion), tables.join(", "))]
+    UnknownTable {
+        name: String,
+        suggestion: Option<String>,
+        tables: Vec<String>,
+    },
+    #[error(
+        "the query needs more than its memory limit of {} MiB ({detail}); narrow it (a `date` or `time` range, fewer columns) or raise --memory-limit",
+        limit >> 20
+    )]
+    MemoryLimit { limit: usize, detail: String },
+    #[error(
+        "the query ran past its time limit of {}; narrow it or raise --timeout",
+        humantime::format_duration(*.0)
+    )]
+    Timeout(Duration),
+    #[error("{0}")]
+    Query(String),
+    #[error("unknown saved query {name:?} (saved: {})", known.join(", "))]
+    UnknownSaved { name: String, known: Vec<String> },
+    #[error("saved query {query:?} needs --param {param}=VALUE ({what})")]
+    MissingParam {
+        query: String,
+        param: String,
+        what: String,
+    },
+    #[error("writing the result: {0}")]
+    Output(String),
+}
+
+fn suggest(s: &Option<String>) -> String {
+    s.as_ref()
+        .map(|s| format!(" (did you mean {s}?)"))
+        .unwrap_or_default()
+}

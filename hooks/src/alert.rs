@@ -153,6 +153,9 @@ pub struct Alert {
     /// The values of the fields the output names, and anything else worth carrying.
     #[serde(default)]
     pub fields: BTreeMap<String, String>,
+    /// How unusual, for a baseline's alert (higher: further from normal).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub score: Option<f64>,
 }
 
 impl Alert {
@@ -184,6 +187,7 @@ impl Alert {
             actions_taken: Vec::new(),
             evidence,
             fields: BTreeMap::new(),
+            score: None,
         }
     }
 
@@ -254,6 +258,11 @@ impl Alert {
             actions: &self.actions,
             actions_taken: &json.actions_taken,
             fields: &json.fields,
+            event: self
+                .evidence
+                .first()
+                .map(|e| (e.table.as_str(), e.time_ns, e.pid, e.tid)),
+            score: self.score,
         }
     }
 }
@@ -395,6 +404,7 @@ mod tests {
             actions_taken: vec![],
             evidence: vec![],
             fields: BTreeMap::new(),
+            score: None,
         }
         .complete();
         assert!(alert.id.starts_with("0000000000000005-"));

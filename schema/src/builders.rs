@@ -450,6 +450,11 @@ table_builder! {
         actions: ListBuilder<StringBuilder> = |_| ListBuilder::new(StringBuilder::new()),
         actions_taken: StringBuilder = strings,
         fields: StringBuilder = |cap| StringBuilder::with_capacity(cap, cap * 128),
+        event_table: StringBuilder = strings,
+        event_time: TimestampNanosecondBuilder = time_builder,
+        event_pid: UInt32Builder = UInt32Builder::with_capacity,
+        event_tid: UInt32Builder = UInt32Builder::with_capacity,
+        score: Float64Builder = Float64Builder::with_capacity,
     }
     append(self, e) {
         self.time.append_value(e.time_ns);
@@ -465,6 +470,11 @@ table_builder! {
         append_texts(&mut self.actions, e.actions);
         self.actions_taken.append_value(e.actions_taken);
         self.fields.append_value(e.fields);
+        self.event_table.append_option(e.event.map(|x| x.0));
+        self.event_time.append_option(e.event.map(|x| x.1));
+        self.event_pid.append_option(e.event.map(|x| x.2));
+        self.event_tid.append_option(e.event.map(|x| x.3));
+        self.score.append_option(e.score);
     }
 }
 
@@ -790,6 +800,8 @@ mod tests {
             actions: &actions,
             actions_taken: r#"[{"action":"kill","at_ns":2,"ok":true}]"#,
             fields: r#"{"proc.name":"sh"}"#,
+            event: Some(("network_events", 1, 2, 2)),
+            score: None,
         };
         a.append(&row);
         a.append(&AlertRow {

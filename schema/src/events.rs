@@ -232,6 +232,10 @@ pub struct AlertRow<'a> {
     pub actions_taken: &'a str,
     /// JSON object of the output's field values.
     pub fields: &'a str,
+    /// The triggering event (the first of `evidence`): its table, time, pid and tid.
+    pub event: Option<(&'a str, i64, u32, u32)>,
+    /// A baseline's anomaly score; `None` for a rule's alert.
+    pub score: Option<f64>,
 }
 
 /// Where a delivery of an alert to a hook stands, the `state` column of `alert_deliveries`.

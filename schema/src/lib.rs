@@ -193,6 +193,19 @@ impl Table {
                 Field::new("actions", list_of(DataType::Utf8), false),
                 Field::new("actions_taken", DataType::Utf8, false),
                 Field::new("fields", DataType::Utf8, false),
+                // The triggering event (the first of `evidence`), typed for joins with the
+                // event tables; null when the alert rests on no event (a metric rule).
+                Field::new("event_table", DataType::Utf8, true),
+                Field::new(
+                    "event_time",
+                    DataType::Timestamp(TimeUnit::Nanosecond, Some("UTC".into())),
+                    true,
+                ),
+                Field::new("event_pid", DataType::UInt32, true),
+                Field::new("event_tid", DataType::UInt32, true),
+                // How unusual, for a baseline's alert (higher: further from normal); null for
+                // a rule's.
+                Field::new("score", DataType::Float64, true),
             ],
             Table::AlertDeliveries => vec![
                 Field::new("host", DataType::Utf8, false),

@@ -1,0 +1,248 @@
+//! [`SqlSession`]: read-only SQL over one audit log, with a memory limit and a timeout per query.
+//!
+//! Read-only by construction: statements are planned with DDL, DML (which includes `COPY`) and
+//! session statements (`SET`, transactions) refused; URL tables (`SELECT * FROM 'file.parquet'`)
+//! are off, so only the catalog's tables can be read. What the catalog registers comes from the
+//! audit log's own directory.
+
+use std::{path::Path, sync::Arc, time::Duration};
+
+use datafusion::{
+    arrow::{array::RecordBatch, datatypes::SchemaRef},
+    common::{ParamValues, ScalarValue, SchemaError},
+    error::DataFusionError,
+    execution::{
+        SendableRecordBatchStream,
+        runtime_env::{RuntimeEnv, RuntimeEnvBuilder},
+    },
+    prelude::{DataFrame, SQLOptions, SessionConfig, SessionContext},
+};
+use futures::StreamExt as _;
+
+use crate::{AnalyticsError, catalog, functions};
+
+/// Limits every query of a session runs under.
+#[derive(Clone, Debug)]
+pub struct QueryLimits {
+    /// Memory the query's operators may hold (sorts, joins, aggregates); past it they spill to a
+    /// temporary directory or fail with an error naming the limit.
+    pub memory_bytes: usize,
+    /// Wall-clock limit from planning to the last row.
+    pub timeout: Duration,
+}
+
+impl Default for QueryLimits {
+    fn default() -> Self {
+        Self {
+            memory_bytes: 2 << 30,
+            timeout: Duration::from_secs(300),
+        }
+    }
+}
+
+/// A query's whole result.
+#[derive(Debug)]
+pub struct QueryResult {
+    pub schema: SchemaRef,
+    pub batches: Vec<RecordBatch>,
+}
+
+impl QueryResult {
+    pub fn num_rows(&self) -> usize {
+        self.batches.iter().map(RecordBatch::num_rows).sum()
+    }
+}
+
+/// SQL over the audit log at one directory.
+pub struct SqlSession {
+    ctx: SessionContext,
+    limits: QueryLimits,
+}
+
+impl SqlSession {
+    /// Opens the audit log at `data` (the directory `sandwatch run --data` writes).
+    pub async fn open(data: &Path, limits: QueryLimits) -> Result<Self, AnalyticsError> {
+        if !data.is_dir() {
+            return Err(AnalyticsError::NoAuditLog(data.to_owned()));
+        }
+        let runtime: Arc<RuntimeEnv> = RuntimeEnvBuilder::new()
+            .with_memory_limit(limits.memory_bytes, 1.0)
+            .build_arc()
+            .map_err(|e| AnalyticsError::Catalog(format!("runtime: {e}")))?;
+        let config = SessionConfig::new()
+            .with_information_schema(true)
+            .with_target_partitions(
+                std::thread::available_parallelism().map_or(2, std::num::NonZero::get),
+            )
+            // The sink sorts nothing, but every file is one hour of one table: statistics on
+            // `time` and the row groups' min/max prune most of a narrow time range.
+            .set_bool("datafusion.execution.parquet.pushdown_filters", true)
+            .set_bool("datafusion.execution.parquet.reorder_filters", true);
+        let ctx = SessionContext::new_with_config_rt(config, runtime);
+        functions::register(&ctx);
+        catalog::register_audit_log(&ctx, data).await?;
+        Ok(Self { ctx, limits })
+    }
+
+    pub fn limits(&self) -> &QueryLimits {
+        &self.limits
+    }
+
+    /// The DataFusion context (for the Flight SQL server's catalog calls).
+    pub fn context(&self) -> &SessionContext {
+        &self.ctx
+    }
+
+    fn read_only() -> SQLOptions {
+        SQLOptions::new()
+            .with_allow_ddl(false)
+            .with_allow_dml(false)
+            .with_allow_statements(false)
+    }
+
+    /// Plans `sql` (read-only), binding `$name` parameters.
+    pub async fn plan(
+        &self,
+        sql: &str,
+        params: &[(String, String)],
+    ) -> Result<DataFrame, AnalyticsError> {
+        let df = self
+            .ctx
+            .sql_with_options(sql, Self::read_only())
+            .await
+            .map_err(|e| self.explain(e))?;
+        if params.is_empty() {
+            return Ok(df);
+        }
+        let values = ParamValues::Map(
+            params
+                .iter()
+                .map(|(k, v)| (k.clone(), ScalarValue::Utf8(Some(v.clone())).into()))
+                .collect(),
+        );
+        df.with_param_values(values).map_err(|e| self.explain(e))
+    }
+
+    /// Runs `sql` to the end under the session's limits.
+    pub async fn query(
+        &self,
+        sql: &str,
+        params: &[(String, String)],
+    ) -> Result<QueryResult, AnalyticsError> {
+        let timeout = self.limits.timeout;
+        let run = async {
+            let mut stream = self.stream(sql, params).await?;
+            let schema = stream.schema();
+            let mut batches = Vec::new();
+            while let Some(b) = stream.next().await {
+                batches.push(b.map_err(|e| self.explain(e))?);
+            }
+            Ok(QueryResult { schema, batches })
+        };
+        tokio::time::timeout(timeout, run)
+            .await
+            .map_err(|_| AnalyticsError::Timeout(timeout))?
+    }
+
+    /// Plans `sql` and starts it; the caller reads the batches (and enforces the timeout with
+    /// [`Self::limits`], as the Flight SQL server does per stream).
+    pub async fn stream(
+        &self,
+        sql: &str,
+        params: &[(String, String)],
+    ) -> Result<SendableRecordBatchStream, AnalyticsError> {
+        let df = self.plan(sql, params).await?;
+        df.execute_stream().await.map_err(|e| self.explain(e))
+    }
+
+    /// A DataFusion error as a user reads it: an unknown column or table with the closest name.
+    pub fn explain(&self, e: DataFusionError) -> AnalyticsError {
+        if let Some(err) = unknown_column(&e) {
+            return err;
+        }
+        let text = e.strip_backtrace();
+        if let Some(name) = text
+            .split("table '")
+            .nth(1)
+            .and_then(|rest| rest.split_once("' not found"))
+            .map(|(name, _)| name.rsplit('.').next().unwrap_or(name).to_owned())
+        {
+            let tables = self.table_names();
+            let suggestion = closest(&name, tables.iter().map(String::as_str)).map(str::to_owned);
+            return AnalyticsError::UnknownTable {
+                name,
+                suggestion,
+                tables,
+            };
+        }
+        if let DataFusionError::ResourcesExhausted(msg) = &e {
+            return AnalyticsError::MemoryLimit {
+                limit: self.limits.memory_bytes,
+                detail: msg.clone(),
+            };
+        }
+        AnalyticsError::Query(text)
+    }
+
+    /// The audit log's tables and views, sorted.
+    pub fn table_names(&self) -> Vec<String> {
+        let mut names: Vec<String> = self
+            .ctx
+            .catalog("datafusion")
+            .and_then(|c| c.schema("public"))
+            .map(|s| s.table_names())
+            .unwrap_or_default();
+        names.sort();
+        names
+    }
+}
+
+fn unknown_column(e: &DataFusionError) -> Option<AnalyticsError> {
+    let e = e.find_root();
+    let DataFusionError::SchemaError(err, _) = e else {
+        return None;
+    };
+    let SchemaError::FieldNotFound {
+        field,
+        valid_fields,
+    } = err.as_ref()
+    else {
+        return None;
+    };
+    let names: Vec<String> = valid_fields.iter().map(|c| c.name.clone()).collect();
+    let suggestion = closest(&field.name, names.iter().map(String::as_str)).map(|s| {
+        // Qualify the suggestion the way the query qualified the column.
+        match valid_fields.iter().find(|c| c.name == s) {
+            Some(c) if field.relation.is_some() => c.flat_name(),
+            _ => s.to_owned(),
+        }
+    });
+    Some(AnalyticsError::UnknownColumn {
+        column: field.flat_name(),
+        suggestion,
+    })
+}
+
+/// The candidate nearest to `name` by edit distance, if it is near enough to be a typo.
+fn closest<'a>(name: &str, candidates: impl Iterator<Item = &'a str>) -> Option<&'a str> {
+    let lower = name.to_lowercase();
+    candidates
+        .map(|c| (strsim::levenshtein(&lower, &c.to_lowercase()), c))
+        .filter(|(d, c)| *d <= (c.len().max(lower.len()) / 3).max(2))
+        .min_by_key(|(d, _)| *d)
+        .map(|(_, c)| c)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::closest;
+
+    #[test]
+    fn close_names() {
+        let names = ["pid", "ppid", "sandbox_id", "daddr", "dport"];
+        assert_eq!(closest("pidd", names.into_iter()), Some("pid"));
+        assert_eq!(closest("sandbox", names.into_iter()), Some("sandbox_id"));
+        assert_eq!(closest("dst_port", names.into_iter()), None);
+        assert_eq!(closest("DADDR", names.into_iter()), Some("daddr"));
+    }
+}
