@@ -8,9 +8,12 @@
 //!   `syscall_name`, `errno_name`).
 //! - [`saved`]: the saved investigations `sandwatch sql --saved NAME` runs.
 //! - [`output`]: a result as a table, CSV or JSON lines.
+//! - [`baseline`]: per-profile baselines learned from the log (new terms and a linfa model over
+//!   per-window feature vectors), their model files, and scoring of finished and live sandboxes.
 //!
 //! Nothing here writes to the audit log.
 
+pub mod baseline;
 pub mod catalog;
 pub mod functions;
 pub mod output;
@@ -68,6 +71,8 @@ pub enum AnalyticsError {
     },
     #[error("writing the result: {0}")]
     Output(String),
+    #[error("baseline: {0}")]
+    Baseline(String),
 }
 
 fn suggest(s: &Option<String>) -> String {
