@@ -1,11 +1,13 @@
 //! Falco-style rules for sandwatch: the condition language ([`parse`] into [`ast`]), rules files
 //! ([`ruleset`]: lists, macros, rules, exceptions, append/override) and the catalogue of fields
 //! sandwatch's tables can provide ([`fields`]), which decides whether a rule is evaluable.
-//! [`engine`] evaluates the compiled rules on Arrow batches of the audit log's tables.
+//! [`engine`] evaluates the compiled rules on Arrow batches of the audit log's tables;
+//! [`kernel_orders`] says which kill rules the kernel's probes can decide.
 
 pub mod ast;
 pub mod engine;
 pub mod fields;
+pub mod kernel_orders;
 pub mod parse;
 pub mod ruleset;
 
