@@ -175,7 +175,8 @@ mod default_rules_tests {
                 assert!(actions.is_some_and(|a| !a.is_empty()), "{name:?}: actions");
             }
         }
-        // Kill only where the ruleset says so: privilege escalation and kernel code.
+        // Kill only where the ruleset says so: privilege escalation, kernel code and kernel
+        // memory.
         let killing: Vec<&str> = set
             .rules
             .iter()
@@ -187,6 +188,7 @@ mod default_rules_tests {
             [
                 "Sandbox kernel module or kexec load",
                 "Sandbox kernel hook file write",
+                "Sandbox kernel memory access",
                 "Sandbox non-root process asked for root",
             ]
         );
