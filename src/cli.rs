@@ -13,6 +13,7 @@ use sandwatch_collector::{
     Collector, CollectorConfig, CollectorError, SandboxEventRecord, SandboxMetricsRecord,
     SandboxParent, SandboxRecorder, Summary, WatchTarget,
 };
+use sandwatch_rules::kernel_orders::KernelKillRule;
 use sandwatch_runner::metrics::MetricsSampler;
 use sandwatch_runner::{
     CgroupRoot, SandboxPolicy,
@@ -541,6 +542,7 @@ async fn run(
         .block_ports(target.cgroup_id, target.level, &ports)
         .map_err(usage)?;
     place_kernel_kills(&collector, &target, &kill_rules, &rule_names)?;
+    let kernel_kills = !kill_rules.is_empty();
     let lifecycle = Lifecycle::new(&collector, &sandbox);
     lifecycle.simple(SandboxLifecycle::Created, None, None);
 
@@ -573,6 +575,14 @@ async fn run(
         }
     };
     metrics.abort();
+    let outcome = match outcome {
+        Ok(o)
+            if kernel_kills && o.signal == Some(libc::SIGKILL) && o.reason == EndReason::Exited =>
+        {
+            Ok(rule_kill_of(&sandbox, o).await)
+        }
+        other => other,
+    };
     let result = match outcome {
         Ok(o) => {
             lifecycle.outcome(&command, &o);
@@ -866,7 +876,7 @@ fn start_detector(
             rules: engine
                 .kernel_kill_rules()
                 .into_iter()
-                .map(|(i, _)| (i as u32, engine.rule(i).clone()))
+                .map(|r| (r.rule as u32, engine.rule(r.rule).clone()))
                 .collect(),
         }),
         _ => None,
@@ -888,40 +898,83 @@ fn start_detector(
     .map_err(usage)
 }
 
-/// Orders the kernel to kill a sandbox's process at the entry of a syscall that a kill rule
-/// names alone (rules loaded at start; a reload changes the user-space rules only). Syscalls
-/// without an entry tracepoint here stay with user space, which kills when it sees the row.
+/// A command that died of SIGKILL in a sandbox with kernel kill orders: the kernel may have
+/// killed it for a rule, before the detector (which acts on the kill record a moment later) said
+/// so. The record was written before the process died; give the detector a bounded moment to
+/// kill the sandbox and record why.
+async fn rule_kill_of(sandbox: &Sandbox, mut o: CommandOutcome) -> CommandOutcome {
+    let deadline = Instant::now() + Duration::from_secs(1);
+    while Instant::now() < deadline {
+        if let Some(reason) = sandbox.kill_reason() {
+            o.reason = reason;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    o
+}
+
+/// Places what the kernel can decide of the kill rules (rules loaded at start; a reload changes
+/// the user-space rules only) as orders on the sandbox's cgroup: syscall orders kill at the
+/// entry of a syscall a rule names alone, path orders as a file syscall on a matching path
+/// returns. Whatever the kernel does not take (no entry tracepoint here, a pattern it cannot
+/// hold) stays with user space, which kills when it sees the row.
 fn place_kernel_kills(
     collector: &Collector,
     target: &WatchTarget,
-    kill_rules: &[(usize, Vec<String>)],
+    kill_rules: &[KernelKillRule],
     rule_names: &[String],
 ) -> Result<(), Failure> {
-    use sandwatch_collector::KernelKillOrder;
-    let orders: Vec<KernelKillOrder> = kill_rules
-        .iter()
-        .flat_map(|(i, syscalls)| {
-            syscalls.iter().map(move |s| KernelKillOrder {
-                syscall: s.clone(),
-                rule_id: *i as u32,
-            })
-        })
-        .collect();
-    if orders.is_empty() {
-        return Ok(());
+    use sandwatch_collector::{KernelKillOrder, KernelPathOrder, PathMatch};
+    use sandwatch_rules::kernel_orders::PathTest;
+    let mut syscalls = Vec::new();
+    let mut paths = Vec::new();
+    for r in kill_rules {
+        let rule_id = r.rule as u32;
+        syscalls.extend(r.orders.syscalls.iter().map(|s| KernelKillOrder {
+            syscall: s.clone(),
+            rule_id,
+        }));
+        paths.extend(r.orders.paths.iter().map(|p| KernelPathOrder {
+            path: match &p.test {
+                PathTest::Prefix(x) => PathMatch::Prefix(x.clone()),
+                PathTest::Exact(x) => PathMatch::Exact(x.clone()),
+                PathTest::InDirectory(x) => PathMatch::InDirectory(x.clone()),
+            },
+            syscalls: p.syscalls.clone(),
+            rule_id,
+        }));
+        for why in &r.orders.undecided {
+            tracing::debug!("rule {:?}: left to user space: {why}", rule_names[r.rule]);
+        }
     }
-    let unsupported = collector
-        .kill_on_syscalls(target.cgroup_id, target.level, &orders)
-        .map_err(usage)?;
-    for s in unsupported {
-        let rules: Vec<&str> = kill_rules
-            .iter()
-            .filter(|(_, ss)| ss.contains(&s))
-            .map(|(i, _)| rule_names[*i].as_str())
-            .collect();
-        tracing::warn!(
-            "no entry tracepoint for {s} here: rules {rules:?} kill from user space on it"
-        );
+    if !syscalls.is_empty() {
+        let unsupported = collector
+            .kill_on_syscalls(target.cgroup_id, target.level, &syscalls)
+            .map_err(usage)?;
+        for s in unsupported {
+            let rules: Vec<&str> = kill_rules
+                .iter()
+                .filter(|r| r.orders.syscalls.contains(&s))
+                .map(|r| rule_names[r.rule].as_str())
+                .collect();
+            tracing::warn!(
+                "no entry tracepoint for {s} here: rules {rules:?} kill from user space on it"
+            );
+        }
+    }
+    if !paths.is_empty() {
+        let left = collector
+            .kill_on_paths(target.cgroup_id, target.level, &paths)
+            .map_err(usage)?;
+        for l in left {
+            let rule = rule_names[paths[l.order].rule_id as usize].as_str();
+            tracing::warn!(
+                "rule {rule:?}: {:?} is not decided in the kernel ({}): user space kills on it",
+                paths[l.order].path,
+                l.reason
+            );
+        }
     }
     Ok(())
 }

@@ -12,7 +12,7 @@ use std::{
 };
 
 use anyhow::{Context as _, anyhow};
-use sandwatch_collector::{KernelKill, ParquetOptions, ParquetSink};
+use sandwatch_collector::{KernelKill, KillCause, ParquetOptions, ParquetSink};
 use sandwatch_hooks::{
     ActionTaken, Alert, DeliveryRecord, DispatchSummary, Dispatcher, DispatcherHandle, EventRef,
     HooksConfig,
@@ -350,6 +350,11 @@ impl DetectorTask {
     }
 
     async fn evaluate(&mut self, b: &TableBatch) -> anyhow::Result<()> {
+        // Kills the kernel made are queued before the batch holding their syscall's row was
+        // sealed: raised first, they are the alert, and the row's match is the same one.
+        while let Some(k) = self.kernel.as_mut().and_then(|kk| kk.kills.try_recv().ok()) {
+            self.kernel_kill(k).await?;
+        }
         let matches = self.engine.evaluate(b.table, &b.batch);
         for m in matches {
             self.raise(&m).await?;
@@ -357,8 +362,9 @@ impl DetectorTask {
         Ok(())
     }
 
-    /// A kill the probes made before the syscall returned: the rest of the sandbox dies too
-    /// (the rule's `kill` is the sandbox's), and the alert says the kernel acted.
+    /// A kill the probes made before the process saw the syscall's result (at its entry, or as
+    /// a file syscall on an ordered path returned): the rest of the sandbox dies too (the rule's
+    /// `kill` is the sandbox's), and the alert says the kernel acted.
     async fn kernel_kill(&mut self, k: KernelKill) -> anyhow::Result<()> {
         let Some(rule) = self
             .kernel
@@ -374,9 +380,35 @@ impl DetectorTask {
             return Ok(());
         }
         self.remember_kill(key, k.time_ns);
+        let mut fields = vec![
+            ("evt.type".into(), k.syscall.clone()),
+            ("proc.name".into(), k.comm.clone()),
+            ("proc.pid".into(), k.pid.to_string()),
+        ];
+        // Evidence in the table the syscall's own row is in (a path kill's has its time), so
+        // that replaying the audit log finds the same alert.
+        let (table, when, done) = match &k.cause {
+            KillCause::Syscall => (
+                Table::SyscallEvents,
+                format!("at {} entry", k.syscall),
+                format!("SIGKILL in the kernel before {} returned", k.syscall),
+            ),
+            KillCause::Path { path, opened } => {
+                fields.push(("fd.name".into(), path.clone()));
+                let which = if *opened { "the file it opened: " } else { "" };
+                (
+                    Table::FileEvents,
+                    format!("as {} of {which}{path} returned", k.syscall),
+                    format!(
+                        "SIGKILL in the kernel as {} of {which}{path} returned: the process never saw its result",
+                        k.syscall
+                    ),
+                )
+            }
+        };
         let m = Match {
             rule: usize::MAX,
-            table: Table::SyscallEvents,
+            table,
             row: 0,
             time_ns: k.time_ns,
             sandbox_id: k.sandbox_id.clone(),
@@ -384,25 +416,20 @@ impl DetectorTask {
             tid: Some(k.tid),
             event: Some(k.syscall.clone()),
             output: format!(
-                "{} (killed in the kernel at {} entry: proc={} pid={} sandbox={})",
+                "{} (killed in the kernel {when}: proc={} pid={} sandbox={})",
                 rule.desc.trim(),
-                k.syscall,
                 k.comm,
                 k.pid,
                 k.sandbox_id.as_deref().unwrap_or("<NA>")
             ),
-            fields: vec![
-                ("evt.type".into(), k.syscall.clone()),
-                ("proc.name".into(), k.comm.clone()),
-                ("proc.pid".into(), k.pid.to_string()),
-            ],
+            fields,
         };
         let mut taken = vec![ActionTaken {
             action: "kill".into(),
             at_ns: k.time_ns,
             ok: k.signal_error.is_none(),
             detail: Some(match k.signal_error {
-                None => format!("SIGKILL in the kernel before {} returned", k.syscall),
+                None => done,
                 Some(e) => format!("the kernel could not signal the process (errno {e})"),
             }),
             latency_ms: Some(0.0),

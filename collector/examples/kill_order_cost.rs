@@ -5,29 +5,20 @@
 //!
 //! ```text
 //! kill_order_cost getppid &          # prints "ready PID" when the probes are attached
-//! farm-bench -n 20 -- sh -c 'kill -USR1 PID; sleep 0.3; exec sw-getppid-loop 5000000 --elapsed >>/tmp/on' \
-//!   --vs "sh -c 'kill -USR2 PID; sleep 0.3; exec sw-getppid-loop 5000000 --elapsed >>/tmp/off'"
+//! for i in $(seq 20); do             # pairs, so that the machine's drift hits both alike
+//!   kill -USR1 PID; sleep 0.3; /usr/bin/time -f %U+%S -a -o /tmp/on sw-getppid-loop 2000000
+//!   kill -USR2 PID; sleep 0.3; /usr/bin/time -f %U+%S -a -o /tmp/off sw-getppid-loop 2000000
+//! done
 //! ```
 //!
 //! Root only. SIGINT or SIGTERM ends it; it removes its cgroup and data directory.
 
-use std::{fs, os::unix::fs::MetadataExt as _, path::PathBuf};
-
 use sandwatch_collector::{Collector, CollectorConfig, KernelKillOrder};
 use tokio::signal::unix::{SignalKind, signal};
 
-fn unified_root() -> PathBuf {
-    let mounts = fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
-    for p in ["/sys/fs/cgroup/unified", "/sys/fs/cgroup"] {
-        if mounts
-            .lines()
-            .any(|l| l.contains(&format!(" {p} ")) && l.contains(" - cgroup2 "))
-        {
-            return PathBuf::from(p);
-        }
-    }
-    panic!("no cgroup2 hierarchy at /sys/fs/cgroup/unified or /sys/fs/cgroup");
-}
+#[path = "support/cgroup.rs"]
+mod cgroup;
+use cgroup::Cgroup;
 
 #[tokio::main]
 async fn main() {
@@ -35,9 +26,8 @@ async fn main() {
         .nth(1)
         .expect("usage: kill_order_cost SYSCALL");
     let dir = tempfile::tempdir().expect("a data directory");
-    let cgroup = unified_root().join(format!("swt-{}-kill-cost", std::process::id()));
-    fs::create_dir(&cgroup).expect("creating the cgroup");
-    let id = fs::metadata(&cgroup).expect("the cgroup").ino();
+    let cgroup = Cgroup::create("kill-cost");
+    let id = cgroup.id();
     let collector = Collector::start(CollectorConfig::new(dir.path().join("data")))
         .expect("the collector starts (root, BPF)");
     let (mut on, mut off) = (
@@ -66,5 +56,5 @@ async fn main() {
     }
     collector.clear_kill_orders(id).expect("lifting the order");
     collector.shutdown().await.expect("the collector stops");
-    fs::remove_dir(&cgroup).expect("removing the cgroup");
+    drop(cgroup);
 }

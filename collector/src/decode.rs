@@ -5,7 +5,7 @@ use std::{borrow::Cow, collections::HashSet, mem::size_of, sync::Arc};
 
 use sandwatch_probes_abi::{
     ArgsRecord, ExecRecord, File2Record, FileRecord, Header, KillRecord, NetRecord, TRACED, facts,
-    flags, kind, nr,
+    flags, kill_cause, kind, nr,
 };
 use sandwatch_schema::{Common, FileEvent, NetworkEvent, ProcessEvent, SyscallEvent};
 use tokio::sync::mpsc::UnboundedSender;
@@ -25,11 +25,23 @@ const EPERM: i64 = 1;
 const O_CREAT: u64 = 0o100;
 const O_TMPFILE: u64 = 0o20000000;
 
-/// A process the kernel killed on a kill order, at the entry of the ordered syscall (see
-/// `Collector::kill_on_syscalls`).
+/// Why a kill order fired.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum KillCause {
+    /// A syscall order (`Collector::kill_on_syscalls`), at the syscall's entry.
+    Syscall,
+    /// A path order (`Collector::kill_on_paths`), as the file syscall returned: the path it
+    /// matched (at most the bytes the kernel sees of it), and whether that is the path of the
+    /// file the open's new descriptor names (`opened`) rather than the one the process gave.
+    Path { path: String, opened: bool },
+}
+
+/// A process the kernel killed on a kill order (see `Collector::kill_on_syscalls` and
+/// `Collector::kill_on_paths`).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct KernelKill {
-    /// When the syscall was entered, ns since the Unix epoch.
+    /// When the syscall was entered (a syscall order) or returned (a path order: the same time
+    /// as the syscall's row), ns since the Unix epoch.
     pub time_ns: i64,
     /// The sandbox of the watched cgroup the order was given for (None if it is not watched).
     pub sandbox_id: Option<String>,
@@ -48,6 +60,9 @@ pub struct KernelKill {
     /// The syscall's arguments as passed.
     pub args: [u64; 6],
     pub rule_id: u32,
+    pub cause: KillCause,
+    /// The syscall's result for a path order; None for a syscall order (it had not run).
+    pub ret: Option<i64>,
     /// None: SIGKILL was sent. Some(errno): the kernel refused to send it (the process lives on,
     /// and user space must act).
     pub signal_error: Option<i32>,
@@ -391,6 +406,14 @@ impl Decoder {
             syscall_nr: h.syscall_nr,
             args: r.args,
             rule_id: r.rule_id,
+            cause: match r.cause {
+                kill_cause::SYSCALL => KillCause::Syscall,
+                cause => KillCause::Path {
+                    path: text(&r.path).into_owned(),
+                    opened: cause == kill_cause::OPENED_PATH,
+                },
+            },
+            ret: (r.cause != kill_cause::SYSCALL).then_some(h.ret),
             signal_error: (r.signal_result < 0).then_some(-r.signal_result),
         });
         if TRACED.iter().any(|t| t.nr == h.syscall_nr as i64) {

@@ -1,5 +1,6 @@
-//! Where the kernel struct fields the exec probe reads lie in the running kernel, found in its
-//! BTF (`/sys/kernel/btf/vmlinux`) at load time and handed to the probe through `SETTINGS`.
+//! Where the kernel struct fields the probes read lie in the running kernel (the exec probe's
+//! facts about the task, the file probes' walk from an open descriptor to its path), found in its
+//! BTF (`/sys/kernel/btf/vmlinux`) at load time and handed to the probes through `SETTINGS`.
 //!
 //! aya-ebpf programs written in Rust get no CO-RE relocations, so the collector does the part of
 //! libbpf's work they need: a struct's member offsets by name, through anonymous members (a
@@ -266,8 +267,9 @@ impl Btf {
     }
 }
 
-/// One field the exec probe reads: its SETTINGS key, the struct, the member paths to try in
-/// order (kernels moved some fields), the sizes the probe can read, and the fact it serves.
+/// One field a probe reads: its SETTINGS key, the struct, the member paths to try in order
+/// (kernels moved some fields), the sizes the probe can read (empty: any, for an embedded struct
+/// whose offset only is used), and what it serves.
 struct FieldSpec {
     key: u32,
     struct_name: &'static str,
@@ -407,19 +409,121 @@ const FIELDS: &[FieldSpec] = &[
         sizes: &[4, 8],
         serves: "exe_ctime, exe_written_in_sandbox",
     },
+    // The file probes' walk from a descriptor to its path (path kill orders).
+    FieldSpec {
+        key: settings::TASK_FILES,
+        struct_name: "task_struct",
+        paths: &["files"],
+        sizes: PTR,
+        serves: OPENED_PATH,
+    },
+    FieldSpec {
+        key: settings::FILES_FDT,
+        struct_name: "files_struct",
+        paths: &["fdt"],
+        sizes: PTR,
+        serves: OPENED_PATH,
+    },
+    FieldSpec {
+        key: settings::FDTABLE_MAX_FDS,
+        struct_name: "fdtable",
+        paths: &["max_fds"],
+        sizes: &[4],
+        serves: OPENED_PATH,
+    },
+    FieldSpec {
+        key: settings::FDTABLE_FD,
+        struct_name: "fdtable",
+        paths: &["fd"],
+        sizes: PTR,
+        serves: OPENED_PATH,
+    },
+    FieldSpec {
+        key: settings::FILE_VFSMOUNT,
+        struct_name: "file",
+        paths: &["f_path.mnt"],
+        sizes: PTR,
+        serves: OPENED_PATH,
+    },
+    FieldSpec {
+        key: settings::DENTRY_PARENT,
+        struct_name: "dentry",
+        paths: &["d_parent"],
+        sizes: PTR,
+        serves: OPENED_PATH,
+    },
+    FieldSpec {
+        key: settings::DENTRY_NAME_LEN,
+        struct_name: "dentry",
+        paths: &["d_name.len"],
+        sizes: &[4],
+        serves: OPENED_PATH,
+    },
+    FieldSpec {
+        key: settings::VFSMOUNT_ROOT,
+        struct_name: "vfsmount",
+        paths: &["mnt_root"],
+        sizes: PTR,
+        serves: OPENED_PATH,
+    },
+    FieldSpec {
+        key: settings::MOUNT_MNT,
+        struct_name: "mount",
+        paths: &["mnt"],
+        sizes: &[],
+        serves: OPENED_PATH,
+    },
+    FieldSpec {
+        key: settings::MOUNT_PARENT,
+        struct_name: "mount",
+        paths: &["mnt_parent"],
+        sizes: PTR,
+        serves: OPENED_PATH,
+    },
+    FieldSpec {
+        key: settings::MOUNT_MOUNTPOINT,
+        struct_name: "mount",
+        paths: &["mnt_mountpoint"],
+        sizes: PTR,
+        serves: OPENED_PATH,
+    },
+    FieldSpec {
+        key: settings::TASK_FS,
+        struct_name: "task_struct",
+        paths: &["fs"],
+        sizes: PTR,
+        serves: OPENED_PATH,
+    },
+    FieldSpec {
+        key: settings::FS_ROOT_MNT,
+        struct_name: "fs_struct",
+        paths: &["root.mnt"],
+        sizes: PTR,
+        serves: OPENED_PATH,
+    },
+    FieldSpec {
+        key: settings::FS_ROOT_DENTRY,
+        struct_name: "fs_struct",
+        paths: &["root.dentry"],
+        sizes: PTR,
+        serves: OPENED_PATH,
+    },
 ];
+
+/// What the walk from a descriptor to its path serves.
+const OPENED_PATH: &str = "path kill orders on the path an open descriptor names";
 
 /// The offsets to write into SETTINGS, and what could not be found.
 #[derive(Debug)]
-pub struct ExecFieldOffsets {
+pub struct FieldOffsets {
     /// (SETTINGS key, byte offset or `OFFSET_UNKNOWN`), one per field the probe reads.
     pub values: Vec<(u32, u64)>,
     /// `struct.field (serves: columns)` for every field not found; empty when all were.
     pub missing: Vec<String>,
 }
 
-impl ExecFieldOffsets {
-    /// Every field of the exec probe in `btf`.
+impl FieldOffsets {
+    /// Every field the probes read, in `btf`.
     pub fn find(btf: &Btf) -> Self {
         let mut values = Vec::with_capacity(FIELDS.len());
         let mut missing = Vec::new();
@@ -428,7 +532,7 @@ impl ExecFieldOffsets {
                 .paths
                 .iter()
                 .filter_map(|p| btf.field(f.struct_name, p))
-                .find(|(_, size)| f.sizes.contains(size));
+                .find(|(_, size)| f.sizes.is_empty() || f.sizes.contains(size));
             match found {
                 Some((off, _)) => values.push((f.key, off)),
                 None => {
@@ -443,7 +547,7 @@ impl ExecFieldOffsets {
         Self { values, missing }
     }
 
-    /// Nothing found: every fact stays null.
+    /// Nothing found: every exec fact stays null, and path orders decide on given paths only.
     pub fn none(reason: &str) -> Self {
         Self {
             values: FIELDS
@@ -607,7 +711,7 @@ mod tests {
 
     #[test]
     fn missing_fields_are_reported_with_what_they_serve() {
-        let found = ExecFieldOffsets::find(&sample());
+        let found = FieldOffsets::find(&sample());
         let value = |key| found.values.iter().find(|(k, _)| *k == key).unwrap().1;
         assert_eq!(value(settings::TASK_CRED), 16);
         assert_eq!(value(settings::CRED_CAP_PERMITTED), 16);
@@ -640,12 +744,12 @@ mod tests {
         assert!(Btf::parse(&blob).is_err());
     }
 
-    /// The running kernel's own BTF: every field the exec probe reads is there on the kernels
+    /// The running kernel's own BTF: every field the probes read is there on the kernels
     /// sandwatch supports (Linux 5.15 and later with BTF; this test runs on one).
     #[test]
     fn the_running_kernel_has_every_field() {
         let btf = Btf::from_file(VMLINUX_BTF).expect("this kernel exposes its BTF");
-        let found = ExecFieldOffsets::find(&btf);
+        let found = FieldOffsets::find(&btf);
         assert!(found.missing.is_empty(), "missing: {:?}", found.missing);
         let (_, size) = btf.field("task_struct", "pid").unwrap();
         assert_eq!(size, 4);

@@ -10,8 +10,9 @@
 //! Kernel-side counters (syscall counts, drops) are drained every window into their own tables.
 //! Rows the runner reports (sandbox lifecycle, metrics samples) join at the batchers, through a
 //! queue into the reader task ([`SandboxRecorder`]).
-//! Kill orders ([`Collector::kill_on_syscalls`]) are enforced in the kernel; each kill they make
-//! leaves the reader as a [`KernelKill`] on its own channel as soon as it is read, besides its row.
+//! Kill orders ([`Collector::kill_on_syscalls`] at a syscall's entry, [`Collector::kill_on_paths`]
+//! at a file syscall's exit) are enforced in the kernel; each kill they make leaves the reader as
+//! a [`KernelKill`] on its own channel as soon as it is read, besides its row.
 //! Nothing is lost silently: a record the kernel could not write, or that the collector could not
 //! decode, is counted in the `drops` table and in the [`Summary`].
 
@@ -29,10 +30,13 @@ mod sandbox_rows;
 use std::{io, path::PathBuf};
 
 pub use batcher::BatchLimits;
-pub use decode::KernelKill;
+pub use decode::{KernelKill, KillCause};
 pub use parquet_sink::{ParquetOptions, ParquetSink, SinkSummary};
 pub use pipeline::{Collector, CollectorConfig, DropTotals, Summary, WatchTarget, hostname};
-pub use probes::{KernelKillOrder, MAX_WATCH_LEVEL, ProbeConfig, SandboxParent};
+pub use probes::{
+    KernelKillOrder, KernelPathOrder, MAX_WATCH_LEVEL, PathMatch, PathOrderLeft, ProbeConfig,
+    SandboxParent,
+};
 pub use sandbox_rows::{SandboxEventRecord, SandboxMetricsRecord, SandboxRecorder};
 
 #[derive(Debug, thiserror::Error)]

@@ -27,7 +27,10 @@ use crate::{
     decode::{Decoder, KernelKill},
     enrich::{RegistryView, SandboxRegistry},
     parquet_sink::{self, ParquetOptions, ParquetSink, SinkSummary},
-    probes::{CounterSlots, KernelKillOrder, ProbeConfig, ProbeSet, ProbeStreams},
+    probes::{
+        CounterSlots, KernelKillOrder, KernelPathOrder, PathOrderLeft, ProbeConfig, ProbeSet,
+        ProbeStreams,
+    },
     sandbox_rows::{
         self, SandboxEventRecord, SandboxMetricsRecord, SandboxRecorder, SandboxRowQueue,
     },
@@ -256,7 +259,37 @@ impl Collector {
             .kill_on_syscalls(cgroup_id, level, orders)
     }
 
-    /// Lifts every kill order of the cgroup.
+    /// Path kill orders, decided in the kernel as a file syscall returns: a process of the
+    /// cgroup (at depth `level`, which must be watched) or of its descendants whose file syscall
+    /// names a path an order matches (the path as given, or the file an open's new descriptor
+    /// names) is sent SIGKILL before it returns to user space: it never sees the result. Each
+    /// kill is reported through [`take_kernel_kills`](Self::take_kernel_kills). The syscall's
+    /// effect has happened (the file was opened; another thread of the process could use the
+    /// descriptor before it dies).
+    ///
+    /// Adds to the cgroup's orders. Returns what the kernel does not decide (patterns it cannot
+    /// hold, syscalls without a path probe here), for the caller to decide in user space.
+    pub fn kill_on_paths(
+        &self,
+        cgroup_id: u64,
+        level: u32,
+        orders: &[KernelPathOrder],
+    ) -> Result<Vec<PathOrderLeft>, CollectorError> {
+        self.probes
+            .lock()
+            .expect("probe lock")
+            .kill_on_paths(cgroup_id, level, orders)
+    }
+
+    /// Distinct patterns the cgroup's path kill orders hold in the kernel.
+    pub fn path_order_patterns(&self, cgroup_id: u64) -> usize {
+        self.probes
+            .lock()
+            .expect("probe lock")
+            .path_order_patterns(cgroup_id)
+    }
+
+    /// Lifts every kill order of the cgroup, syscall and path orders.
     pub fn clear_kill_orders(&self, cgroup_id: u64) -> Result<(), CollectorError> {
         self.probes
             .lock()

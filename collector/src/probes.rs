@@ -9,20 +9,24 @@ use std::{
 
 use aya::{
     Ebpf, EbpfLoader,
-    maps::{Array, HashMap, MapData, PerCpuArray, RingBuf},
+    maps::{
+        Array, HashMap, MapData, PerCpuArray, ProgramArray, RingBuf,
+        lpm_trie::{Key as LpmKey, LpmTrie},
+    },
     programs::{
         CgroupAttachMode, CgroupSockAddr, ProgramError, RawTracePoint, TracePoint,
         trace_point::{TracePointError, TracePointLink},
     },
 };
 use sandwatch_probes_abi::{
-    BlockedPortKey, COUNT_SLOTS, KillOrderKey, NR_SLOTS, TRACED, kind, settings,
+    BlockedPortKey, COUNT_SLOTS, KILL_PATHS_CAP, KillOrderKey, NR_SLOTS, PATH_KEY_CAP,
+    PATH_KEY_DATA, PathOrder, SyscallSet, TRACED, decides_paths, kind, path_key, settings,
 };
 use tracing::{debug, info, warn};
 
 use crate::{
     CollectorError,
-    kernel_offsets::{Btf, ExecFieldOffsets, VMLINUX_BTF},
+    kernel_offsets::{Btf, FieldOffsets, VMLINUX_BTF},
 };
 
 /// The compiled kernel programs, built by this crate's build script.
@@ -114,6 +118,7 @@ pub struct ProbeSet {
     slots: Arc<Mutex<CounterSlots>>,
     ports: PortPolicy,
     kills: KillOrders,
+    paths: PathOrders,
     /// Tracepoints attached, for the summary.
     pub attached: usize,
     /// Owned here so that they live exactly as long as the set (see `Drop`).
@@ -267,6 +272,155 @@ struct KillOrders {
     attached: BTreeMap<u32, KillAttachment>,
 }
 
+/// What a path kill order matches in the path a file syscall names.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum PathMatch {
+    /// The path starts with this.
+    Prefix(String),
+    /// The path is this.
+    Exact(String),
+    /// The path is an entry of this directory: the directory, one `/` (none more after the root
+    /// directory `/`), then a name holding no `/`.
+    InDirectory(String),
+}
+
+impl PathMatch {
+    /// The trie's pattern for it and whether it matches a directory's entries only, or why the
+    /// kernel cannot hold it. The kernel sees a path's first `PATH_KEY_CAP - 1` bytes.
+    fn pattern(&self) -> Result<(Vec<u8>, bool), String> {
+        let seen = PATH_KEY_CAP - 1;
+        let (text, mut bytes, entries, room) = match self {
+            PathMatch::Prefix(p) => (p, p.as_bytes().to_vec(), false, seen),
+            // The NUL ends the path: nothing may follow.
+            PathMatch::Exact(p) => (p, [p.as_bytes(), b"\0"].concat(), false, seen + 1),
+            // An entry needs a byte of name after the directory's '/'.
+            PathMatch::InDirectory(d) if d == "/" => (d, b"/".to_vec(), true, seen - 1),
+            PathMatch::InDirectory(d) => (d, [d.as_bytes(), b"/"].concat(), true, seen - 1),
+        };
+        if text.is_empty() {
+            return Err("an empty pattern".into());
+        }
+        if text.contains('\0') {
+            return Err(format!("{text:?} holds a NUL byte"));
+        }
+        if bytes.len() > room {
+            return Err(format!(
+                "{text:?} is longer than the {seen} bytes of a path the kernel sees"
+            ));
+        }
+        bytes.shrink_to_fit();
+        Ok((bytes, entries))
+    }
+}
+
+/// One path kill order: a process of the ordered cgroup whose file syscall (one of `syscalls`,
+/// by name; None: every syscall the file probes decide paths on) names a path `path` matches is
+/// killed as the syscall returns, and the kill is reported with `rule_id`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct KernelPathOrder {
+    pub path: PathMatch,
+    pub syscalls: Option<Vec<String>>,
+    pub rule_id: u32,
+}
+
+/// What of a path order the kernel does not decide (the whole order, or some of its syscalls),
+/// and why; `order` is its index among the orders given. The caller decides it in user space.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PathOrderLeft {
+    pub order: usize,
+    pub reason: String,
+}
+
+/// [`PathOrder`] as an aya map value.
+#[derive(Clone, Copy, PartialEq, Eq)]
+#[repr(transparent)]
+struct PathValue(PathOrder);
+
+// SAFETY: repr(C), 144 bytes, padding spelled out as a field (asserted in the ABI crate); every
+// bit pattern is a valid value.
+unsafe impl aya::Pod for PathValue {}
+
+/// The path kill program (kernel side: `ebpf-probes/probes/src/path_orders.rs`), which the file
+/// exit probes tail-call.
+const PATH_KILL_PROGRAM: &str = "kill_on_path";
+
+/// The path-orders trie, the cgroups that have orders, and what the collector put in them.
+struct PathOrders {
+    /// Holds [`PATH_KILL_PROGRAM`] for the tail call; the kernel empties a program array when
+    /// user space lets go of it.
+    _tail: ProgramArray<MapData>,
+    /// Why [`PATH_KILL_PROGRAM`] did not load, if it did not: no order is then placed.
+    unavailable: Option<String>,
+    map: LpmTrie<MapData, [u8; PATH_KEY_DATA], PathValue>,
+    /// Per ordered cgroup, the syscalls its orders name (the probes skip the others).
+    ordered: HashMap<MapData, u64, SyscallSet>,
+    /// Per cgroup id: its level, and the trie's entries by pattern.
+    orders: StdHashMap<u64, (u32, BTreeMap<Vec<u8>, PathOrder>)>,
+    /// Cgroups with path orders per level (the kernel's `settings::PATH_KILL_LEVELS`).
+    levels: BTreeMap<u32, usize>,
+    /// The syscalls whose exit probe decides paths on this kernel, by name.
+    syscalls: StdHashMap<&'static str, u32>,
+}
+
+impl PathOrders {
+    fn key(id: u64, pattern: &[u8]) -> LpmKey<[u8; PATH_KEY_DATA]> {
+        let (bits, data) = path_key(id, pattern).expect("patterns are checked to fit");
+        LpmKey::new(bits, data)
+    }
+
+    /// Puts `entries` in the trie in place of `before` (cgroup `id`'s entries), all or none.
+    fn write(
+        &mut self,
+        id: u64,
+        before: &BTreeMap<Vec<u8>, PathOrder>,
+        entries: &BTreeMap<Vec<u8>, PathOrder>,
+    ) -> Result<(), CollectorError> {
+        let mut written: Vec<&[u8]> = Vec::new();
+        for (pattern, order) in entries {
+            if before.get(pattern) == Some(order) {
+                continue;
+            }
+            if let Err(e) = self
+                .map
+                .insert(&Self::key(id, pattern), PathValue(*order), 0)
+            {
+                for p in written {
+                    let key = Self::key(id, p);
+                    let _ = match before.get(p) {
+                        Some(old) => self.map.insert(&key, PathValue(*old), 0),
+                        None => self.map.remove(&key),
+                    };
+                }
+                return Err(CollectorError::Probe(format!("path kill orders map: {e}")));
+            }
+            written.push(pattern);
+        }
+        for pattern in before.keys().filter(|p| !entries.contains_key(*p)) {
+            let _ = self.map.remove(&Self::key(id, pattern));
+        }
+        Ok(())
+    }
+
+    fn entries(&self) -> usize {
+        self.orders.values().map(|(_, e)| e.len()).sum()
+    }
+}
+
+/// Kill orders are for cgroups at the depths the probes check ancestors at.
+fn order_level(level: u32) -> Result<(), CollectorError> {
+    if level == 0 || level > MAX_WATCH_LEVEL {
+        return Err(CollectorError::Config(format!(
+            "cgroup at depth {level}: kill orders are for cgroups at depth 1..={MAX_WATCH_LEVEL}"
+        )));
+    }
+    Ok(())
+}
+
+/// Sets syscall `nr`'s bit in `set`.
+fn add_syscall(set: &mut SyscallSet, nr: u32) {
+    set[(nr / 64) as usize % 8] |= 1 << (nr % 64);
+}
+
 /// Drops tracepoint links on a thread of their own: detaching waits for RCU grace periods under
 /// the kernel's event_mutex (~40 ms each here), which the caller (holding the probe lock, on an
 /// async task) should not wait for. The program keeps running until then, but its map entries
@@ -296,15 +450,16 @@ fn cgroup_below(dir: &Path, depth: u32, id: u64) -> bool {
 }
 
 /// Where the exec probe finds the task's terminal, credentials, login uid and executable in this
-/// kernel. What cannot be found is said once, here: those columns stay null.
-fn exec_field_offsets() -> ExecFieldOffsets {
+/// kernel, and the file probes an open descriptor's path. What cannot be found is said once,
+/// here: those columns stay null, those orders decide on given paths only.
+fn field_offsets() -> FieldOffsets {
     let found = match Btf::from_file(VMLINUX_BTF) {
-        Ok(btf) => ExecFieldOffsets::find(&btf),
-        Err(e) => ExecFieldOffsets::none(&format!("the kernel's BTF ({e})")),
+        Ok(btf) => FieldOffsets::find(&btf),
+        Err(e) => FieldOffsets::none(&format!("the kernel's BTF ({e})")),
     };
     if !found.missing.is_empty() {
         warn!(
-            "exec facts unavailable on this kernel (their columns stay null): {}",
+            "kernel fields not found, what they serve is unavailable: {}",
             found.missing.join(", ")
         );
     }
@@ -422,6 +577,15 @@ impl ProbeSet {
         program::<TracePoint>(&mut ebpf, KILL_PROGRAM)?
             .load()
             .map_err(verifier_refused(KILL_PROGRAM))?;
+        // Never attached: the file exit probes tail-call it for tasks under path orders. A
+        // kernel whose verifier refuses it still records everything: path orders are then left
+        // to user space.
+        let path_kill = program::<TracePoint>(&mut ebpf, PATH_KILL_PROGRAM)?
+            .load()
+            .map_err(verifier_refused(PATH_KILL_PROGRAM));
+        if let Err(e) = &path_kill {
+            warn!("path kill orders unavailable, kill rules on paths act from user space: {e}");
+        }
         let port_policy_at = attach_port_policy(&mut ebpf, config.sandbox_parent.as_ref());
         match &port_policy_at {
             Ok(p) => info!("port policy enforced below {}", p.path.display()),
@@ -538,7 +702,7 @@ impl ProbeSet {
         settings_map
             .set(settings::WAKEUP_BYTES, u64::from(rb / 16), 0)
             .map_err(map_err("SETTINGS"))?;
-        for (key, offset) in exec_field_offsets().values {
+        for (key, offset) in field_offsets().values {
             settings_map
                 .set(key, offset, 0)
                 .map_err(map_err("SETTINGS"))?;
@@ -557,6 +721,29 @@ impl ProbeSet {
             orders: StdHashMap::new(),
             levels: BTreeMap::new(),
             attached: BTreeMap::new(),
+        };
+        let mut tail: ProgramArray<MapData> =
+            ProgramArray::try_from(take(&mut ebpf, "PATH_KILL")?).map_err(map_err("PATH_KILL"))?;
+        if path_kill.is_ok() {
+            let fd = program::<TracePoint>(&mut ebpf, PATH_KILL_PROGRAM)?
+                .fd()
+                .map_err(prog_err(PATH_KILL_PROGRAM))?;
+            tail.set(0, fd, 0).map_err(map_err("PATH_KILL"))?;
+        }
+        let paths = PathOrders {
+            _tail: tail,
+            unavailable: path_kill.err().map(|e| e.to_string()),
+            map: LpmTrie::try_from(take(&mut ebpf, "KILL_PATHS")?)
+                .map_err(map_err("KILL_PATHS"))?,
+            ordered: HashMap::try_from(take(&mut ebpf, "PATH_ORDERED")?)
+                .map_err(map_err("PATH_ORDERED"))?,
+            orders: StdHashMap::new(),
+            levels: BTreeMap::new(),
+            syscalls: TRACED
+                .iter()
+                .filter(|t| decides_paths(t) && !missing.iter().any(|m: &String| m == t.name))
+                .map(|t| (t.name, t.nr as u32))
+                .collect(),
         };
         let slots = Arc::new(Mutex::new(CounterSlots::new()));
         // Full counting counts every number; otherwise only the syscalls with probes can move.
@@ -594,6 +781,7 @@ impl ProbeSet {
                 slots,
                 ports,
                 kills,
+                paths,
                 attached,
                 _links: links,
             },
@@ -627,7 +815,10 @@ impl ProbeSet {
         self.write_levels()
     }
 
+    /// Stops recording cgroup `id`. Its path kill orders go too: they act in the file probes,
+    /// which run for watched cgroups only.
     pub fn unwatch(&mut self, id: u64, level: u32) -> Result<(), CollectorError> {
+        self.clear_path_orders(id)?;
         let mut slots = self.slots.lock().expect("slot lock");
         if let Some(slot) = slots.active.remove(&id) {
             slots.retired.push((id, slot));
@@ -739,11 +930,7 @@ impl ProbeSet {
         level: u32,
         orders: &[KernelKillOrder],
     ) -> Result<Vec<String>, CollectorError> {
-        if level == 0 || level > MAX_WATCH_LEVEL {
-            return Err(CollectorError::Config(format!(
-                "cgroup at depth {level}: kill orders are for cgroups at depth 1..={MAX_WATCH_LEVEL}"
-            )));
-        }
+        order_level(level)?;
         if let Some((l, _)) = self.kills.orders.get(&id)
             && *l != level
         {
@@ -859,9 +1046,170 @@ impl ProbeSet {
         Ok(unsupported)
     }
 
-    /// Lifts every kill order of cgroup `id`; the kill program leaves the syscalls no other
-    /// cgroup's order names.
+    /// Kills a process of cgroup `id` (at depth `level`, watched) or of its descendants as a file
+    /// syscall it makes returns, when the path the syscall names matches an order for that
+    /// syscall, and reports it with the order's rule id. The path is the one the process gave
+    /// and, after an open that returned a descriptor, the one the descriptor names (its dentries
+    /// up to the process's root). Adds to the cgroup's orders.
+    ///
+    /// Returns what the kernel does not decide, for the caller to decide in user space: patterns
+    /// it cannot hold (empty, with a NUL, longer than the bytes of a path it sees) and syscalls
+    /// whose exit probe does not decide paths here (not a file syscall with a path, or no
+    /// tracepoint on this kernel); every order when the path kill program did not load here. A
+    /// cgroup that is not watched is refused: the file probes run for watched cgroups only.
+    pub fn kill_on_paths(
+        &mut self,
+        id: u64,
+        level: u32,
+        orders: &[KernelPathOrder],
+    ) -> Result<Vec<PathOrderLeft>, CollectorError> {
+        order_level(level)?;
+        if !self
+            .slots
+            .lock()
+            .expect("slot lock")
+            .active
+            .contains_key(&id)
+        {
+            return Err(CollectorError::Config(format!(
+                "cgroup {id} is not watched: path kill orders act in the file probes, which run for watched cgroups; watch it first"
+            )));
+        }
+        let before = match self.paths.orders.get(&id) {
+            Some((l, _)) if *l != level => {
+                return Err(CollectorError::Config(format!(
+                    "cgroup {id} has path kill orders at depth {l}, not {level}"
+                )));
+            }
+            Some((_, entries)) => entries.clone(),
+            None => BTreeMap::new(),
+        };
+        if let Some(why) = &self.paths.unavailable {
+            return Ok((0..orders.len())
+                .map(|order| PathOrderLeft {
+                    order,
+                    reason: format!("the path kill program did not load: {why}"),
+                })
+                .collect());
+        }
+        let mut entries = before.clone();
+        let mut left = Vec::new();
+        for (i, order) in orders.iter().enumerate() {
+            let (pattern, entries_only) = match order.path.pattern() {
+                Ok(p) => p,
+                Err(reason) => {
+                    left.push(PathOrderLeft { order: i, reason });
+                    continue;
+                }
+            };
+            let mut nrs: Vec<u32> = Vec::new();
+            match &order.syscalls {
+                None => nrs.extend(self.paths.syscalls.values()),
+                Some(names) => {
+                    for name in names {
+                        match self.paths.syscalls.get(name.as_str()) {
+                            Some(nr) => nrs.push(*nr),
+                            None => left.push(PathOrderLeft {
+                                order: i,
+                                reason: format!(
+                                    "{name}: no file probe decides paths on it here (not a file syscall with a path, or no tracepoint)"
+                                ),
+                            }),
+                        }
+                    }
+                }
+            }
+            if nrs.is_empty() {
+                continue;
+            }
+            let bits = 8 * (8 + pattern.len() as u32);
+            let entry = entries.entry(pattern).or_insert_with(|| PathOrder {
+                prefix_len: bits,
+                ..PathOrder::default()
+            });
+            let (set, rule) = if entries_only {
+                (&mut entry.entry_syscalls, &mut entry.entry_rule)
+            } else {
+                (&mut entry.prefix_syscalls, &mut entry.prefix_rule)
+            };
+            // Two rules on one pattern share its entry; the first placed is reported.
+            if set.iter().all(|w| *w == 0) {
+                *rule = order.rule_id;
+            }
+            for nr in nrs {
+                add_syscall(set, nr);
+            }
+        }
+        if entries == before {
+            return Ok(left);
+        }
+        let total = self.paths.entries() - before.len() + entries.len();
+        if total > KILL_PATHS_CAP as usize {
+            return Err(CollectorError::Config(format!(
+                "{total} path kill order patterns: more than the {KILL_PATHS_CAP} the kernel map holds"
+            )));
+        }
+        let new_cgroup = !self.paths.orders.contains_key(&id);
+        self.paths.write(id, &before, &entries)?;
+        let mut named: SyscallSet = [0; 8];
+        for e in entries.values() {
+            for (w, (p, d)) in named
+                .iter_mut()
+                .zip(e.prefix_syscalls.iter().zip(&e.entry_syscalls))
+            {
+                *w |= p | d;
+            }
+        }
+        if let Err(e) = self.paths.ordered.insert(id, named, 0) {
+            // Back to what was there: the entries, and the cgroup's old set stays.
+            let _ = self.paths.write(id, &entries, &before);
+            return Err(CollectorError::Probe(format!(
+                "path-ordered cgroups map: {e}"
+            )));
+        }
+        self.paths.orders.insert(id, (level, entries));
+        if new_cgroup {
+            *self.paths.levels.entry(level).or_default() += 1;
+        }
+        self.write_path_levels()?;
+        Ok(left)
+    }
+
+    /// Lifts every path kill order of cgroup `id`.
+    fn clear_path_orders(&mut self, id: u64) -> Result<(), CollectorError> {
+        let Some((level, entries)) = self.paths.orders.remove(&id) else {
+            return Ok(());
+        };
+        // The cgroup first: its tasks stop looking the trie up before its entries go.
+        let _ = self.paths.ordered.remove(&id);
+        for pattern in entries.keys() {
+            let _ = self.paths.map.remove(&PathOrders::key(id, pattern));
+        }
+        if let Some(n) = self.paths.levels.get_mut(&level) {
+            *n -= 1;
+            if *n == 0 {
+                self.paths.levels.remove(&level);
+            }
+        }
+        self.write_path_levels()
+    }
+
+    /// Patterns in the path kill orders of cgroup `id` (one per distinct pattern).
+    pub fn path_order_patterns(&self, id: u64) -> usize {
+        self.paths.orders.get(&id).map_or(0, |(_, e)| e.len())
+    }
+
+    fn write_path_levels(&mut self) -> Result<(), CollectorError> {
+        let mask = self.paths.levels.keys().fold(0u64, |m, l| m | (1 << l));
+        self.settings
+            .set(settings::PATH_KILL_LEVELS, mask, 0)
+            .map_err(|e| CollectorError::Probe(format!("settings map: {e}")))
+    }
+
+    /// Lifts every kill order of cgroup `id`, syscall and path orders; the kill program leaves
+    /// the syscalls no other cgroup's order names.
     pub fn clear_kill_orders(&mut self, id: u64) -> Result<(), CollectorError> {
+        self.clear_path_orders(id)?;
         let Some((level, orders)) = self.kills.orders.remove(&id) else {
             return Ok(());
         };

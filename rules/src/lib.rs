@@ -1,11 +1,13 @@
 //! Falco-style rules for sandwatch: the condition language ([`parse`] into [`ast`]), rules files
 //! ([`ruleset`]: lists, macros, rules, exceptions, append/override) and the catalogue of fields
 //! sandwatch's tables can provide ([`fields`]), which decides whether a rule is evaluable.
-//! [`engine`] evaluates the compiled rules on Arrow batches of the audit log's tables.
+//! [`engine`] evaluates the compiled rules on Arrow batches of the audit log's tables;
+//! [`kernel_orders`] says which kill rules the kernel's probes can decide.
 
 pub mod ast;
 pub mod engine;
 pub mod fields;
+pub mod kernel_orders;
 pub mod parse;
 pub mod ruleset;
 
@@ -173,7 +175,8 @@ mod default_rules_tests {
                 assert!(actions.is_some_and(|a| !a.is_empty()), "{name:?}: actions");
             }
         }
-        // Kill only where the ruleset says so: privilege escalation and kernel code.
+        // Kill only where the ruleset says so: privilege escalation, kernel code and kernel
+        // memory.
         let killing: Vec<&str> = set
             .rules
             .iter()
@@ -185,6 +188,7 @@ mod default_rules_tests {
             [
                 "Sandbox kernel module or kexec load",
                 "Sandbox kernel hook file write",
+                "Sandbox kernel memory access",
                 "Sandbox non-root process asked for root",
             ]
         );

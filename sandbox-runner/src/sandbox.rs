@@ -532,6 +532,11 @@ impl Sandbox {
             EndReason::Timeout
         } else if exit.is_none() {
             self.read_kill_reason().unwrap_or(EndReason::SandboxEnded)
+        } else if signal == Some(libc::SIGKILL)
+            && let Some(reason) = self.read_kill_reason()
+        {
+            // Init reported the command's death before the sandbox-wide kill reached init.
+            reason
         } else if signal == Some(libc::SIGKILL) && self.job().oom_kill_count() > oom_before {
             EndReason::Oom
         } else {
@@ -652,6 +657,12 @@ impl Sandbox {
 
     fn write_kill_reason(&self, reason: &str) -> io::Result<()> {
         fs::write(self.dir.join("kill-reason"), reason)
+    }
+
+    /// Why the sandbox was killed (by [`Sandbox::kill`], `sandwatch kill`, a rule, its
+    /// wall-clock limit), once it has been.
+    pub fn kill_reason(&self) -> Option<EndReason> {
+        self.read_kill_reason()
     }
 
     fn read_kill_reason(&self) -> Option<EndReason> {

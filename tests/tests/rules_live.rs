@@ -347,10 +347,11 @@ fn alerts_reach_a_webhook_and_the_audit_log() {
 fn a_syscall_kill_rule_is_carried_out_by_the_kernel_before_the_call_returns() {
     require_root();
     let dir = tempfile::tempdir().unwrap();
-    let data = dir.path().join("data");
-    let rules = policy_file(
+    let workspace = job_workspace();
+    let found = kernel_killed_run(
         dir.path(),
-        "getpriority.yaml",
+        workspace.path(),
+        "kkill",
         r#"
 - rule: No getpriority
   desc: getpriority is forbidden in this test
@@ -359,49 +360,16 @@ fn a_syscall_kill_rule_is_carried_out_by_the_kernel_before_the_call_returns() {
   priority: CRITICAL
   actions: [alert, kill]
 "#,
+        "No getpriority",
+        "os.getpriority(os.PRIO_PROCESS, 0)",
     );
-    let alerts_file = dir.path().join("alerts.jsonl");
-    let id = unique_id("kkill");
-    let out = sandwatch(&[
-        "run",
-        "--data",
-        data.to_str().unwrap(),
-        "--sandbox-id",
-        &id,
-        "--rules",
-        rules.to_str().unwrap(),
-        "--alerts",
-        alerts_file.to_str().unwrap(),
-        "--",
-        "python3",
-        "-c",
-        "import os, sys; print('before', flush=True); os.getpriority(os.PRIO_PROCESS, 0); print('after', flush=True)",
-    ]);
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(137), "{stderr}");
-    assert!(stdout.contains("before"), "{stdout}");
-    assert!(
-        !stdout.contains("after"),
-        "the process never returned from getpriority: {stdout}"
-    );
-    let found: Vec<_> = alerts(&alerts_file)
-        .into_iter()
-        .filter(|a| a["rule"] == "No getpriority")
-        .collect();
-    assert_eq!(found.len(), 1, "one alert, not one per source: {found:#?}");
-    let taken = &found[0]["actions_taken"];
+    let taken = &found["actions_taken"];
     assert!(
         taken[0]["detail"]
             .as_str()
             .unwrap()
             .contains("in the kernel before getpriority returned"),
         "{taken}"
-    );
-    assert_eq!(taken[1]["ok"], true, "and the whole sandbox: {taken}");
-    assert!(
-        stderr.contains(&format!("rule \"No getpriority\" killed sandbox {id}")),
-        "{stderr}"
     );
 }
 
@@ -480,4 +448,151 @@ fn a_freeze_rule_stops_the_sandbox_until_it_is_killed() {
         String::from_utf8_lossy(&out.stderr)
     );
     assert!(String::from_utf8_lossy(&out.stderr).contains("froze sandbox"));
+}
+
+/// `sandwatch run` of a python3 job that prints "before", runs `call`, prints "after", under the
+/// kill rule `rule` of `rules_yaml` (written in `dir`, with the audit log in `dir/data`), with
+/// `workspace`: the kernel kills at `call`, the job never prints "after", the run ends 137 with
+/// the sandbox killed for the rule and one alert, which is returned.
+fn kernel_killed_run(
+    dir: &Path,
+    workspace: &Path,
+    name: &str,
+    rules_yaml: &str,
+    rule: &str,
+    call: &str,
+) -> serde_json::Value {
+    let data = dir.join("data");
+    let rules = policy_file(dir, "rules.yaml", rules_yaml);
+    let alerts_file = dir.join("alerts.jsonl");
+    let id = unique_id(name);
+    let out = sandwatch(&[
+        "run",
+        "--data",
+        data.to_str().unwrap(),
+        "--sandbox-id",
+        &id,
+        "--workspace",
+        workspace.to_str().unwrap(),
+        "--rules",
+        rules.to_str().unwrap(),
+        "--alerts",
+        alerts_file.to_str().unwrap(),
+        "--",
+        "python3",
+        "-c",
+        &format!("import os; print('before', flush=True); {call}; print('after', flush=True)"),
+    ]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(137), "{stderr}");
+    assert!(stdout.contains("before"), "{stdout}");
+    assert!(
+        !stdout.contains("after"),
+        "the process never returned from {call}: {stdout}"
+    );
+    assert!(
+        stderr.contains(&format!("rule \"{rule}\" killed sandbox {id}")),
+        "{stderr}"
+    );
+    let sandboxes = read_table(&data, "sandboxes");
+    let killed = sandboxes.with("event", "killed");
+    assert_eq!(killed.len(), 1, "{stderr}");
+    assert_eq!(get(killed[0], "reason"), Some("rule"));
+    let mut found: Vec<_> = alerts(&alerts_file)
+        .into_iter()
+        .filter(|a| a["rule"] == rule)
+        .collect();
+    assert_eq!(found.len(), 1, "one alert, not one per source: {found:#?}");
+    let alert = found.remove(0);
+    let taken = &alert["actions_taken"];
+    assert_eq!(taken[1]["ok"], true, "and the whole sandbox: {taken}");
+    alert
+}
+
+const NO_SECRETS: &str = r#"
+- rule: No secrets
+  desc: the secret directory is off limits in this test
+  condition: evt.type in (open, openat, openat2) and fd.name startswith /workspace/secret/
+  output: secret opened (file=%fd.name proc=%proc.name sandbox=%container.id)
+  priority: CRITICAL
+  actions: [alert, kill]
+"#;
+
+/// [`kernel_killed_run`] of `call` under the rule above, with a workspace holding `secret/key`.
+fn run_secret_job(dir: &Path, name: &str, call: &str) -> serde_json::Value {
+    let workspace = job_workspace();
+    std::fs::create_dir(workspace.path().join("secret")).unwrap();
+    std::fs::write(workspace.path().join("secret/key"), "k").unwrap();
+    kernel_killed_run(dir, workspace.path(), name, NO_SECRETS, "No secrets", call)
+}
+
+#[test]
+fn a_path_kill_rule_is_carried_out_by_the_kernel_as_the_open_returns() {
+    require_root();
+    let dir = tempfile::tempdir().unwrap();
+    let a = run_secret_job(dir.path(), "kpath", "open('/workspace/secret/key').read()");
+    assert!(
+        a["output"]
+            .as_str()
+            .unwrap()
+            .contains("killed in the kernel as openat of /workspace/secret/key returned"),
+        "{a}"
+    );
+    assert!(
+        a["actions_taken"][0]["detail"]
+            .as_str()
+            .unwrap()
+            .contains("SIGKILL in the kernel as openat of /workspace/secret/key returned"),
+        "{a}"
+    );
+    assert_eq!(a["evidence"][0]["table"], "file_events");
+    assert_eq!(a["fields"]["fd.name"], "/workspace/secret/key");
+
+    // The audit log has the open, with its result, at the kill's time: replaying it through
+    // the same rule finds the same alert (same dedup key), with no action taken.
+    let data = dir.path().join("data");
+    let opens = read_table(&data, "file_events");
+    let opens = opens.with("path", "/workspace/secret/key");
+    assert_eq!(opens.len(), 1, "{opens:#?}");
+    assert!(get(opens[0], "ret").unwrap().parse::<i64>().unwrap() >= 0);
+    let replay = sandwatch(&[
+        "rules",
+        "test",
+        "--data",
+        data.to_str().unwrap(),
+        dir.path().join("rules.yaml").to_str().unwrap(),
+    ]);
+    assert_eq!(replay.status.code(), Some(0));
+    let replayed: Vec<serde_json::Value> = String::from_utf8_lossy(&replay.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(replayed.len(), 1, "{replayed:#?}");
+    assert_eq!(replayed[0]["dedup_key"], a["dedup_key"]);
+}
+
+/// A relative path is not what the rule's pattern says, so user space (which reads `fd.name` as
+/// the process gave it) would let it through; the kernel names the file the descriptor opened.
+#[test]
+fn a_path_kill_rule_catches_a_relative_open_in_the_kernel() {
+    require_root();
+    let dir = tempfile::tempdir().unwrap();
+    let a = run_secret_job(
+        dir.path(),
+        "kpath-rel",
+        "os.chdir('/workspace/secret'); open('key').read()",
+    );
+    assert!(
+        a["output"].as_str().unwrap().contains(
+            "killed in the kernel as openat of the file it opened: /workspace/secret/key returned"
+        ),
+        "{a}"
+    );
+    let opens = read_table(&dir.path().join("data"), "file_events");
+    assert_eq!(
+        opens.with("path", "key").len(),
+        1,
+        "the row keeps the path as given"
+    );
 }

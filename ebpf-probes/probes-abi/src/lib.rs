@@ -138,7 +138,42 @@ pub mod settings {
     /// Bitmask of the cgroup-tree levels (1..=63) at which a cgroup with kill orders sits; the
     /// kill program checks a process's ancestors only at these levels.
     pub const KILL_LEVELS: u32 = 22;
-    pub const LEN: u32 = 23;
+    /// Bitmask of the cgroup-tree levels (1..=63) at which a cgroup with path kill orders sits;
+    /// the file exit probes check a process's ancestors only at these levels (none: no check).
+    pub const PATH_KILL_LEVELS: u32 = 23;
+
+    // Byte offsets of what the file exit probes follow to rebuild the path an opened descriptor
+    // names (path kill orders decide on it), found in BTF like the exec facts' offsets. One
+    // unknown offset: orders decide on the path as given only.
+    /// `task_struct.files`
+    pub const TASK_FILES: u32 = 24;
+    /// `files_struct.fdt`
+    pub const FILES_FDT: u32 = 25;
+    /// `fdtable.max_fds`
+    pub const FDTABLE_MAX_FDS: u32 = 26;
+    /// `fdtable.fd`
+    pub const FDTABLE_FD: u32 = 27;
+    /// `file.f_path.mnt`
+    pub const FILE_VFSMOUNT: u32 = 28;
+    /// `dentry.d_parent`
+    pub const DENTRY_PARENT: u32 = 29;
+    /// `dentry.d_name.len`
+    pub const DENTRY_NAME_LEN: u32 = 30;
+    /// `vfsmount.mnt_root`
+    pub const VFSMOUNT_ROOT: u32 = 31;
+    /// `mount.mnt`: where the `vfsmount` sits in its `struct mount` (container_of).
+    pub const MOUNT_MNT: u32 = 32;
+    /// `mount.mnt_parent`
+    pub const MOUNT_PARENT: u32 = 33;
+    /// `mount.mnt_mountpoint`
+    pub const MOUNT_MOUNTPOINT: u32 = 34;
+    /// `task_struct.fs`
+    pub const TASK_FS: u32 = 35;
+    /// `fs_struct.root.mnt`
+    pub const FS_ROOT_MNT: u32 = 36;
+    /// `fs_struct.root.dentry`
+    pub const FS_ROOT_DENTRY: u32 = 37;
+    pub const LEN: u32 = 38;
 }
 
 /// A [`settings`] offset the running kernel does not have.
@@ -355,9 +390,21 @@ const _: () = {
 /// Entries of the `KILL_ORDERS` map: (cgroup, syscall) pairs over all sandboxes at once.
 pub const KILL_ORDERS_CAP: u32 = 16384;
 
-/// A kill order fired ([`kind::KILL`]): at the entry of syscall `header.syscall_nr` the task was
-/// sent SIGKILL for rule `rule_id`. `header.watch_id` is the cgroup the order was given for (the
-/// task's own cgroup or an ancestor), `header.ret` is 0 (the syscall has not run yet).
+/// What made a kill order fire: [`KillRecord::cause`].
+pub mod kill_cause {
+    /// A syscall kill order, at the syscall's entry.
+    pub const SYSCALL: u32 = 0;
+    /// A path kill order, at the file syscall's exit, on the path as the process passed it.
+    pub const GIVEN_PATH: u32 = 1;
+    /// A path kill order, at the exit of an open that succeeded, on the path of the file the new
+    /// descriptor names (rebuilt from its dentries up to the task's root).
+    pub const OPENED_PATH: u32 = 2;
+}
+
+/// A kill order fired ([`kind::KILL`]): the task was sent SIGKILL for rule `rule_id`, at the
+/// entry of syscall `header.syscall_nr` (a syscall order: `header.ret` is 0, the syscall has not
+/// run yet) or at its exit (a path order: `header.ret` is its result). `header.watch_id` is the
+/// cgroup the order was given for (the task's own cgroup or an ancestor).
 #[repr(C)]
 #[derive(Clone, Copy, Debug)]
 pub struct KillRecord {
@@ -367,6 +414,76 @@ pub struct KillRecord {
     pub signal_result: i32,
     /// The syscall's six arguments as the task passed them.
     pub args: [u64; 6],
+    /// A [`kill_cause`].
+    pub cause: u32,
+    pub _pad: u32,
+    /// A path order's path, NUL-terminated (cut at [`PATH_KEY_CAP`] - 1 bytes); empty for a
+    /// syscall order.
+    pub path: [u8; PATH_KEY_CAP],
+}
+
+/// Bytes of a path kill order key's data: the LPM trie's limit (`LPM_DATA_SIZE_MAX`).
+pub const PATH_KEY_DATA: usize = 256;
+/// Bytes of path in a key: what follows the cgroup id. A path is decided on its first
+/// `PATH_KEY_CAP - 1` bytes; a pattern must fit them (an exact one with its NUL).
+pub const PATH_KEY_CAP: usize = PATH_KEY_DATA - 8;
+
+/// Key data of the `KILL_PATHS` LPM trie: the cgroup id (native byte order), then the path
+/// bytes. An order's prefix length covers the cgroup id and the pattern's bytes (a pattern that
+/// must match a whole path includes its NUL), so a lookup with the task's cgroup and path finds
+/// the longest pattern that starts the path, in that cgroup only.
+pub fn path_key(cgroup_id: u64, path: &[u8]) -> Option<(u32, [u8; PATH_KEY_DATA])> {
+    if path.len() > PATH_KEY_CAP {
+        return None;
+    }
+    let mut data = [0u8; PATH_KEY_DATA];
+    data[..8].copy_from_slice(&cgroup_id.to_ne_bytes());
+    data[8..8 + path.len()].copy_from_slice(path);
+    Some((8 * (8 + path.len() as u32), data))
+}
+
+/// One bit per syscall number (x86_64 numbers are below 512).
+pub type SyscallSet = [u64; 8];
+
+/// Whether syscall `nr` is in `set`.
+#[inline(always)]
+pub fn syscall_in(set: &SyscallSet, nr: i64) -> bool {
+    let nr = nr as u64 & 511;
+    set[(nr >> 6) as usize] >> (nr & 63) & 1 != 0
+}
+
+/// Value of the `KILL_PATHS` LPM trie: which file syscalls a path starting with this entry's
+/// pattern is killed on, and for which rule.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct PathOrder {
+    /// Killed whatever follows the pattern (`startswith`; `=` when the pattern holds its NUL).
+    pub prefix_syscalls: SyscallSet,
+    /// Killed when what follows the pattern holds no `/`: a directory's own entries
+    /// (`fd.directory`; the pattern is the directory with its trailing `/`).
+    pub entry_syscalls: SyscallSet,
+    pub prefix_rule: u32,
+    pub entry_rule: u32,
+    /// This entry's prefix length in bits: when it does not apply to the syscall, the probe looks
+    /// again below it for a shorter pattern that does.
+    pub prefix_len: u32,
+    pub _pad: u32,
+}
+
+const _: () = {
+    assert!(core::mem::size_of::<PathOrder>() == 144);
+    assert!(core::mem::offset_of!(PathOrder, prefix_rule) == 128);
+    assert!(core::mem::offset_of!(PathOrder, _pad) == 140);
+};
+
+/// Entries of the `KILL_PATHS` trie: (cgroup, pattern) pairs over all sandboxes at once.
+pub const KILL_PATHS_CAP: u32 = 16384;
+
+/// Whether the file exit probes decide path kill orders on this traced syscall: the file
+/// syscalls with a (first) path argument, the one rules read as `fd.name` (fchmod and fchown
+/// take a descriptor instead).
+pub fn decides_paths(t: &Traced) -> bool {
+    matches!(t.kind, kind::FILE | kind::FILE2) && !matches!(t.nr, nr::FCHMOD | nr::FCHOWN)
 }
 
 /// Watched cgroups that can hold a counter slot at once (the `COUNTS` array's rows).
@@ -527,6 +644,31 @@ mod tests {
         want[..8].copy_from_slice(&0x0102_0304_0506_0708u64.to_ne_bytes());
         want[8..10].copy_from_slice(&22u16.to_ne_bytes());
         assert_eq!(bytes, want);
+    }
+
+    #[test]
+    fn path_keys_put_the_cgroup_first_and_count_bits() {
+        let (len, data) = path_key(0x0102_0304_0506_0708, b"/etc/\0").unwrap();
+        assert_eq!(len, 8 * (8 + 6));
+        assert_eq!(&data[..8], &0x0102_0304_0506_0708u64.to_ne_bytes());
+        assert_eq!(&data[8..14], b"/etc/\0");
+        assert!(data[14..].iter().all(|&b| b == 0));
+        assert!(path_key(1, &[b'a'; PATH_KEY_CAP]).is_some());
+        assert!(path_key(1, &[b'a'; PATH_KEY_CAP + 1]).is_none());
+    }
+
+    #[test]
+    fn syscall_sets_hold_numbers_below_512() {
+        let mut set: SyscallSet = [0; 8];
+        for nr in [0i64, 2, 63, 64, 257, 511] {
+            set[(nr / 64) as usize] |= 1 << (nr % 64);
+        }
+        for nr in [0i64, 2, 63, 64, 257, 511] {
+            assert!(syscall_in(&set, nr), "{nr}");
+        }
+        for nr in [1i64, 62, 65, 256, 510] {
+            assert!(!syscall_in(&set, nr), "{nr}");
+        }
     }
 
     #[test]

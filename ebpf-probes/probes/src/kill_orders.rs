@@ -21,7 +21,7 @@ use aya_ebpf::{
     maps::HashMap,
     programs::TracePointContext,
 };
-use sandwatch_probes_abi::{KILL_ORDERS_CAP, KillOrderKey, KillRecord, kind, settings};
+use sandwatch_probes_abi::{KILL_ORDERS_CAP, KillOrderKey, KillRecord, kill_cause, kind, settings};
 
 use crate::probes::{BPF_RB_FORCE_WAKEUP, SETTINGS, Watch, fill_header, reserve, syscall_args};
 
@@ -29,10 +29,10 @@ use crate::probes::{BPF_RB_FORCE_WAKEUP, SETTINGS, Watch, fill_header, reserve, 
 #[map]
 static KILL_ORDERS: HashMap<KillOrderKey, u32> = HashMap::with_max_entries(KILL_ORDERS_CAP, 0);
 
-/// Deepest cgroup level checked (the collector refuses deeper ones).
+/// Deepest cgroup level checked (the collector refuses deeper ones); path orders' too.
 const MAX_KILL_LEVEL: u32 = 32;
 
-const SIGKILL: u32 = 9;
+pub(crate) const SIGKILL: u32 = 9;
 
 #[inline(always)]
 fn order(cgroup_id: u64, syscall: u32) -> Option<u32> {
@@ -40,15 +40,18 @@ fn order(cgroup_id: u64, syscall: u32) -> Option<u32> {
     unsafe { KILL_ORDERS.get(&KillOrderKey::new(cgroup_id, syscall)) }.copied()
 }
 
-/// The order the current task is under for `syscall`: the cgroup it was given for and the rule.
+/// The first cgroup among the current task's ancestors at the levels in `levels` (a
+/// `settings` bitmask) for which `lookup` finds something, with what it found.
 ///
 /// Orders are keyed by cgroups at their own level, so the task's ancestor at each ordered level
 /// is the only candidate there (the task's own cgroup when it sits at that level): one helper
 /// call and one lookup per ordered level, none for a task above them (the helper returns 0 past
-/// the task's depth). Every ordered syscall on the host pays this, ordered cgroup or not.
+/// the task's depth).
 #[inline(always)]
-fn ordered(syscall: u32) -> Option<(u64, u32)> {
-    let levels = SETTINGS.get(settings::KILL_LEVELS).copied().unwrap_or(0);
+pub(crate) fn ordered_ancestor<T>(
+    levels: u64,
+    lookup: impl Fn(u64) -> Option<T>,
+) -> Option<(u64, T)> {
     let mut level = 1u32;
     while level < MAX_KILL_LEVEL && levels >> level != 0 {
         if levels & (1u64 << level) != 0 {
@@ -57,13 +60,21 @@ fn ordered(syscall: u32) -> Option<(u64, u32)> {
                 // The task's cgroup is shallower than this level, and than every deeper one.
                 return None;
             }
-            if let Some(rule) = order(id, syscall) {
-                return Some((id, rule));
+            if let Some(found) = lookup(id) {
+                return Some((id, found));
             }
         }
         level += 1;
     }
     None
+}
+
+/// The order the current task is under for `syscall`: the cgroup it was given for and the rule.
+/// Every ordered syscall on the host pays this, ordered cgroup or not.
+#[inline(always)]
+fn ordered(syscall: u32) -> Option<(u64, u32)> {
+    let levels = SETTINGS.get(settings::KILL_LEVELS).copied().unwrap_or(0);
+    ordered_ancestor(levels, |id| order(id, syscall))
 }
 
 #[tracepoint]
@@ -89,6 +100,9 @@ pub fn kill_on_syscall(ctx: TracePointContext) -> u32 {
     rec.rule_id = rule;
     rec.signal_result = sent;
     rec.args = syscall_args();
+    rec.cause = kill_cause::SYSCALL;
+    rec._pad = 0;
+    rec.path[0] = 0;
     // Rare and urgent: wake the reader now rather than at its next poll.
     entry.submit(BPF_RB_FORCE_WAKEUP);
     0

@@ -15,8 +15,8 @@
 //! - optionally a raw `sys_enter` that counts every syscall of watched cgroups (full counting).
 //! - `cgroup_sock_addr` programs that enforce a sandbox policy's blocked ports (`port_policy.rs`)
 //!   and a `syscalls:sys_enter_*` program that kills on kill orders (`kill_orders.rs`), attached
-//!   only to the syscalls some order names: the only programs here that change what a process
-//!   can do.
+//!   only to the syscalls some order names, and the file exit probes' path kill orders
+//!   (`path_orders.rs`): the only code here that changes what a process can do.
 //!
 //! Every failed ring-buffer reservation or map insert is counted per record kind in `DROPS`.
 #![cfg_attr(target_arch = "bpf", no_std)]
@@ -98,7 +98,7 @@ mod probes {
     static FATAL_SIGNALS: LruHashMap<u32, u64> = LruHashMap::with_max_entries(16384, 0);
 
     #[inline(always)]
-    fn setting(key: u32) -> u64 {
+    pub(crate) fn setting(key: u32) -> u64 {
         SETTINGS.get(key).copied().unwrap_or(0)
     }
 
@@ -170,7 +170,7 @@ mod probes {
     }
 
     #[inline(always)]
-    fn dropped(record_kind: u8) {
+    pub(crate) fn dropped(record_kind: u8) {
         if let Some(p) = DROPS.get_ptr_mut(record_kind as u32) {
             unsafe { *p += 1 };
         }
@@ -277,11 +277,11 @@ mod probes {
     }
 
     /// What a syscall exit probe starts from.
-    struct Exit {
-        watch: Watch,
-        syscall: i64,
-        ret: i64,
-        args: [u64; 6],
+    pub(crate) struct Exit {
+        pub(crate) watch: Watch,
+        pub(crate) syscall: i64,
+        pub(crate) ret: i64,
+        pub(crate) args: [u64; 6],
     }
 
     /// The syscall's six arguments, from the user registers saved at entry (x86_64: rdi, rsi,
@@ -466,17 +466,23 @@ mod probes {
     /// The value of type `T` at `base` + the offset under `key` in SETTINGS, or None when the
     /// offset is unknown, `base` is null or the read faults.
     #[inline(always)]
-    fn read_field<T: Copy>(base: u64, key: u32) -> Option<T> {
+    pub(crate) fn read_field<T: Copy>(base: u64, key: u32) -> Option<T> {
         let off = setting(key);
         if base == 0 || off == OFFSET_UNKNOWN {
             return None;
         }
+        read_at(base.wrapping_add(off))
+    }
+
+    /// The value of type `T` at kernel address `addr`, or None when the read faults.
+    #[inline(always)]
+    pub(crate) fn read_at<T: Copy>(addr: u64) -> Option<T> {
         let mut value = core::mem::MaybeUninit::<T>::uninit();
         let rc = unsafe {
             bpf_probe_read_kernel(
                 value.as_mut_ptr().cast::<c_void>(),
                 core::mem::size_of::<T>() as u32,
-                base.wrapping_add(off) as *const c_void,
+                addr as *const c_void,
             )
         };
         (rc == 0).then(|| unsafe { value.assume_init() })
@@ -614,24 +620,13 @@ mod probes {
         0
     }
 
-    /// One-path file syscalls.
+    /// One-path file syscalls; then path kill orders (`path_orders`).
     #[tracepoint]
     pub fn sys_exit_file(ctx: TracePointContext) -> u32 {
-        let Some(Exit {
-            watch,
-            syscall,
-            ret,
-            args,
-        }) = exit_of(&ctx)
-        else {
+        let Some(exit) = exit_of(&ctx) else {
             return 0;
         };
-        let Some(mut entry) = reserve::<FileRecord>(kind::FILE) else {
-            return 0;
-        };
-        let rec = unsafe { &mut *entry.as_mut_ptr() };
-        fill_header(&mut rec.header, kind::FILE, syscall, watch, ret);
-        let a = args;
+        let (syscall, a) = (exit.syscall, exit.args);
         // (dirfd, path, flags, mode, owner, group) per syscall's argument order.
         let (dirfd, path, fl, mode, owner, group) = match syscall {
             nr::OPEN => (AT_FDCWD, a[0], a[1], a[2], NONE, NONE),
@@ -653,6 +648,25 @@ mod probes {
             nr::UMOUNT2 => (AT_FDCWD, a[0], a[1], 0, NONE, NONE),
             _ => (AT_FDCWD, 0, 0, 0, NONE, NONE),
         };
+        let at = match reserve::<FileRecord>(kind::FILE) {
+            Some(entry) => file_record(entry, &exit, (dirfd, path, fl, mode, owner, group)),
+            None => unsafe { bpf_ktime_get_boot_ns() },
+        };
+        // A full ring buffer cost the record, not the decision.
+        crate::path_orders::check(&ctx, &exit, path, at);
+        0
+    }
+
+    /// Fills and submits a [`FileRecord`]; returns its timestamp.
+    #[inline(always)]
+    fn file_record(
+        mut entry: RingBufEntry<FileRecord>,
+        exit: &Exit,
+        (dirfd, path, fl, mode, owner, group): (i64, u64, u64, u64, u64, u64),
+    ) -> u64 {
+        let (syscall, a) = (exit.syscall, exit.args);
+        let rec = unsafe { &mut *entry.as_mut_ptr() };
+        fill_header(&mut rec.header, kind::FILE, syscall, exit.watch, exit.ret);
         rec.dirfd = dirfd;
         rec.flags = fl;
         rec.mode = mode;
@@ -671,28 +685,19 @@ mod probes {
         }
         rec.header.flags =
             unsafe { read_user_str(rec.path.as_mut_ptr(), PATH_CAP, path, flags::TRUNC_PATH) };
+        let at = rec.header.ts_boot_ns;
         entry.submit(wakeup_flags());
-        0
+        at
     }
 
-    /// Two-path file syscalls: rename family, link, symlink, mount.
+    /// Two-path file syscalls: rename family, link, symlink, mount; then path kill orders, on
+    /// the first path (what rules read as `fd.name`).
     #[tracepoint]
     pub fn sys_exit_file2(ctx: TracePointContext) -> u32 {
-        let Some(Exit {
-            watch,
-            syscall,
-            ret,
-            args,
-        }) = exit_of(&ctx)
-        else {
+        let Some(exit) = exit_of(&ctx) else {
             return 0;
         };
-        let Some(mut entry) = reserve::<File2Record>(kind::FILE2) else {
-            return 0;
-        };
-        let rec = unsafe { &mut *entry.as_mut_ptr() };
-        fill_header(&mut rec.header, kind::FILE2, syscall, watch, ret);
-        let a = args;
+        let (syscall, a) = (exit.syscall, exit.args);
         // (dirfd, path, dirfd2, path2, flags, fstype)
         let (dirfd, path, dirfd2, path2, fl, fstype) = match syscall {
             nr::RENAME | nr::LINK | nr::SYMLINK => (AT_FDCWD, a[0], AT_FDCWD, a[1], 0, 0),
@@ -704,15 +709,29 @@ mod probes {
             nr::MOUNT => (AT_FDCWD, a[1], AT_FDCWD, a[0], a[3], a[2]),
             _ => (AT_FDCWD, 0, AT_FDCWD, 0, 0, 0),
         };
-        rec.dirfd = dirfd;
-        rec.dirfd2 = dirfd2;
-        rec.flags = fl;
-        let mut hf =
-            unsafe { read_user_str(rec.path.as_mut_ptr(), PATH_CAP, path, flags::TRUNC_PATH) };
-        hf |= unsafe { read_user_str(rec.path2.as_mut_ptr(), PATH_CAP, path2, flags::TRUNC_PATH2) };
-        unsafe { read_user_str(rec.fstype.as_mut_ptr(), FSTYPE_CAP, fstype, 0) };
-        rec.header.flags = hf;
-        entry.submit(wakeup_flags());
+        let at = match reserve::<File2Record>(kind::FILE2) {
+            Some(mut entry) => {
+                let rec = unsafe { &mut *entry.as_mut_ptr() };
+                fill_header(&mut rec.header, kind::FILE2, syscall, exit.watch, exit.ret);
+                rec.dirfd = dirfd;
+                rec.dirfd2 = dirfd2;
+                rec.flags = fl;
+                let mut hf = unsafe {
+                    read_user_str(rec.path.as_mut_ptr(), PATH_CAP, path, flags::TRUNC_PATH)
+                };
+                hf |= unsafe {
+                    read_user_str(rec.path2.as_mut_ptr(), PATH_CAP, path2, flags::TRUNC_PATH2)
+                };
+                unsafe { read_user_str(rec.fstype.as_mut_ptr(), FSTYPE_CAP, fstype, 0) };
+                rec.header.flags = hf;
+                let at = rec.header.ts_boot_ns;
+                entry.submit(wakeup_flags());
+                at
+            }
+            None => unsafe { bpf_ktime_get_boot_ns() },
+        };
+        // A full ring buffer cost the record, not the decision.
+        crate::path_orders::check(&ctx, &exit, path, at);
         0
     }
 
@@ -908,6 +927,9 @@ mod port_policy;
 
 #[cfg(target_arch = "bpf")]
 mod kill_orders;
+
+#[cfg(target_arch = "bpf")]
+mod path_orders;
 
 #[cfg(not(target_arch = "bpf"))]
 fn main() {}

@@ -329,24 +329,6 @@ impl Engine {
         }
     }
 
-    /// Rules the kernel can decide alone: a `kill` action and a condition that is only "the
-    /// syscall is one of these" (`evt.type = x`, `evt.type in (...)`, or an `or` of such). The
-    /// probes can kill the caller before such a syscall returns. Rule index and syscall names.
-    pub fn kernel_kill_rules(&self) -> Vec<(usize, Vec<String>)> {
-        self.rules
-            .iter()
-            .enumerate()
-            .filter(|(_, r)| r.rule.actions.contains(&crate::ruleset::Action::Kill))
-            .filter(|(_, r)| r.rule.threshold.is_none())
-            .filter_map(|(i, r)| {
-                let mut names: Vec<String> =
-                    only_syscalls(&r.rule.condition)?.into_iter().collect();
-                names.sort();
-                Some((i, names))
-            })
-            .collect()
-    }
-
     /// The index of the rule named `name`.
     pub fn rule_index(&self, name: &str) -> Option<usize> {
         self.rules.iter().position(|r| r.rule.name == name)
@@ -373,33 +355,6 @@ fn strip_type_tests(pred: Pred, type_slot: usize) -> Pred {
         }
         p if is_type_test(&p) => Pred::Const(true),
         p => p,
-    }
-}
-
-/// The syscalls a condition names when it tests nothing else.
-fn only_syscalls(e: &crate::ast::Expr) -> Option<FastSet<String>> {
-    use crate::ast::{CmpOp, Expr, SetOp};
-    match e {
-        Expr::Compare {
-            field,
-            op: CmpOp::Eq,
-            value,
-        } if field.name == "evt.type" && field.index.is_none() => {
-            Some(std::iter::once(value.clone()).collect())
-        }
-        Expr::In {
-            field,
-            op: SetOp::In,
-            values,
-        } if field.name == "evt.type" && field.index.is_none() => {
-            Some(values.iter().cloned().collect())
-        }
-        Expr::Or(a, b) => {
-            let mut x = only_syscalls(a)?;
-            x.extend(only_syscalls(b)?);
-            Some(x)
-        }
-        _ => None,
     }
 }
 

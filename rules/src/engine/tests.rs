@@ -291,39 +291,6 @@ fn host_names_in_rules_match_the_addresses_they_resolve_to() {
 }
 
 #[test]
-fn kernel_decidable_rules_are_pure_syscall_kills() {
-    let set = rules(
-        r#"
-- rule: kill on keyctl
-  desc: d
-  condition: evt.type in (keyctl, add_key) or evt.type = request_key
-  output: o %proc.name
-  priority: CRITICAL
-  actions: [alert, kill]
-- rule: alert only
-  desc: d
-  condition: evt.type = keyctl
-  output: o
-  priority: WARNING
-- rule: kill with a process condition
-  desc: d
-  condition: evt.type = ptrace and proc.name = gdb
-  output: o
-  priority: WARNING
-  actions: [kill]
-"#,
-    );
-    let engine = Engine::new(&set).unwrap();
-    assert_eq!(
-        engine.kernel_kill_rules(),
-        [(
-            0,
-            vec!["add_key".to_owned(), "keyctl".into(), "request_key".into()]
-        )]
-    );
-}
-
-#[test]
 fn exec_facts_reach_later_rows_through_the_tree() {
     let set = rules(
         r#"

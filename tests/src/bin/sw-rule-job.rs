@@ -843,11 +843,20 @@ fn kernel_hook_read() {
     }
 }
 
-/// Sandbox kernel memory access.
-fn kernel_memory() {
-    for path in ["/proc/kcore", "/dev/mem", "/dev/kmem", "/dev/port"] {
-        let _ = step(&format!("open {path}"), read_file(path));
+/// Sandbox kernel memory access (a kill rule, decided in the kernel): opens the kernel memory
+/// devices; with `PATH`, that one only. Then sleeps 10 s, which the kill must cut short.
+fn kernel_memory(args: &[String]) {
+    match args {
+        [path] => {
+            let _ = step(&format!("open {path}"), read_file(path));
+        }
+        _ => {
+            for path in ["/proc/kcore", "/dev/mem", "/dev/kmem", "/dev/port"] {
+                let _ = step(&format!("open {path}"), read_file(path));
+            }
+        }
     }
+    std::thread::sleep(Duration::from_secs(10));
 }
 
 /// Benign: memory statistics and the random device.
@@ -1606,7 +1615,7 @@ fn main() {
         "kernel-info" => kernel_info(),
         "kernel-hook-write" => kernel_hook_write(),
         "kernel-hook-read" => kernel_hook_read(),
-        "kernel-memory" => kernel_memory(),
+        "kernel-memory" => kernel_memory(&args[2..]),
         "memory-info" => memory_info(),
         "namespace" => namespace(),
         "namespace-read" => namespace_read(),
