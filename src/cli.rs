@@ -101,6 +101,13 @@ pub struct DetectArgs {
     /// The hooks' outbox: deliveries owed survive a crash and resume at the next start.
     #[arg(long, value_name = "DIR", default_value = "/var/lib/sandwatch/hooks")]
     pub hooks_state: PathBuf,
+    /// Baseline models (`sandwatch baseline train`): when the sandbox's profile has one, what
+    /// its job does is scored against it and anomalies are alerts. Default: `<data>/baselines`.
+    #[arg(long, value_name = "DIR")]
+    pub baselines: Option<PathBuf>,
+    /// Score no baseline.
+    #[arg(long, conflicts_with = "baselines")]
+    pub no_baselines: bool,
 }
 
 fn parse_duration(s: &str) -> Result<Duration, String> {
@@ -155,6 +162,11 @@ pub enum Command {
     },
     /// SQL over the audit log (read-only): a query, a saved investigation, or --list.
     Sql(crate::sql::SqlArgs),
+    /// Learned baselines per job profile: train, score a sandbox, list.
+    Baseline {
+        #[command(subcommand)]
+        action: crate::baseline::BaselineCommand,
+    },
     /// Record existing cgroups (a service, a container) until SIGINT or SIGTERM.
     Watch {
         #[command(flatten)]
@@ -292,6 +304,7 @@ pub async fn dispatch(args: Args) -> Result<u8, Failure> {
             action: RulesCommand::Test { data, paths },
         } => rules_test(&data, paths),
         Command::Sql(args) => crate::sql::sql(args).await,
+        Command::Baseline { action } => crate::baseline::baseline(action).await,
     }
 }
 
@@ -499,9 +512,12 @@ async fn run(
         .as_ref()
         .map(|e| e.rules().map(|r| r.name.clone()).collect())
         .unwrap_or_default();
+    let baselines = load_baselines(&detect, &record.data, policy.profile.as_deref())?;
+    let live = live.or(baselines.as_ref().map(|_| LIVE_LATENCY));
     let mut collector = start_collector(&record, filter.denied(), Some(parent), live)?;
     let detector = start_detector(
         engine,
+        baselines,
         sources,
         &mut collector,
         &record.data,
@@ -824,7 +840,16 @@ async fn watch(
     let filter = sandwatch_runner::seccomp::SyscallFilter::new(&[]).map_err(runtime)?;
     let live = engine.as_ref().map(|_| LIVE_LATENCY);
     let mut collector = start_collector(&record, filter.denied(), None, live)?;
-    let detector = start_detector(engine, sources, &mut collector, &record.data, &detect, None)?;
+    // Watched cgroups have no profile: no baseline scores them.
+    let detector = start_detector(
+        engine,
+        None,
+        sources,
+        &mut collector,
+        &record.data,
+        &detect,
+        None,
+    )?;
     for t in &targets {
         collector.watch(t).map_err(usage)?;
     }
@@ -856,16 +881,50 @@ async fn watch(
     Ok(0)
 }
 
-/// The detector on the collector's live stream, when there are rules.
+/// The model of `profile`, when the baselines directory has one: the scorer a run's detector
+/// feeds. A model that does not load stops the run (exit 2) before anything is recorded.
+fn load_baselines(
+    args: &DetectArgs,
+    data: &std::path::Path,
+    profile: Option<&str>,
+) -> Result<Option<sandwatch_analytics::baseline::BaselineScorer>, Failure> {
+    use sandwatch_analytics::baseline::{BaselineScorer, store::ModelStore};
+    let (false, Some(profile)) = (args.no_baselines, profile) else {
+        return Ok(None);
+    };
+    let store = match &args.baselines {
+        Some(dir) => ModelStore::new(dir.clone()),
+        None => ModelStore::for_audit_log(data),
+    };
+    let Some(model) = store.latest(profile).map_err(usage)? else {
+        return Ok(None);
+    };
+    eprintln!(
+        "sandwatch: scoring against the baseline of profile {profile} (v{}, {} model, trained on {} sandboxes)",
+        model.version,
+        model.model_kind.name(),
+        model.data.sandboxes
+    );
+    Ok(Some(BaselineScorer::new([model])))
+}
+
+/// The detector on the collector's live stream, when there are rules or a baseline.
 fn start_detector(
     engine: Option<sandwatch_rules::Engine>,
+    baselines: Option<sandwatch_analytics::baseline::BaselineScorer>,
     sources: detect::RuleSources,
     collector: &mut Collector,
     data: &std::path::Path,
     args: &DetectArgs,
     target: Option<detect::ActionTarget>,
 ) -> Result<Option<detect::Detector>, Failure> {
-    let (Some(engine), Some(batches)) = (engine, collector.take_live_batches()) else {
+    let engine = match (engine, &baselines) {
+        (Some(e), _) => e,
+        // Baselines alone: an engine with no rules carries the stream.
+        (None, Some(_)) => sandwatch_rules::Engine::empty(),
+        (None, None) => return Ok(None),
+    };
+    let Some(batches) = collector.take_live_batches() else {
         return Ok(None);
     };
     // Kill rules the kernel can decide are placed per sandbox (see `place_kernel_kills`); their
@@ -891,6 +950,7 @@ fn start_detector(
             hooks: args.hooks.clone().map(|h| (h, args.hooks_state.clone())),
         },
         kernel,
+        baselines,
         target,
         sandwatch_collector::hostname(),
     )

@@ -12,6 +12,7 @@ use std::{
 };
 
 use anyhow::{Context as _, anyhow};
+use sandwatch_analytics::baseline::{Anomaly, AnomalyKind, BaselineModel, BaselineScorer};
 use sandwatch_collector::{KernelKill, KillCause, ParquetOptions, ParquetSink};
 use sandwatch_hooks::{
     ActionTaken, Alert, DeliveryRecord, DispatchSummary, Dispatcher, DispatcherHandle, EventRef,
@@ -189,12 +190,17 @@ pub struct Detector {
 
 impl Detector {
     /// Starts evaluating `batches` (the collector's live stream) with `engine`.
+    #[expect(
+        clippy::too_many_arguments,
+        reason = "each is one independent part of the run the detector connects"
+    )]
     pub fn start(
         engine: Engine,
         sources: RuleSources,
         batches: mpsc::Receiver<Arc<TableBatch>>,
         outputs: AlertOutputs,
         kernel: Option<KernelKills>,
+        baselines: Option<BaselineScorer>,
         target: Option<ActionTarget>,
         host: String,
     ) -> anyhow::Result<Self> {
@@ -237,6 +243,7 @@ impl Detector {
             hooks,
             records,
             kernel,
+            baselines,
             recent_kills: std::collections::HashMap::new(),
             target,
             host,
@@ -265,6 +272,8 @@ struct DetectorTask {
     hooks: Option<(DispatcherHandle, JoinHandle<DispatchSummary>)>,
     records: Option<mpsc::UnboundedReceiver<DeliveryRecord>>,
     kernel: Option<KernelKills>,
+    /// Profiles' learned baselines: anomalies are alerts like a rule's.
+    baselines: Option<BaselineScorer>,
     /// (rule, thread) → when, for kills the kernel already made: the same syscall's row, when
     /// it reaches the engine, is the same alert and is not raised twice.
     recent_kills: std::collections::HashMap<(String, u32), i64>,
@@ -306,6 +315,13 @@ impl DetectorTask {
                     }
                 }
             }
+        }
+        // Windows still open at the stream's end are complete now.
+        if let Some(mut scorer) = self.baselines.take() {
+            for a in scorer.finish() {
+                self.raise_anomaly(&scorer, a).await?;
+            }
+            self.baselines = Some(scorer);
         }
         if let Some(out) = &mut self.out {
             out.flush().context("cannot write the alerts file")?;
@@ -359,7 +375,36 @@ impl DetectorTask {
         for m in matches {
             self.raise(&m).await?;
         }
+        if let Some(mut scorer) = self.baselines.take() {
+            let result = match scorer.observe(b.table, &b.batch) {
+                Ok(found) => {
+                    let mut r = Ok(());
+                    for a in found {
+                        r = self.raise_anomaly(&scorer, a).await;
+                        if r.is_err() {
+                            break;
+                        }
+                    }
+                    r
+                }
+                Err(e) => {
+                    tracing::warn!("baseline scoring skipped a batch: {e}");
+                    Ok(())
+                }
+            };
+            self.baselines = Some(scorer);
+            result?;
+        }
         Ok(())
+    }
+
+    /// A baseline anomaly as an alert, through the same outputs as a rule's.
+    async fn raise_anomaly(&mut self, scorer: &BaselineScorer, a: Anomaly) -> anyhow::Result<()> {
+        let Some(model) = scorer.model(&a.profile) else {
+            return Ok(());
+        };
+        let alert = anomaly_alert(model, &a, &self.host);
+        self.emit(alert).await
     }
 
     /// A kill the probes made before the process saw the syscall's result (at its entry, or as
@@ -558,6 +603,67 @@ impl DetectorTask {
         }
         Ok(())
     }
+}
+
+/// The alert a baseline anomaly raises: rule `Baseline: new <kind>` or `Baseline: unusual
+/// activity`, the reason as output, and the score.
+pub fn anomaly_alert(model: &BaselineModel, a: &Anomaly, host: &str) -> Alert {
+    let (rule, fields) = match &a.kind {
+        AnomalyKind::NewTerm { kind, term } => (
+            format!("Baseline: new {}", kind.describe()),
+            vec![
+                ("term.kind", kind.describe().to_owned()),
+                ("term", term.clone()),
+            ],
+        ),
+        AnomalyKind::Window {
+            window, threshold, ..
+        } => (
+            "Baseline: unusual activity".to_owned(),
+            vec![
+                ("window", window.to_string()),
+                ("threshold", format!("{threshold:.3}")),
+            ],
+        ),
+    };
+    let evidence: Vec<EventRef> = a
+        .hit
+        .iter()
+        .map(|h| EventRef {
+            table: a.table.map_or("", |t| t.name()).to_owned(),
+            time_ns: h.time_ns,
+            pid: h.pid.unwrap_or(0),
+            tid: h.tid.unwrap_or(0),
+            event: h.event.clone(),
+        })
+        .collect();
+    let mut output = format!("{} sandbox={}", a.reason(model), a.sandbox_id);
+    if let Some(pid) = a.hit.as_ref().and_then(|h| h.pid) {
+        output.push_str(&format!(" pid={pid}"));
+    }
+    let mut alert = Alert::new(
+        a.time_ns,
+        host,
+        rule,
+        sandwatch_hooks::Priority::Warning,
+        Some(a.sandbox_id.clone()),
+        output,
+        evidence,
+    );
+    alert.tags = vec!["baseline".into(), format!("profile:{}", a.profile)];
+    alert.actions = vec!["alert".into()];
+    alert.score = Some(a.score);
+    alert.fields = fields
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v))
+        .chain([
+            ("profile".to_owned(), a.profile.clone()),
+            ("model_version".to_owned(), model.version.to_string()),
+            ("model".to_owned(), model.model_kind.name().to_owned()),
+            ("score".to_owned(), format!("{:.3}", a.score)),
+        ])
+        .collect();
+    alert
 }
 
 /// The alert a match raises: what `--alerts` writes, `rules test` prints and hooks receive.

@@ -1,6 +1,7 @@
 //! `sandwatch`: the command line. Parses arguments, starts the parts (runner, collector) and
 //! connects them; everything a person reads on the terminal is written here.
 
+mod baseline;
 mod cli;
 mod detect;
 mod replay;

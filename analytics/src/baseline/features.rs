@@ -299,7 +299,11 @@ fn vector(w: &Window, vocab: &[String]) -> Vec<f64> {
         .sum();
     base.iter()
         .copied()
-        .chain(vocab.iter().map(|s| w.syscalls.get(s).copied().unwrap_or(0)))
+        .chain(
+            vocab
+                .iter()
+                .map(|s| w.syscalls.get(s).copied().unwrap_or(0)),
+        )
         .chain(std::iter::once(other))
         .map(|c| (c as f64).ln_1p())
         .collect()

@@ -110,13 +110,22 @@ impl TrainOptions {
 
 /// The columns each table's extraction reads, and the tables in the order they are read.
 const EXTRACT: [(Table, &str); 5] = [
-    (Table::ProcessEvents, "sandbox_id, time, pid, tid, event, ret, filename, exe"),
-    (Table::FileEvents, "sandbox_id, time, pid, tid, event, ret, path, flags"),
+    (
+        Table::ProcessEvents,
+        "sandbox_id, time, pid, tid, event, ret, filename, exe",
+    ),
+    (
+        Table::FileEvents,
+        "sandbox_id, time, pid, tid, event, ret, path, flags",
+    ),
     (
         Table::NetworkEvents,
         "sandbox_id, time, pid, tid, event, ret, daddr, dport, protocol, family, bytes",
     ),
-    (Table::SyscallEvents, "sandbox_id, time, pid, tid, event, refused"),
+    (
+        Table::SyscallEvents,
+        "sandbox_id, time, pid, tid, event, refused",
+    ),
     (Table::SyscallCounts, "sandbox_id, time, syscall, count"),
 ];
 
@@ -238,7 +247,11 @@ pub async fn train(
     let mut terms: BTreeMap<TermKind, BTreeMap<String, u32>> = BTreeMap::new();
     for per in ex.terms.values() {
         for (kind, term) in per.keys() {
-            *terms.entry(*kind).or_default().entry(term.clone()).or_default() += 1;
+            *terms
+                .entry(*kind)
+                .or_default()
+                .entry(term.clone())
+                .or_default() += 1;
         }
     }
     let vocab: Vec<String> = ex.features.syscalls_seen().into_iter().collect();
@@ -288,8 +301,15 @@ pub struct Deviation {
 #[derive(Clone, Debug, Serialize)]
 #[serde(tag = "what", rename_all = "snake_case")]
 pub enum AnomalyKind {
-    NewTerm { kind: TermKind, term: String },
-    Window { window: u64, threshold: f64, deviations: Vec<Deviation> },
+    NewTerm {
+        kind: TermKind,
+        term: String,
+    },
+    Window {
+        window: u64,
+        threshold: f64,
+        deviations: Vec<Deviation>,
+    },
 }
 
 #[derive(Clone, Debug, Serialize)]
@@ -325,7 +345,12 @@ impl Anomaly {
             } => {
                 let parts: Vec<String> = deviations
                     .iter()
-                    .map(|d| format!("{} {:.0} (normal {:.0}, {:+.1}σ)", d.feature, d.count, d.normal, d.z))
+                    .map(|d| {
+                        format!(
+                            "{} {:.0} (normal {:.0}, {:+.1}σ)",
+                            d.feature, d.count, d.normal, d.z
+                        )
+                    })
                     .collect();
                 format!(
                     "window {window} scored {:.2} > {:.2} ({}): {}",
@@ -520,14 +545,19 @@ impl BaselineScorer {
     /// `sandboxes` table's `created` rows).
     pub fn watch(&mut self, sandbox_id: &str, profile: &str, start_ns: i64) {
         if let Some(acc) = self.accumulators.get_mut(profile) {
-            self.sandboxes.insert(sandbox_id.to_owned(), profile.to_owned());
+            self.sandboxes
+                .insert(sandbox_id.to_owned(), profile.to_owned());
             acc.set_start(sandbox_id, start_ns);
         }
     }
 
     fn learn_sandboxes(&mut self, b: &RecordBatch) {
-        let col = |n: &str| b.column_by_name(n).and_then(|c| cast(c, &DataType::Utf8).ok());
-        let (Some(ids), Some(events), Some(profiles)) = (col("sandbox_id"), col("event"), col("profile"))
+        let col = |n: &str| {
+            b.column_by_name(n)
+                .and_then(|c| cast(c, &DataType::Utf8).ok())
+        };
+        let (Some(ids), Some(events), Some(profiles)) =
+            (col("sandbox_id"), col("event"), col("profile"))
         else {
             return;
         };
@@ -535,7 +565,11 @@ impl BaselineScorer {
             .column_by_name("time")
             .and_then(|c| cast(c, &DataType::Int64).ok());
         for i in 0..b.num_rows() {
-            let (ids, events, profiles) = (ids.as_string::<i32>(), events.as_string::<i32>(), profiles.as_string::<i32>());
+            let (ids, events, profiles) = (
+                ids.as_string::<i32>(),
+                events.as_string::<i32>(),
+                profiles.as_string::<i32>(),
+            );
             if events.value(i) != "created" || !profiles.is_valid(i) {
                 continue;
             }
@@ -545,7 +579,11 @@ impl BaselineScorer {
     }
 
     /// Scores one batch; returns what is anomalous now.
-    pub fn observe(&mut self, table: Table, batch: &RecordBatch) -> Result<Vec<Anomaly>, AnalyticsError> {
+    pub fn observe(
+        &mut self,
+        table: Table,
+        batch: &RecordBatch,
+    ) -> Result<Vec<Anomaly>, AnalyticsError> {
         if table == Table::Sandboxes {
             self.learn_sandboxes(batch);
             return Ok(Vec::new());

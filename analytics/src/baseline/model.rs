@@ -168,7 +168,10 @@ fn fit_on(kind: ModelKind, z: &Array2<f64>) -> Result<Fitted, AnalyticsError> {
                 .collect();
             let log_dets = precisions
                 .iter()
-                .map(|p| log_det(p).ok_or_else(|| err(kind, "a precision matrix is not positive definite")))
+                .map(|p| {
+                    log_det(p)
+                        .ok_or_else(|| err(kind, "a precision matrix is not positive definite"))
+                })
                 .collect::<Result<_, _>>()?;
             Fitted::Gmm {
                 weights: m.weights().to_vec(),
@@ -240,7 +243,9 @@ impl Fitted {
                         let maha: f64 = precisions[k]
                             .iter()
                             .zip(&diff)
-                            .map(|(row, di)| di * row.iter().zip(&diff).map(|(p, dj)| p * dj).sum::<f64>())
+                            .map(|(row, di)| {
+                                di * row.iter().zip(&diff).map(|(p, dj)| p * dj).sum::<f64>()
+                            })
                             .sum();
                         weights[k].max(1e-300).ln() + 0.5 * log_dets[k]
                             - 0.5 * d * (2.0 * std::f64::consts::PI).ln()
@@ -329,11 +334,19 @@ mod tests {
         for kind in ModelKind::ALL {
             let m = WindowModel::fit(kind, &train).unwrap();
             for r in &train {
-                assert!(m.score(r) <= m.threshold, "{kind:?}: a training window is an anomaly");
+                assert!(
+                    m.score(r) <= m.threshold,
+                    "{kind:?}: a training window is an anomaly"
+                );
             }
             let mut odd = train[0].clone();
             odd[2] += 6.0; // ~400 times the count in one feature
-            assert!(m.score(&odd) > m.threshold, "{kind:?}: {} <= {}", m.score(&odd), m.threshold);
+            assert!(
+                m.score(&odd) > m.threshold,
+                "{kind:?}: {} <= {}",
+                m.score(&odd),
+                m.threshold
+            );
             assert_eq!(m.outliers(&odd, 1)[0].0, 2);
         }
     }

@@ -11,7 +11,10 @@ pub struct ModelStore {
     dir: PathBuf,
 }
 
-fn io<'a>(action: &'static str, path: &'a Path) -> impl FnOnce(std::io::Error) -> AnalyticsError + 'a {
+fn io<'a>(
+    action: &'static str,
+    path: &'a Path,
+) -> impl FnOnce(std::io::Error) -> AnalyticsError + 'a {
     move |source| AnalyticsError::Io {
         action,
         path: path.to_owned(),
@@ -60,7 +63,11 @@ impl ModelStore {
             .flatten()
             .filter_map(|e| {
                 let name = e.file_name().into_string().ok()?;
-                let v = name.strip_prefix('v')?.strip_suffix(".json")?.parse().ok()?;
+                let v = name
+                    .strip_prefix('v')?
+                    .strip_suffix(".json")?
+                    .parse()
+                    .ok()?;
                 Some((v, e.path()))
             })
             .collect();

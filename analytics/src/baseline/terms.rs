@@ -22,7 +22,9 @@ use sandwatch_schema::Table;
 use crate::AnalyticsError;
 
 /// What a term names.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize)]
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum TermKind {
     Executable,
@@ -238,8 +240,7 @@ pub fn terms_of(table: Table, batch: &RecordBatch) -> Result<Vec<TermHit>, Analy
             let filename = strings(batch, "filename");
             let exe = strings(batch, "exe");
             for i in 0..batch.num_rows() {
-                if !matches!(cols.event(i), Some("execve" | "execveat")) || cols.ret(i) != Some(0)
-                {
+                if !matches!(cols.event(i), Some("execve" | "execveat")) || cols.ret(i) != Some(0) {
                     continue;
                 }
                 if let Some(p) = text(filename.as_ref(), i).or_else(|| text(exe.as_ref(), i)) {
@@ -324,9 +325,15 @@ mod tests {
 
     #[test]
     fn job_owned_trees_keep_only_the_tree_and_dotfiles() {
-        assert_eq!(normalize_path("/workspace/out/run_3/data.json"), "/workspace/*");
+        assert_eq!(
+            normalize_path("/workspace/out/run_3/data.json"),
+            "/workspace/*"
+        );
         assert_eq!(normalize_path("/workspace/.bashrc"), "/workspace/.bashrc");
-        assert_eq!(normalize_path("/workspace/repo/.git/objects/ab/cd"), "/workspace/*/.git");
+        assert_eq!(
+            normalize_path("/workspace/repo/.git/objects/ab/cd"),
+            "/workspace/*/.git"
+        );
         assert_eq!(normalize_path("/tmp/tmpk2j_9x1a/x.py"), "/tmp/*");
         assert_eq!(normalize_path("/tmp"), "/tmp");
         assert_eq!(normalize_path("/var/tmp/a"), "/var/tmp/*");
@@ -337,20 +344,35 @@ mod tests {
 
     #[test]
     fn system_paths_keep_three_components_with_digits_folded() {
-        assert_eq!(normalize_path("/usr/lib/python3.11/json/__init__.py"), "/usr/lib/python#.#");
+        assert_eq!(
+            normalize_path("/usr/lib/python3.11/json/__init__.py"),
+            "/usr/lib/python#.#"
+        );
         assert_eq!(normalize_path("/proc/4711/status"), "/proc/#/status");
         assert_eq!(normalize_path("/etc/shadow"), "/etc/shadow");
-        assert_eq!(normalize_path("/etc/ssh/sshd_config"), "/etc/ssh/sshd_config");
+        assert_eq!(
+            normalize_path("/etc/ssh/sshd_config"),
+            "/etc/ssh/sshd_config"
+        );
         assert_eq!(normalize_path("/"), "/");
     }
 
     #[test]
     fn executables() {
-        assert_eq!(normalize_executable("/usr/bin/python3.11"), "/usr/bin/python#.#");
+        assert_eq!(
+            normalize_executable("/usr/bin/python3.11"),
+            "/usr/bin/python#.#"
+        );
         assert_eq!(normalize_executable("/usr/bin/whoami"), "/usr/bin/whoami");
-        assert_eq!(normalize_executable("/workspace/build/app"), "/workspace/…/app");
+        assert_eq!(
+            normalize_executable("/workspace/build/app"),
+            "/workspace/…/app"
+        );
         assert_eq!(normalize_executable("./a.out"), "./…/a.out");
         assert_eq!(normalize_executable("/tmp/x"), "/tmp/…/x");
-        assert_eq!(normalize_executable("/usr/lib/gcc/x86_64-linux-gnu/12/cc1"), "/usr/lib/gcc/x#_#-linux-gnu/#/cc#");
+        assert_eq!(
+            normalize_executable("/usr/lib/gcc/x86_64-linux-gnu/12/cc1"),
+            "/usr/lib/gcc/x#_#-linux-gnu/#/cc#"
+        );
     }
 }
