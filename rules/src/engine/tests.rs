@@ -248,6 +248,60 @@ fn globs() {
     assert!(g("*", ""));
 }
 
+/// What the matchers decided when they walked a `Vec<char>` copy of every value (the table was
+/// checked against that implementation): walking the bytes in place must decide alike, multi-byte
+/// characters included.
+#[test]
+fn text_matchers_decide_as_the_char_walking_ones_did() {
+    let cases: &[(&str, &str, &str, bool)] = &[
+        ("glob", "/etc/*", "/etc/a/b", true),
+        ("glob", "*.ssh/id_*", "/root/.ssh/id_rsa", true),
+        ("glob", "*.ssh/id_*", "/root/.ssh/known_hosts", false),
+        ("glob", "/tmp/?", "/tmp/x", true),
+        ("glob", "/tmp/?", "/tmp/é", true),
+        ("glob", "/tmp/?", "/tmp/xy", false),
+        ("glob", "/tmp/??", "/tmp/é", false),
+        ("glob", "/tmp/?x", "/tmp/日x", true),
+        ("glob", "/home/*/.ssh/*", "/home/jürgen/.ssh/config", true),
+        ("glob", "/home/*/.ssh/*", "/home/jürgen/ssh/config", false),
+        ("glob", "*é*", "caféine", true),
+        ("glob", "*é", "cafe", false),
+        ("glob", "[é]*", "éa", true),
+        ("glob", "[a-z]*", "éa", false),
+        ("glob", "[!a-z]*", "éa", true),
+        ("glob", "[à-ê]", "é", true),
+        ("glob", "*[0-9]", "log日1", true),
+        ("glob", "/dev/[st]d[a-c]", "/dev/sdb", true),
+        ("glob", "/dev/[!s]d?", "/dev/sda", false),
+        ("glob", "a*b*c", "a日b本c", true),
+        ("glob", "a*b*c", "a日b本", false),
+        ("glob", "*", "", true),
+        ("glob", "?", "", false),
+        ("glob", "[abc", "[abc", false),
+        ("glob", "**x", "日本x", true),
+        ("iglob", "/ETC/*", "/etc/Passwd", true),
+        ("iglob", "*ÉTÉ*", "un été", true),
+        ("iglob", "?", "Ä", true),
+        ("icontains", "PRIVATE", "-----begin private key", true),
+        ("icontains", "private", "BEGIN PRIVATE", true),
+        ("icontains", "é", "CAFÉ", false),
+        ("icontains", "é", "café", true),
+        ("icontains", "", "x", true),
+        ("icontains", "xyz", "xy", false),
+    ];
+    for (op, pattern, text, expected) in cases {
+        let c = crate::parse::parse_condition(&format!("fd.name {op} \"{pattern}\"")).unwrap();
+        let Pred::Leaf {
+            test: compile::Test::Str(t),
+            ..
+        } = RuleCompiler::default().compile("m", &c).unwrap()
+        else {
+            panic!("{op} {pattern}: not a text test");
+        };
+        assert_eq!(t.holds(text), *expected, "{text:?} {op} {pattern:?}");
+    }
+}
+
 #[test]
 fn host_names_in_rules_match_the_addresses_they_resolve_to() {
     let set = rules(
