@@ -40,7 +40,12 @@ pub enum Pred {
     And(Vec<Pred>),
     Or(Vec<Pred>),
     Not(Box<Pred>),
-    Leaf { slot: usize, test: Test },
+    /// `key`: the leaf's condition text, which decides its test (leaves are shared by it).
+    Leaf {
+        slot: usize,
+        key: String,
+        test: Test,
+    },
 }
 
 #[derive(Debug)]
@@ -151,7 +156,7 @@ pub enum StrSet {
 }
 
 impl StrSet {
-    fn new(values: Vec<String>) -> Self {
+    pub(crate) fn new(values: Vec<String>) -> Self {
         if values.len() <= 8 {
             StrSet::Small(values)
         } else {
@@ -191,7 +196,10 @@ impl StrTest {
 /// Whether `hay` lower-cased (ASCII only) contains `needle` (already lower-case), without
 /// lower-casing a copy of every row.
 fn contains_folded(hay: &[u8], needle: &[u8]) -> bool {
-    needle.is_empty() || hay.windows(needle.len()).any(|w| w.eq_ignore_ascii_case(needle))
+    needle.is_empty()
+        || hay
+            .windows(needle.len())
+            .any(|w| w.eq_ignore_ascii_case(needle))
 }
 
 /// Falco's `glob`: `*` any run of characters (slashes included), `?` one character, `[...]` a
@@ -380,18 +388,19 @@ impl RuleCompiler {
             Expr::Not(x) => Pred::Not(Box::new(self.compile(rule, x)?)),
             Expr::Exists(f) => Pred::Leaf {
                 slot: self.slot(f),
+                key: e.to_string(),
                 test: Test::Exists,
             },
-            Expr::Compare { field, op, value } => {
-                let slot = self.slot(field);
-                let test = compare_test(field, *op, value).map_err(err)?;
-                Pred::Leaf { slot, test }
-            }
-            Expr::In { field, op, values } => {
-                let slot = self.slot(field);
-                let test = set_test(field, *op, values).map_err(err)?;
-                Pred::Leaf { slot, test }
-            }
+            Expr::Compare { field, op, value } => Pred::Leaf {
+                slot: self.slot(field),
+                key: e.to_string(),
+                test: compare_test(field, *op, value).map_err(err)?,
+            },
+            Expr::In { field, op, values } => Pred::Leaf {
+                slot: self.slot(field),
+                key: e.to_string(),
+                test: set_test(field, *op, values).map_err(err)?,
+            },
             Expr::MacroRef { name, .. } => {
                 return Err(err(format!("macro {name:?} was not expanded")));
             }

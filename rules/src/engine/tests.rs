@@ -486,3 +486,139 @@ fn net_fields_compare_as_ranges_both_ways() {
         ]
     );
 }
+
+/// File events of every kind the rules look at, deterministic: paths (null included), programs,
+/// open flags and results in combinations that shift from row to row.
+fn mixed_file_batch(rows: usize) -> RecordBatch {
+    const EVENTS: [&str; 8] = [
+        "openat", "open", "unlink", "rename", "mkdir", "creat", "chmod", "openat",
+    ];
+    const PATHS: [Option<&str>; 13] = [
+        Some("/etc/shadow"),
+        Some("/etc/passwd"),
+        Some("/etc/sudoers.d/x"),
+        Some("/root/.ssh/id_rsa"),
+        Some("/home/jürgen/.ssh/config"),
+        Some("/tmp/busy/f1.json"),
+        Some("/usr/bin/ls"),
+        Some("/dev/sda"),
+        Some("/proc/1/environ"),
+        Some("/root/.bash_history"),
+        Some("/"),
+        Some("/etc/cron.d/job"),
+        None,
+    ];
+    const COMMS: [&str; 5] = ["cat", "python3", "sudo", "sh", "apt"];
+    const FLAGS: [i64; 4] = [0, 1, 2, 0o101];
+    const RETS: [i64; 3] = [3, -2, 0];
+    let mut b = FileEventsBuilder::new(rows);
+    for i in 0..rows {
+        let event = EVENTS[i % EVENTS.len()];
+        let mut c = common(
+            100 + (i % 7) as u32,
+            1,
+            COMMS[i % COMMS.len()],
+            event,
+            RETS[i % RETS.len()],
+        );
+        c.time_ns += i as i64;
+        b.append(&FileEvent {
+            common: c,
+            path: PATHS[i % PATHS.len()],
+            path2: (event == "rename").then_some("/etc/profile"),
+            flags: Some(FLAGS[i % FLAGS.len()]),
+            mode: Some(0o755),
+            ..FileEvent::default()
+        });
+    }
+    b.finish().unwrap()
+}
+
+/// (rule, row, output) of every match, in the order the engine returns them.
+fn matches_of(
+    engine: &mut Engine,
+    table: Table,
+    batch: &RecordBatch,
+) -> Vec<(String, usize, String)> {
+    engine
+        .evaluate(table, batch)
+        .into_iter()
+        .map(|m| (engine.rule(m.rule).name.clone(), m.row, m.output))
+        .collect()
+}
+
+/// Rules sharing macros, and Falco's rules when they are at hand.
+fn sharing_rules() -> RuleSet {
+    let mut set = rules(
+        r#"
+- macro: open_read
+  condition: evt.type in (open, openat) and evt.is_open_read = true and fd.num >= 0
+- rule: etc read
+  desc: d
+  condition: open_read and fd.name startswith /etc/
+  output: etc %fd.name
+  priority: WARNING
+- rule: etc read by cat
+  desc: d
+  condition: open_read and fd.name startswith /etc/ and proc.name = cat
+  output: cat %fd.name
+  priority: WARNING
+- rule: read or unlink outside tmp
+  desc: d
+  condition: (open_read or evt.type = unlink) and not fd.name startswith /tmp
+  output: rm %fd.name
+  priority: WARNING
+- rule: etc or json
+  desc: d
+  condition: evt.type in (openat, unlink) and (fd.name startswith /etc/ or fd.name endswith .json)
+  output: ej %fd.name %evt.type
+  priority: WARNING
+- rule: etc anything
+  desc: d
+  condition: fd.name startswith /etc/ and not proc.name in (apt, sudo)
+  output: any %fd.name %proc.name
+  priority: WARNING
+"#,
+    );
+    if let Some(dir) = crate::tests::falco_dir() {
+        let (falco, _) = crate::load_files(&[
+            dir.join("falco_rules.yaml"),
+            dir.join("falco-incubating_rules.yaml"),
+            dir.join("falco-sandbox_rules.yaml"),
+        ]);
+        set.rules.extend(falco.rules.into_iter().map(|mut r| {
+            r.enabled = r.status == Status::Evaluable;
+            r
+        }));
+    }
+    set
+}
+
+#[test]
+fn shared_nodes_decide_as_each_rule_alone() {
+    let set = sharing_rules();
+    let batch = mixed_file_batch(700);
+    let mut together = Engine::new(&set).unwrap();
+    let got = matches_of(&mut together, Table::FileEvents, &batch);
+    let mut alone = Vec::new();
+    let mut unshared_nodes = 0;
+    for r in set
+        .rules
+        .iter()
+        .filter(|r| r.enabled && r.status == Status::Evaluable)
+    {
+        let mut one = Engine::new(&RuleSet {
+            rules: vec![r.clone()],
+        })
+        .unwrap();
+        unshared_nodes += one.plan.len();
+        alone.extend(matches_of(&mut one, Table::FileEvents, &batch));
+    }
+    assert_eq!(got, alone);
+    assert!(got.iter().any(|m| m.0 == "etc read by cat"), "{got:?}");
+    assert!(
+        together.plan.len() < unshared_nodes,
+        "{} nodes shared, {unshared_nodes} alone",
+        together.plan.len()
+    );
+}
