@@ -7,17 +7,13 @@ use std::{
     sync::{Arc, RwLock},
 };
 
-use arrow_array::{
-    Array,
-    cast::AsArray,
-    types::{Float64Type, Int64Type},
-};
+use arrow_array::{Array, cast::AsArray, types::Float64Type};
 use memchr::memmem;
 use regex::Regex;
 use thiserror::Error;
 
 use crate::ast::{CmpOp, Expr, FieldRef, SetOp};
-use crate::engine::columns::{Col, Kind, kind};
+use crate::engine::columns::{Col, Dict, Kind, kind};
 use crate::engine::{FastSet, Selection};
 
 #[derive(Debug, Error)]
@@ -581,7 +577,7 @@ fn set_test(field: &FieldRef, op: SetOp, values: &[String]) -> Result<Test, Stri
 
 /// Whether a text value passes `test`: one answer for every text column, so that a column read
 /// as a dictionary in one batch and as plain text in the next decides alike.
-fn text_holds(test: &Test, v: &str) -> bool {
+pub(crate) fn text_holds(test: &Test, v: &str) -> bool {
     match test {
         Test::Exists => true,
         Test::Str(t) => t.holds(v),
@@ -602,7 +598,7 @@ fn text_holds(test: &Test, v: &str) -> bool {
 /// its test inlined; the row is written before it is judged, which keeps the loop free of a
 /// branch on the answer.
 #[inline]
-fn keep(sel: &Selection, f: impl Fn(usize) -> bool) -> Selection {
+fn keep(sel: &Selection, mut f: impl FnMut(usize) -> bool) -> Selection {
     let mut out = vec![0; sel.len()];
     let mut n = 0;
     for &i in sel {
@@ -644,9 +640,9 @@ pub fn filter(col: &Col, test: &Test, sel: &Selection) -> Selection {
             }
             keep(sel, |i| hits[d.codes[i] as usize])
         }
-        (Col::Str(a) | Col::Int(a) | Col::Float(a) | Col::Bool(a), Test::Exists) => {
-            keep_valid(sel, a, |_| true)
-        }
+        (Col::Int(v), Test::Exists) => keep(sel, |i| v[i].is_some()),
+        (Col::Bool(v), Test::Exists) => keep(sel, |i| v[i].is_some()),
+        (Col::Str(a) | Col::Float(a), Test::Exists) => keep_valid(sel, a, |_| true),
         (Col::Str(a), t) => {
             let a = a.as_string::<i32>();
             match t {
@@ -654,21 +650,9 @@ pub fn filter(col: &Col, test: &Test, sel: &Selection) -> Selection {
                 t => keep_valid(sel, a, |i| text_holds(t, a.value(i))),
             }
         }
-        (Col::Int(a), Test::Int(op, n)) => {
-            let a = a.as_primitive::<Int64Type>();
-            let v = a.values();
-            keep_valid(sel, a, |i| op.holds(v[i], *n))
-        }
-        (Col::Int(a), Test::IntIn(set)) => {
-            let a = a.as_primitive::<Int64Type>();
-            let v = a.values();
-            keep_valid(sel, a, |i| set.contains(&v[i]))
-        }
-        (Col::Int(a), Test::Str(t)) => {
-            let a = a.as_primitive::<Int64Type>();
-            let v = a.values();
-            keep_valid(sel, a, |i| t.holds(&v[i].to_string()))
-        }
+        (Col::Int(v), Test::Int(op, n)) => keep(sel, |i| v[i].is_some_and(|x| op.holds(x, *n))),
+        (Col::Int(v), Test::IntIn(set)) => keep(sel, |i| v[i].is_some_and(|x| set.contains(&x))),
+        (Col::Int(v), Test::Str(t)) => keep(sel, |i| v[i].is_some_and(|x| t.holds(&x.to_string()))),
         (Col::Float(a), Test::Float(op, x)) => {
             let a = a.as_primitive::<Float64Type>();
             let v = a.values();
@@ -679,17 +663,54 @@ pub fn filter(col: &Col, test: &Test, sel: &Selection) -> Selection {
             let v = a.values();
             keep_valid(sel, a, |i| op.holds(v[i], *x as f64))
         }
-        (Col::Bool(a), Test::Bool(b)) => {
-            let a = a.as_boolean();
-            keep_valid(sel, a, |i| a.value(i) == *b)
-        }
-        (Col::Bool(a), Test::Str(t)) => {
-            let a = a.as_boolean();
-            keep_valid(sel, a, |i| {
-                t.holds(if a.value(i) { "true" } else { "false" })
-            })
-        }
+        (Col::Bool(v), Test::Bool(b)) => keep(sel, |i| v[i] == Some(*b)),
+        (Col::Bool(v), Test::Str(t)) => keep(sel, |i| {
+            v[i].is_some_and(|x| t.holds(if x { "true" } else { "false" }))
+        }),
         _ => Vec::new(),
+    }
+}
+
+/// What one leaf said of a dictionary column's distinct values so far in the batch.
+#[derive(Clone, Default)]
+pub struct Verdicts {
+    /// Per value: 0 undecided, 1 false, 2 true.
+    of: Vec<u8>,
+    /// Every value decided, and how many true.
+    all: Option<usize>,
+}
+
+/// The rows of `sel` whose dictionary value passes `holds`, deciding each distinct value at
+/// most once per batch however many selections the leaf sees. When the batch has no more
+/// distinct values than `sel` has rows, all are decided first: a leaf that no value passes
+/// (the usual answer of a rule's own test) then costs no pass over the rows at all.
+pub fn filter_dict(
+    d: &Dict,
+    holds: impl Fn(Option<&str>) -> bool,
+    sel: &Selection,
+    verdicts: &mut Verdicts,
+) -> Selection {
+    let n = d.values.len();
+    if verdicts.of.len() != n {
+        *verdicts = Verdicts {
+            of: vec![0; n],
+            all: None,
+        };
+    }
+    let decide = |of: &mut [u8], c: usize| {
+        if of[c] == 0 {
+            of[c] = 1 + u8::from(holds(d.values[c].as_deref()));
+        }
+        of[c] == 2
+    };
+    if verdicts.all.is_none() && n <= sel.len() {
+        let trues = (0..n).filter(|&c| decide(&mut verdicts.of, c)).count();
+        verdicts.all = Some(trues);
+    }
+    match verdicts.all {
+        Some(0) => Vec::new(),
+        Some(t) if t == n => sel.clone(),
+        _ => keep(sel, |i| decide(&mut verdicts.of, d.codes[i] as usize)),
     }
 }
 

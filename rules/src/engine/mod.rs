@@ -1,11 +1,13 @@
 //! The rule engine: compiled rules evaluated on whole Arrow batches of sandwatch's tables.
 //!
-//! Per batch, the rows are grouped once by event type; a rule runs only on the rows of the
-//! types its condition can match (Falco's event-type index), through a predicate tree whose
-//! leaves each filter a selection vector (ascending row numbers) with one tight loop over one
-//! column. Columns are resolved once per batch per field ([`columns`]), zero-copy where the
-//! table has the field as it is. Tree fields read the [`tree::ProcessTree`] the engine keeps
-//! from `process_events`; thresholds keep per-key windows ([`window`]).
+//! Every rule's predicate is one graph ([`plan::Plan`]): identical leaves and sub-trees, such
+//! as those of Falco's shared macros, are one node. Per batch, a rule starts from the rows of the
+//! event types its condition can match (Falco's event-type index) and each node runs at most
+//! once per selection ([`plan::Run`]), filtering a selection vector (ascending row numbers) with
+//! one tight loop over one column. Columns are resolved once per batch per field ([`columns`]),
+//! text as dictionaries whose distinct values a leaf decides once. Tree fields read the
+//! [`tree::ProcessTree`] the engine keeps from `process_events`; thresholds keep per-key
+//! windows ([`window`]).
 //!
 //! The engine owns no I/O: matches come back as [`Match`]es for the caller to act on.
 

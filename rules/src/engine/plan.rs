@@ -11,7 +11,10 @@
 use crate::engine::{
     EngineState, FastMap, Selection,
     columns::{BatchColumns, Col},
-    compile::{FieldSlot, Pred, StrSet, StrTest, Test, filter, minus, union},
+    compile::{
+        FieldSlot, Pred, StrSet, StrTest, Test, Verdicts, filter, filter_dict, minus, text_holds,
+        union,
+    },
 };
 
 /// A node of the plan's graph.
@@ -121,6 +124,8 @@ pub struct Run<'p, 'b> {
     by_slot: Vec<Option<Col>>,
     sels: Vec<Selection>,
     memo: FastMap<(NodeId, SelId), SelId>,
+    /// Per leaf on a dictionary column: its verdict on each distinct value decided so far.
+    verdicts: Vec<Verdicts>,
     all: Option<SelId>,
     of_types: Vec<Option<SelId>>,
     /// The slot of `evt.type`, if any rule reads it.
@@ -143,6 +148,7 @@ impl<'p, 'b> Run<'p, 'b> {
             by_slot: vec![None; slots.len()],
             sels: vec![Vec::new()],
             memo: FastMap::default(),
+            verdicts: vec![Verdicts::default(); plan.nodes.len()],
             all: None,
             of_types: vec![None; plan.type_sets.len()],
             type_slot,
@@ -229,7 +235,15 @@ impl<'p, 'b> Run<'p, 'b> {
             Node::Const(false) => EMPTY,
             Node::Leaf { slot, test } => {
                 let col = self.col(*slot);
-                let rows = filter(&col, test, &self.sels[sel as usize]);
+                let rows = match &col {
+                    Col::Dict(d) => filter_dict(
+                        d,
+                        |v| v.is_some_and(|v| text_holds(test, v)),
+                        &self.sels[sel as usize],
+                        &mut self.verdicts[node as usize],
+                    ),
+                    _ => filter(&col, test, &self.sels[sel as usize]),
+                };
                 self.intern(rows, sel)
             }
             Node::And(parts) => {

@@ -622,3 +622,77 @@ fn shared_nodes_decide_as_each_rule_alone() {
         together.plan.len()
     );
 }
+
+/// A leaf on a dictionary column decides as on the plain column, null rows included, whether
+/// its verdicts are decided all at once (a large selection) or row by row (a small one), and
+/// when they are kept from one selection to the next.
+#[test]
+fn dictionary_leaves_decide_as_plain_ones() {
+    use arrow_array::StringArray;
+    use std::sync::Arc;
+    let texts = [
+        Some("/etc/shadow"),
+        None,
+        Some("/etc/passwd"),
+        Some("/tmp/x.json"),
+        Some("/etc/shadow"),
+        Some("/home/jürgen/.ssh/id_rsa"),
+        None,
+        Some("/tmp/x.json"),
+        Some(""),
+    ];
+    let plain = columns::Col::Str(Arc::new(StringArray::from(texts.to_vec())));
+    let mut values: Vec<Option<String>> = Vec::new();
+    let codes = texts
+        .iter()
+        .map(|t| {
+            let v = t.map(str::to_owned);
+            let c = values.iter().position(|x| *x == v).unwrap_or_else(|| {
+                values.push(v);
+                values.len() - 1
+            });
+            c as u32
+        })
+        .collect();
+    let dict = columns::Dict {
+        codes: Arc::new(codes),
+        values,
+    };
+    let selections: [Selection; 4] = [
+        (0..texts.len() as u32).collect(),
+        vec![1, 3],
+        vec![0, 4, 5, 6, 8],
+        vec![2],
+    ];
+    for cond in [
+        "fd.name startswith /etc/",
+        "fd.name in (/etc/shadow, /tmp/x.json)",
+        "fd.name glob \"/home/*/.ssh/*\"",
+        "fd.name exists",
+        "fd.name = \"\"",
+        "fd.name contains .json",
+        "fd.name != /etc/shadow",
+        "fd.name pmatch (/etc)",
+    ] {
+        let c = crate::parse::parse_condition(cond).unwrap();
+        let Pred::Leaf { test, .. } = RuleCompiler::default().compile("d", &c).unwrap() else {
+            panic!("{cond}: not a leaf");
+        };
+        let holds = |v: Option<&str>| v.is_some_and(|v| compile::text_holds(&test, v));
+        let mut kept = compile::Verdicts::default();
+        for sel in &selections {
+            let want = compile::filter(&plain, &test, sel);
+            let mut fresh = compile::Verdicts::default();
+            assert_eq!(
+                compile::filter_dict(&dict, holds, sel, &mut fresh),
+                want,
+                "{cond} {sel:?}"
+            );
+            assert_eq!(
+                compile::filter_dict(&dict, holds, sel, &mut kept),
+                want,
+                "{cond} {sel:?} kept"
+            );
+        }
+    }
+}
