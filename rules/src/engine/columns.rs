@@ -355,10 +355,6 @@ impl<'a> BatchColumns<'a> {
         self.raw(name).map(|c| c.as_string::<i32>())
     }
 
-    fn str_col(&self, name: &str) -> Col {
-        self.raw(name).map_or(Col::Null, |c| Col::Str(c.clone()))
-    }
-
     /// A text column as a [`Dict`]: hashing every row once per batch is cheap beside the rules'
     /// tests, which then run once per distinct value.
     fn dict_col(&self, name: &'static str) -> Col {
@@ -510,7 +506,7 @@ impl<'a> BatchColumns<'a> {
                 bools((0..n).map(|i| ret.get(i).map(|r| r < 0)))
             }
             "evt.time" | "evt.rawtime" => self.int_col("time"),
-            "evt.hostname" => self.str_col("host"),
+            "evt.hostname" => self.dict_col("host"),
             "evt.dir" => constant(n, "<"),
             "evt.num" => ints((0..n).map(|i| Some((self.first_num + i as u64) as i64))),
             "evt.refused" => match self.raw("refused") {
@@ -748,7 +744,7 @@ impl<'a> BatchColumns<'a> {
             (_, "evt.is_open_read" | "evt.is_open_write" | "evt.is_open_exec") => {
                 bools((0..n).map(|_| Some(false)))
             }
-            (Table::FileEvents, "evt.arg.flags") => self.str_col("flags_text"),
+            (Table::FileEvents, "evt.arg.flags") => self.dict_col("flags_text"),
             (Table::FileEvents, "evt.arg.mode") => self.int_col("mode"),
             (
                 Table::FileEvents,
@@ -780,7 +776,7 @@ impl<'a> BatchColumns<'a> {
                 }))
             }
             // Processes.
-            (Table::ProcessEvents, "evt.arg.filename") => self.str_col("filename"),
+            (Table::ProcessEvents, "evt.arg.filename") => self.dict_col("filename"),
             (Table::ProcessEvents, "evt.arg.uid") => self.id_args(state),
             (Table::ProcessEvents, "evt.arg.request") => {
                 let req = self.int_at("ptrace_request");
@@ -886,7 +882,6 @@ impl<'a> BatchColumns<'a> {
                 }
             }
         };
-        let addr_text = |a: Option<&str>| a.map(str::to_owned);
         match field.name.as_str() {
             "evt.arg.domain" => self.dict_map("family", |f| Some(af_name(f))),
             "evt.arg.fd" | "fd.num" => self.int_col("fd"),
@@ -911,29 +906,28 @@ impl<'a> BatchColumns<'a> {
                 "unix" => Some("unix".to_owned()),
                 _ => None,
             }),
-            "fd.name" | "fd.nameraw" => strs((0..n).map(|i| {
-                let (s, d) = (saddr.get(i), daddr.get(i));
-                if s.is_none() && d.is_none() {
-                    return None;
-                }
-                let part = |a: Option<&str>, p: Option<i64>| match (a, p) {
-                    (Some(a), Some(p)) if a.contains(':') => format!("[{a}]:{p}"),
-                    (Some(a), Some(p)) => format!("{a}:{p}"),
-                    (Some(a), None) => a.to_owned(),
-                    (None, _) => String::new(),
-                };
-                Some(format!(
-                    "{}->{}",
-                    part(s, sport.get(i)),
-                    part(d, dport.get(i))
-                ))
-            })),
+            "fd.name" | "fd.nameraw" => keyed(
+                n,
+                |i| {
+                    let (s, d) = (saddr.get(i), daddr.get(i));
+                    (s.is_some() || d.is_some()).then(|| (s, sport.get(i), d, dport.get(i)))
+                },
+                |(s, sp, d, dp)| {
+                    let part = |a: Option<&str>, p: Option<i64>| match (a, p) {
+                        (Some(a), Some(p)) if a.contains(':') => format!("[{a}]:{p}"),
+                        (Some(a), Some(p)) => format!("{a}:{p}"),
+                        (Some(a), None) => a.to_owned(),
+                        (None, _) => String::new(),
+                    };
+                    Some(format!("{}->{}", part(s, sp), part(d, dp)))
+                },
+            ),
             "fd.sip" | "fd.snet" => self.dict_col("daddr"),
             "fd.sport" => self.int_col("dport"),
             "fd.cip" | "fd.cnet" => self.dict_col("saddr"),
             "fd.cport" => self.int_col("sport"),
-            "fd.lip" | "fd.lnet" => strs((0..n).map(|i| addr_text(side(i, true).0))),
-            "fd.rip" | "fd.rnet" => strs((0..n).map(|i| addr_text(side(i, false).0))),
+            "fd.lip" | "fd.lnet" => keyed(n, |i| side(i, true).0, |a| Some(a.to_owned())),
+            "fd.rip" | "fd.rnet" => keyed(n, |i| side(i, false).0, |a| Some(a.to_owned())),
             "fd.lport" => ints((0..n).map(|i| side(i, true).1)),
             "fd.rport" => ints((0..n).map(|i| side(i, false).1)),
             "fd.ip" | "fd.net" => Col::Multi(Arc::new(

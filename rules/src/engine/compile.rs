@@ -575,6 +575,14 @@ fn set_test(field: &FieldRef, op: SetOp, values: &[String]) -> Result<Test, Stri
     }
 }
 
+impl Test {
+    /// Whether the answer on a value never changes (a host name's addresses do), so that it
+    /// can be kept from batch to batch.
+    pub fn is_pure(&self) -> bool {
+        !matches!(self, Test::Resolved(_))
+    }
+}
+
 /// Whether a text value passes `test`: one answer for every text column, so that a column read
 /// as a dictionary in one batch and as plain text in the next decides alike.
 pub(crate) fn text_holds(test: &Test, v: &str) -> bool {
@@ -680,13 +688,13 @@ pub struct Verdicts {
     all: Option<usize>,
 }
 
-/// The rows of `sel` whose dictionary value passes `holds`, deciding each distinct value at
-/// most once per batch however many selections the leaf sees. When the batch has no more
-/// distinct values than `sel` has rows, all are decided first: a leaf that no value passes
-/// (the usual answer of a rule's own test) then costs no pass over the rows at all.
+/// The rows of `sel` whose dictionary code passes `holds`, deciding each distinct value at most
+/// once per batch however many selections the leaf sees. When the batch has no more distinct
+/// values than `sel` has rows, all are decided first: a leaf that no value passes (the usual
+/// answer of a rule's own test) then costs no pass over the rows at all.
 pub fn filter_dict(
     d: &Dict,
-    holds: impl Fn(Option<&str>) -> bool,
+    mut holds: impl FnMut(usize) -> bool,
     sel: &Selection,
     verdicts: &mut Verdicts,
 ) -> Selection {
@@ -697,9 +705,9 @@ pub fn filter_dict(
             all: None,
         };
     }
-    let decide = |of: &mut [u8], c: usize| {
+    let mut decide = |of: &mut [u8], c: usize| {
         if of[c] == 0 {
-            of[c] = 1 + u8::from(holds(d.values[c].as_deref()));
+            of[c] = 1 + u8::from(holds(c));
         }
         of[c] == 2
     };

@@ -27,7 +27,7 @@ use sandwatch_schema::Table;
 use crate::ruleset::{EventSource, Rule, RuleSet, Status};
 use columns::BatchColumns;
 use compile::{CompileError, Pred, RuleCompiler, event_types};
-use plan::{NodeId, Plan, Run, TypeSetId};
+use plan::{NodeId, Plan, Recall, Run, TypeSetId};
 use tree::ProcessTree;
 use window::WindowState;
 
@@ -90,6 +90,7 @@ pub struct Match {
 pub struct Engine {
     rules: Vec<CompiledRule>,
     plan: Plan,
+    recall: Recall,
     slots: Vec<compile::FieldSlot>,
     /// The slot of `evt.type`, by which rules are limited to their event types.
     type_slot: Option<usize>,
@@ -121,6 +122,7 @@ impl Engine {
         let windows = rules.iter().map(|_| WindowState::default()).collect();
         Ok(Self {
             rules,
+            recall: Recall::new(&plan, compiler.slots.len()),
             plan,
             type_slot: type_slot(&compiler),
             slots: compiler.slots,
@@ -138,6 +140,7 @@ impl Engine {
         Self {
             rules: Vec::new(),
             plan: Plan::default(),
+            recall: Recall::default(),
             slots: Vec::new(),
             type_slot: None,
             state: EngineState::default(),
@@ -207,7 +210,14 @@ impl Engine {
             self.events_seen += n as u64;
         }
         let cols = BatchColumns::new(table, batch, first_num);
-        let mut run = Run::new(&self.plan, &self.slots, &self.state, cols, self.type_slot);
+        let mut run = Run::new(
+            &self.plan,
+            &self.slots,
+            &self.state,
+            &mut self.recall,
+            cols,
+            self.type_slot,
+        );
         let mut out = Vec::new();
         for (ri, rule) in self.rules.iter().enumerate() {
             if rule.rule.event_source != source {

@@ -10,7 +10,7 @@
 
 use crate::engine::{
     EngineState, FastMap, Selection,
-    columns::{BatchColumns, Col},
+    columns::{BatchColumns, Col, Dict},
     compile::{
         FieldSlot, Pred, StrSet, StrTest, Test, Verdicts, filter, filter_dict, minus, text_holds,
         union,
@@ -110,6 +110,58 @@ impl Plan {
     }
 }
 
+/// A slot's values are forgotten past this many (a field of attacker-chosen text must not grow
+/// the engine without bound); its leaves' verdicts go with them.
+const RECALL_MAX: usize = 1 << 16;
+/// The value number of null.
+const NULL_VALUE: u32 = u32::MAX;
+
+/// Verdicts on text values kept from batch to batch: paths, programs and command lines recur,
+/// so a leaf's test runs once per distinct value the engine has seen rather than once per value
+/// and batch. Per slot, its values are numbered; per leaf, a verdict per number.
+#[derive(Default)]
+pub struct Recall {
+    values: Vec<FastMap<Box<str>, u32>>,
+    /// Per slot: bumped when its values are forgotten.
+    generation: Vec<u32>,
+    /// Per leaf: its slot's generation when filled, and per value number 0 undecided, 1 false,
+    /// 2 true.
+    verdicts: Vec<(u32, Vec<u8>)>,
+}
+
+impl Recall {
+    pub fn new(plan: &Plan, slots: usize) -> Self {
+        Self {
+            values: vec![FastMap::default(); slots],
+            generation: vec![0; slots],
+            verdicts: vec![(0, Vec::new()); plan.nodes.len()],
+        }
+    }
+
+    /// The numbers of a batch dictionary's values in `slot`.
+    fn number(&mut self, slot: usize, values: &[Option<String>]) -> Vec<u32> {
+        let known = &mut self.values[slot];
+        if known.len() + values.len() > RECALL_MAX {
+            known.clear();
+            self.generation[slot] += 1;
+        }
+        values
+            .iter()
+            .map(|v| match v {
+                None => NULL_VALUE,
+                Some(v) => match known.get(v.as_str()) {
+                    Some(n) => *n,
+                    None => {
+                        let n = u32::try_from(known.len()).expect("fewer than 2^32 values");
+                        known.insert(v.as_str().into(), n);
+                        n
+                    }
+                },
+            })
+            .collect()
+    }
+}
+
 /// The empty selection's id in every [`Run`].
 pub const EMPTY: SelId = 0;
 
@@ -119,6 +171,9 @@ pub struct Run<'p, 'b> {
     plan: &'p Plan,
     slots: &'p [FieldSlot],
     state: &'p EngineState,
+    recall: &'p mut Recall,
+    /// Per slot read as a dictionary: the [`Recall`] numbers of its values in this batch.
+    numbers: Vec<Option<Vec<u32>>>,
     pub cols: BatchColumns<'b>,
     /// The column of each slot, once resolved (no lookup by field name per leaf).
     by_slot: Vec<Option<Col>>,
@@ -127,6 +182,10 @@ pub struct Run<'p, 'b> {
     /// Per leaf on a dictionary column: its verdict on each distinct value decided so far.
     verdicts: Vec<Verdicts>,
     all: Option<SelId>,
+    /// Per event-type code of the batch: its rows.
+    groups: Option<Vec<SelId>>,
+    /// The rows of several event types together, by their groups.
+    unions: FastMap<Vec<SelId>, SelId>,
     of_types: Vec<Option<SelId>>,
     /// The slot of `evt.type`, if any rule reads it.
     type_slot: Option<usize>,
@@ -137,6 +196,7 @@ impl<'p, 'b> Run<'p, 'b> {
         plan: &'p Plan,
         slots: &'p [FieldSlot],
         state: &'p EngineState,
+        recall: &'p mut Recall,
         cols: BatchColumns<'b>,
         type_slot: Option<usize>,
     ) -> Self {
@@ -144,12 +204,16 @@ impl<'p, 'b> Run<'p, 'b> {
             plan,
             slots,
             state,
+            recall,
+            numbers: vec![None; slots.len()],
             cols,
             by_slot: vec![None; slots.len()],
             sels: vec![Vec::new()],
             memo: FastMap::default(),
             verdicts: vec![Verdicts::default(); plan.nodes.len()],
             all: None,
+            groups: None,
+            unions: FastMap::default(),
             of_types: vec![None; plan.type_sets.len()],
             type_slot,
         }
@@ -207,18 +271,60 @@ impl<'p, 'b> Run<'p, 'b> {
         if let Some(id) = self.of_types[ts as usize] {
             return id;
         }
-        let all = self.all();
-        let plan = self.plan;
+        let test = &self.plan.type_sets[ts as usize];
         let id = match self.type_slot.map(|s| self.col(s)) {
-            // No event column: nothing to narrow by.
-            None | Some(Col::Null) => all,
-            Some(col) => {
-                let rows = filter(&col, &plan.type_sets[ts as usize], &self.sels[all as usize]);
-                self.intern(rows, all)
+            Some(Col::Dict(d)) => {
+                let groups = self.groups(&d);
+                let present: Vec<SelId> = d
+                    .values
+                    .iter()
+                    .zip(&groups)
+                    .filter(|(v, g)| {
+                        **g != EMPTY && v.as_deref().is_some_and(|v| text_holds(test, v))
+                    })
+                    .map(|(_, g)| *g)
+                    .collect();
+                // Type sets that meet on the same types present (one type, usually) get the
+                // same selection, and share what follows from it.
+                match present.as_slice() {
+                    [] => EMPTY,
+                    [one] => *one,
+                    _ => match self.unions.get(&present) {
+                        Some(id) => *id,
+                        None => {
+                            let mut rows = Vec::new();
+                            for g in &present {
+                                rows = union(&rows, &self.sels[*g as usize]);
+                            }
+                            let id = self.push(rows);
+                            self.unions.insert(present, id);
+                            id
+                        }
+                    },
+                }
             }
+            // No event column (the event type is always a dictionary): nothing to narrow by.
+            _ => self.all(),
         };
         self.of_types[ts as usize] = Some(id);
         id
+    }
+
+    /// The rows of each event type of the batch, by the type's code.
+    fn groups(&mut self, events: &Dict) -> Vec<SelId> {
+        if let Some(g) = &self.groups {
+            return g.clone();
+        }
+        let mut rows: Vec<Selection> = vec![Vec::new(); events.values.len()];
+        for (i, c) in events.codes.iter().enumerate() {
+            rows[*c as usize].push(u32::try_from(i).expect("a batch has fewer than 2^32 rows"));
+        }
+        let groups: Vec<SelId> = rows
+            .into_iter()
+            .map(|r| if r.is_empty() { EMPTY } else { self.push(r) })
+            .collect();
+        self.groups = Some(groups.clone());
+        groups
     }
 
     /// The rows of `sel` for which `node` holds.
@@ -235,10 +341,48 @@ impl<'p, 'b> Run<'p, 'b> {
             Node::Const(false) => EMPTY,
             Node::Leaf { slot, test } => {
                 let col = self.col(*slot);
+                let holds = |c: usize| {
+                    let Col::Dict(d) = &col else {
+                        unreachable!("a dictionary")
+                    };
+                    d.values[c].as_deref().is_some_and(|v| text_holds(test, v))
+                };
                 let rows = match &col {
+                    Col::Dict(d) if test.is_pure() => {
+                        if self.numbers[*slot].is_none() {
+                            self.numbers[*slot] = Some(self.recall.number(*slot, &d.values));
+                        }
+                        let numbers = self.numbers[*slot].as_deref().expect("numbered");
+                        let generation = self.recall.generation[*slot];
+                        let (filled, known) = &mut self.recall.verdicts[node as usize];
+                        if *filled != generation {
+                            known.clear();
+                            *filled = generation;
+                        }
+                        let recalled = |c: usize| {
+                            let n = numbers[c];
+                            if n == NULL_VALUE {
+                                return false;
+                            }
+                            let n = n as usize;
+                            if known.len() <= n {
+                                known.resize(n + 1, 0);
+                            }
+                            if known[n] == 0 {
+                                known[n] = 1 + u8::from(holds(c));
+                            }
+                            known[n] == 2
+                        };
+                        filter_dict(
+                            d,
+                            recalled,
+                            &self.sels[sel as usize],
+                            &mut self.verdicts[node as usize],
+                        )
+                    }
                     Col::Dict(d) => filter_dict(
                         d,
-                        |v| v.is_some_and(|v| text_holds(test, v)),
+                        holds,
                         &self.sels[sel as usize],
                         &mut self.verdicts[node as usize],
                     ),

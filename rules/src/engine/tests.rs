@@ -678,7 +678,11 @@ fn dictionary_leaves_decide_as_plain_ones() {
         let Pred::Leaf { test, .. } = RuleCompiler::default().compile("d", &c).unwrap() else {
             panic!("{cond}: not a leaf");
         };
-        let holds = |v: Option<&str>| v.is_some_and(|v| compile::text_holds(&test, v));
+        let holds = |c: usize| {
+            dict.values[c]
+                .as_deref()
+                .is_some_and(|v| compile::text_holds(&test, v))
+        };
         let mut kept = compile::Verdicts::default();
         for sel in &selections {
             let want = compile::filter(&plain, &test, sel);
@@ -694,5 +698,54 @@ fn dictionary_leaves_decide_as_plain_ones() {
                 "{cond} {sel:?} kept"
             );
         }
+    }
+}
+
+/// File events with the paths given, one row each, as `openat` for reading by `cat`.
+fn opens_of(paths: &[String]) -> RecordBatch {
+    let mut b = FileEventsBuilder::new(paths.len());
+    for (i, p) in paths.iter().enumerate() {
+        let mut c = common(100 + (i % 5) as u32, 1, "cat", "openat", 3);
+        c.time_ns += i as i64;
+        b.append(&FileEvent {
+            common: c,
+            path: Some(p),
+            flags: Some(0),
+            ..FileEvent::default()
+        });
+    }
+    b.finish().unwrap()
+}
+
+/// Verdicts an engine keeps from earlier batches (and forgets past its bound) decide as a fresh
+/// engine's would.
+#[test]
+fn verdicts_kept_across_batches_decide_as_fresh_ones() {
+    let set = sharing_rules();
+    let paths = |from: usize, to: usize| -> Vec<String> {
+        (from..to)
+            .map(|i| match i % 4 {
+                0 => format!("/etc/f{i}"),
+                1 => format!("/tmp/f{i}.json"),
+                2 => "/etc/shadow".to_owned(),
+                _ => format!("/home/u{i}/.ssh/id_rsa"),
+            })
+            .collect()
+    };
+    // The second batch repeats values of the first, the third pushes the paths seen past the
+    // bound, the fourth repeats values of all.
+    let batches = [
+        opens_of(&paths(0, 600)),
+        opens_of(&paths(300, 900)),
+        opens_of(&paths(1000, 101_000)),
+        opens_of(&paths(0, 1200)),
+    ];
+    let mut kept = Engine::new(&set).unwrap();
+    for b in &batches {
+        let mut fresh = Engine::new(&set).unwrap();
+        assert_eq!(
+            matches_of(&mut kept, Table::FileEvents, b),
+            matches_of(&mut fresh, Table::FileEvents, b)
+        );
     }
 }
