@@ -606,7 +606,7 @@ pub(crate) fn text_holds(test: &Test, v: &str) -> bool {
 /// its test inlined; the row is written before it is judged, which keeps the loop free of a
 /// branch on the answer.
 #[inline]
-fn keep(sel: &Selection, mut f: impl FnMut(usize) -> bool) -> Selection {
+pub fn keep(sel: &Selection, mut f: impl FnMut(usize) -> bool) -> Selection {
     let mut out = vec![0; sel.len()];
     let mut n = 0;
     for &i in sel {

@@ -12,8 +12,8 @@ use crate::engine::{
     EngineState, FastMap, Selection,
     columns::{BatchColumns, Col, Dict},
     compile::{
-        FieldSlot, Pred, StrSet, StrTest, Test, Verdicts, filter, filter_dict, minus, text_holds,
-        union,
+        FieldSlot, Pred, StrSet, StrTest, Test, Verdicts, filter, filter_dict, keep, minus,
+        text_holds, union,
     },
 };
 
@@ -184,8 +184,8 @@ pub struct Run<'p, 'b> {
     all: Option<SelId>,
     /// Per event-type code of the batch: its rows.
     groups: Option<Vec<SelId>>,
-    /// The rows of several event types together, by their groups.
-    unions: FastMap<Vec<SelId>, SelId>,
+    /// The rows of several event types together, by their codes.
+    unions: FastMap<Vec<u32>, SelId>,
     of_types: Vec<Option<SelId>>,
     /// The slot of `evt.type`, if any rule reads it.
     type_slot: Option<usize>,
@@ -275,27 +275,28 @@ impl<'p, 'b> Run<'p, 'b> {
         let id = match self.type_slot.map(|s| self.col(s)) {
             Some(Col::Dict(d)) => {
                 let groups = self.groups(&d);
-                let present: Vec<SelId> = d
-                    .values
-                    .iter()
-                    .zip(&groups)
-                    .filter(|(v, g)| {
-                        **g != EMPTY && v.as_deref().is_some_and(|v| text_holds(test, v))
+                let present: Vec<u32> = (0..d.values.len())
+                    .filter(|&c| {
+                        groups[c] != EMPTY
+                            && d.values[c].as_deref().is_some_and(|v| text_holds(test, v))
                     })
-                    .map(|(_, g)| *g)
+                    .map(|c| c as u32)
                     .collect();
                 // Type sets that meet on the same types present (one type, usually) get the
                 // same selection, and share what follows from it.
                 match present.as_slice() {
                     [] => EMPTY,
-                    [one] => *one,
+                    [one] => groups[*one as usize],
                     _ => match self.unions.get(&present) {
                         Some(id) => *id,
                         None => {
-                            let mut rows = Vec::new();
-                            for g in &present {
-                                rows = union(&rows, &self.sels[*g as usize]);
+                            let mut member = vec![false; d.values.len()];
+                            for c in &present {
+                                member[*c as usize] = true;
                             }
+                            let all = self.all();
+                            let rows =
+                                keep(&self.sels[all as usize], |i| member[d.codes[i] as usize]);
                             let id = self.push(rows);
                             self.unions.insert(present, id);
                             id
