@@ -147,12 +147,10 @@ fn keyed<K: std::hash::Hash + Eq + Copy>(
             codes.push(c);
             continue;
         }
-        let c = match index.get(&k) {
-            Some(c) => *c,
-            None => {
-                let c = code_of(&mut values, value(k));
-                index.insert(k, c);
-                c
+        let c = match index.entry(k) {
+            std::collections::hash_map::Entry::Occupied(e) => *e.get(),
+            std::collections::hash_map::Entry::Vacant(e) => {
+                *e.insert(code_of(&mut values, value(k)))
             }
         };
         last = Some((k, c));
@@ -362,6 +360,9 @@ impl<'a> BatchColumns<'a> {
             return c.clone();
         }
         let c = match self.raw_str(name) {
+            Some(a) if a.null_count() == 0 => {
+                keyed(a.len(), |i| Some(a.value(i)), |v| Some(v.to_owned()))
+            }
             Some(a) => keyed(
                 a.len(),
                 |i| a.is_valid(i).then(|| a.value(i)),
