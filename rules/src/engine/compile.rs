@@ -688,6 +688,14 @@ pub struct Verdicts {
     all: Option<usize>,
 }
 
+impl Verdicts {
+    /// Nothing decided (for a new batch), its memory kept.
+    pub fn reset(&mut self) {
+        self.of.clear();
+        self.all = None;
+    }
+}
+
 /// The rows of `sel` whose dictionary code passes `holds`, deciding each distinct value at most
 /// once per batch however many selections the leaf sees. When the batch has no more distinct
 /// values than `sel` has rows, all are decided first: a leaf that no value passes (the usual
@@ -700,10 +708,8 @@ pub fn filter_dict(
 ) -> Selection {
     let n = d.values.len();
     if verdicts.of.len() != n {
-        *verdicts = Verdicts {
-            of: vec![0; n],
-            all: None,
-        };
+        verdicts.reset();
+        verdicts.of.resize(n, 0);
     }
     let mut decide = |of: &mut [u8], c: usize| {
         if of[c] == 0 {

@@ -27,7 +27,7 @@ use sandwatch_schema::Table;
 use crate::ruleset::{EventSource, Rule, RuleSet, Status};
 use columns::BatchColumns;
 use compile::{CompileError, Pred, RuleCompiler, event_types};
-use plan::{NodeId, Plan, Recall, Run, TypeSetId};
+use plan::{NodeId, Plan, Recall, Run, Scratch, TypeSetId};
 use tree::ProcessTree;
 use window::WindowState;
 
@@ -91,6 +91,7 @@ pub struct Engine {
     rules: Vec<CompiledRule>,
     plan: Plan,
     recall: Recall,
+    scratch: Scratch,
     slots: Vec<compile::FieldSlot>,
     /// The slot of `evt.type`, by which rules are limited to their event types.
     type_slot: Option<usize>,
@@ -123,6 +124,7 @@ impl Engine {
         Ok(Self {
             rules,
             recall: Recall::new(&plan, compiler.slots.len()),
+            scratch: Scratch::default(),
             plan,
             type_slot: type_slot(&compiler),
             slots: compiler.slots,
@@ -141,6 +143,7 @@ impl Engine {
             rules: Vec::new(),
             plan: Plan::default(),
             recall: Recall::default(),
+            scratch: Scratch::default(),
             slots: Vec::new(),
             type_slot: None,
             state: EngineState::default(),
@@ -215,6 +218,7 @@ impl Engine {
             &self.slots,
             &self.state,
             &mut self.recall,
+            &mut self.scratch,
             cols,
             self.type_slot,
         );

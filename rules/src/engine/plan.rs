@@ -165,16 +165,12 @@ impl Recall {
 /// The empty selection's id in every [`Run`].
 pub const EMPTY: SelId = 0;
 
-/// One batch's evaluation of a [`Plan`]: its columns, the selections made so far and what each
-/// node gave on each of them.
-pub struct Run<'p, 'b> {
-    plan: &'p Plan,
-    slots: &'p [FieldSlot],
-    state: &'p EngineState,
-    recall: &'p mut Recall,
+/// What a [`Run`] keeps per batch, kept from batch to batch with its allocations: a small batch
+/// (the live path seals one every millisecond) must not pay for allocating it all again.
+#[derive(Default)]
+pub struct Scratch {
     /// Per slot read as a dictionary: the [`Recall`] numbers of its values in this batch.
     numbers: Vec<Option<Vec<u32>>>,
-    pub cols: BatchColumns<'b>,
     /// The column of each slot, once resolved (no lookup by field name per leaf).
     by_slot: Vec<Option<Col>>,
     sels: Vec<Selection>,
@@ -187,6 +183,39 @@ pub struct Run<'p, 'b> {
     /// The rows of several event types together, by their codes.
     unions: FastMap<Vec<u32>, SelId>,
     of_types: Vec<Option<SelId>>,
+}
+
+impl Scratch {
+    /// Empty for a new batch of `plan` over `slots` slots.
+    fn reset(&mut self, plan: &Plan, slots: usize) {
+        fn fill<T: Clone>(v: &mut Vec<Option<T>>, n: usize) {
+            v.clear();
+            v.resize(n, None);
+        }
+        fill(&mut self.numbers, slots);
+        fill(&mut self.by_slot, slots);
+        fill(&mut self.of_types, plan.type_sets.len());
+        self.sels.clear();
+        self.sels.push(Vec::new());
+        self.memo.clear();
+        self.verdicts
+            .resize_with(plan.nodes.len(), Verdicts::default);
+        self.verdicts.iter_mut().for_each(Verdicts::reset);
+        self.all = None;
+        self.groups = None;
+        self.unions.clear();
+    }
+}
+
+/// One batch's evaluation of a [`Plan`]: its columns, the selections made so far and what each
+/// node gave on each of them.
+pub struct Run<'p, 'b> {
+    plan: &'p Plan,
+    slots: &'p [FieldSlot],
+    state: &'p EngineState,
+    recall: &'p mut Recall,
+    s: &'p mut Scratch,
+    pub cols: BatchColumns<'b>,
     /// The slot of `evt.type`, if any rule reads it.
     type_slot: Option<usize>,
 }
@@ -197,39 +226,33 @@ impl<'p, 'b> Run<'p, 'b> {
         slots: &'p [FieldSlot],
         state: &'p EngineState,
         recall: &'p mut Recall,
+        scratch: &'p mut Scratch,
         cols: BatchColumns<'b>,
         type_slot: Option<usize>,
     ) -> Self {
+        scratch.reset(plan, slots.len());
         Self {
             plan,
             slots,
             state,
             recall,
-            numbers: vec![None; slots.len()],
+            s: scratch,
             cols,
-            by_slot: vec![None; slots.len()],
-            sels: vec![Vec::new()],
-            memo: FastMap::default(),
-            verdicts: vec![Verdicts::default(); plan.nodes.len()],
-            all: None,
-            groups: None,
-            unions: FastMap::default(),
-            of_types: vec![None; plan.type_sets.len()],
             type_slot,
         }
     }
 
     pub fn rows(&self, id: SelId) -> &Selection {
-        &self.sels[id as usize]
+        &self.s.sels[id as usize]
     }
 
     fn col(&mut self, slot: usize) -> Col {
-        if let Some(c) = &self.by_slot[slot] {
+        if let Some(c) = &self.s.by_slot[slot] {
             return c.clone();
         }
         let s = &self.slots[slot];
         let c = self.cols.get(&s.field, &s.key, self.state);
-        self.by_slot[slot] = Some(c.clone());
+        self.s.by_slot[slot] = Some(c.clone());
         c
     }
 
@@ -239,7 +262,7 @@ impl<'p, 'b> Run<'p, 'b> {
     fn intern(&mut self, rows: Selection, within: SelId) -> SelId {
         if rows.is_empty() {
             EMPTY
-        } else if rows.len() == self.sels[within as usize].len() {
+        } else if rows.len() == self.s.sels[within as usize].len() {
             within
         } else {
             self.push(rows)
@@ -247,18 +270,18 @@ impl<'p, 'b> Run<'p, 'b> {
     }
 
     fn push(&mut self, rows: Selection) -> SelId {
-        self.sels.push(rows);
-        SelId::try_from(self.sels.len() - 1).expect("fewer than 2^32 selections")
+        self.s.sels.push(rows);
+        SelId::try_from(self.s.sels.len() - 1).expect("fewer than 2^32 selections")
     }
 
     /// Every row of the batch.
     fn all(&mut self) -> SelId {
-        if let Some(id) = self.all {
+        if let Some(id) = self.s.all {
             return id;
         }
         let n = u32::try_from(self.cols.rows()).expect("a batch has fewer than 2^32 rows");
         let id = self.push((0..n).collect());
-        self.all = Some(id);
+        self.s.all = Some(id);
         id
     }
 
@@ -268,7 +291,7 @@ impl<'p, 'b> Run<'p, 'b> {
         let Some(ts) = types else {
             return self.all();
         };
-        if let Some(id) = self.of_types[ts as usize] {
+        if let Some(id) = self.s.of_types[ts as usize] {
             return id;
         }
         let test = &self.plan.type_sets[ts as usize];
@@ -287,7 +310,7 @@ impl<'p, 'b> Run<'p, 'b> {
                 match present.as_slice() {
                     [] => EMPTY,
                     [one] => groups[*one as usize],
-                    _ => match self.unions.get(&present) {
+                    _ => match self.s.unions.get(&present) {
                         Some(id) => *id,
                         None => {
                             let mut member = vec![false; d.values.len()];
@@ -296,9 +319,9 @@ impl<'p, 'b> Run<'p, 'b> {
                             }
                             let all = self.all();
                             let rows =
-                                keep(&self.sels[all as usize], |i| member[d.codes[i] as usize]);
+                                keep(&self.s.sels[all as usize], |i| member[d.codes[i] as usize]);
                             let id = self.push(rows);
-                            self.unions.insert(present, id);
+                            self.s.unions.insert(present, id);
                             id
                         }
                     },
@@ -307,13 +330,13 @@ impl<'p, 'b> Run<'p, 'b> {
             // No event column (the event type is always a dictionary): nothing to narrow by.
             _ => self.all(),
         };
-        self.of_types[ts as usize] = Some(id);
+        self.s.of_types[ts as usize] = Some(id);
         id
     }
 
     /// The rows of each event type of the batch, by the type's code.
     fn groups(&mut self, events: &Dict) -> Vec<SelId> {
-        if let Some(g) = &self.groups {
+        if let Some(g) = &self.s.groups {
             return g.clone();
         }
         let mut rows: Vec<Selection> = vec![Vec::new(); events.values.len()];
@@ -324,7 +347,7 @@ impl<'p, 'b> Run<'p, 'b> {
             .into_iter()
             .map(|r| if r.is_empty() { EMPTY } else { self.push(r) })
             .collect();
-        self.groups = Some(groups.clone());
+        self.s.groups = Some(groups.clone());
         groups
     }
 
@@ -333,7 +356,7 @@ impl<'p, 'b> Run<'p, 'b> {
         if sel == EMPTY {
             return EMPTY;
         }
-        if let Some(r) = self.memo.get(&(node, sel)) {
+        if let Some(r) = self.s.memo.get(&(node, sel)) {
             return *r;
         }
         let plan = self.plan;
@@ -350,10 +373,10 @@ impl<'p, 'b> Run<'p, 'b> {
                 };
                 let rows = match &col {
                     Col::Dict(d) if test.is_pure() => {
-                        if self.numbers[*slot].is_none() {
-                            self.numbers[*slot] = Some(self.recall.number(*slot, &d.values));
+                        if self.s.numbers[*slot].is_none() {
+                            self.s.numbers[*slot] = Some(self.recall.number(*slot, &d.values));
                         }
-                        let numbers = self.numbers[*slot].as_deref().expect("numbered");
+                        let numbers = self.s.numbers[*slot].as_deref().expect("numbered");
                         let generation = self.recall.generation[*slot];
                         let (filled, known) = &mut self.recall.verdicts[node as usize];
                         if *filled != generation {
@@ -377,17 +400,17 @@ impl<'p, 'b> Run<'p, 'b> {
                         filter_dict(
                             d,
                             recalled,
-                            &self.sels[sel as usize],
-                            &mut self.verdicts[node as usize],
+                            &self.s.sels[sel as usize],
+                            &mut self.s.verdicts[node as usize],
                         )
                     }
                     Col::Dict(d) => filter_dict(
                         d,
                         holds,
-                        &self.sels[sel as usize],
-                        &mut self.verdicts[node as usize],
+                        &self.s.sels[sel as usize],
+                        &mut self.s.verdicts[node as usize],
                     ),
-                    _ => filter(&col, test, &self.sels[sel as usize]),
+                    _ => filter(&col, test, &self.s.sels[sel as usize]),
                 };
                 self.intern(rows, sel)
             }
@@ -413,13 +436,13 @@ impl<'p, 'b> Run<'p, 'b> {
                     matched = if matched == EMPTY {
                         m
                     } else {
-                        let u = union(&self.sels[matched as usize], &self.sels[m as usize]);
+                        let u = union(&self.s.sels[matched as usize], &self.s.sels[m as usize]);
                         self.intern(u, sel)
                     };
                     if m == rest {
                         break;
                     }
-                    let left = minus(&self.sels[rest as usize], &self.sels[m as usize]);
+                    let left = minus(&self.s.sels[rest as usize], &self.s.sels[m as usize]);
                     rest = self.intern(left, rest);
                 }
                 matched
@@ -431,12 +454,12 @@ impl<'p, 'b> Run<'p, 'b> {
                 } else if m == sel {
                     EMPTY
                 } else {
-                    let rows = minus(&self.sels[sel as usize], &self.sels[m as usize]);
+                    let rows = minus(&self.s.sels[sel as usize], &self.s.sels[m as usize]);
                     self.intern(rows, sel)
                 }
             }
         };
-        self.memo.insert((node, sel), r);
+        self.s.memo.insert((node, sel), r);
         r
     }
 }
