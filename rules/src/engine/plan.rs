@@ -351,6 +351,47 @@ impl<'p, 'b> Run<'p, 'b> {
         groups
     }
 
+    /// A leaf on a dictionary column: its verdict on each of the batch's values, recalled from
+    /// earlier batches when its answers never change.
+    fn leaf_on_dict(
+        &mut self,
+        node: NodeId,
+        slot: usize,
+        test: &Test,
+        d: &Dict,
+        sel: SelId,
+    ) -> Selection {
+        let holds = |c: usize| d.values[c].as_deref().is_some_and(|v| text_holds(test, v));
+        let rows = &self.s.sels[sel as usize];
+        let batch = &mut self.s.verdicts[node as usize];
+        if !test.is_pure() {
+            return filter_dict(d, holds, rows, batch);
+        }
+        let recall = &mut *self.recall;
+        let numbers = self.s.numbers[slot].get_or_insert_with(|| recall.number(slot, &d.values));
+        let generation = recall.generation[slot];
+        let (filled, known) = &mut recall.verdicts[node as usize];
+        if *filled != generation {
+            known.clear();
+            *filled = generation;
+        }
+        let recalled = |c: usize| {
+            let n = numbers[c];
+            if n == NULL_VALUE {
+                return false;
+            }
+            let n = n as usize;
+            if known.len() <= n {
+                known.resize(n + 1, 0);
+            }
+            if known[n] == 0 {
+                known[n] = 1 + u8::from(holds(c));
+            }
+            known[n] == 2
+        };
+        filter_dict(d, recalled, rows, batch)
+    }
+
     /// The rows of `sel` for which `node` holds.
     pub fn eval(&mut self, node: NodeId, sel: SelId) -> SelId {
         if sel == EMPTY {
@@ -364,53 +405,9 @@ impl<'p, 'b> Run<'p, 'b> {
             Node::Const(true) => sel,
             Node::Const(false) => EMPTY,
             Node::Leaf { slot, test } => {
-                let col = self.col(*slot);
-                let holds = |c: usize| {
-                    let Col::Dict(d) = &col else {
-                        unreachable!("a dictionary")
-                    };
-                    d.values[c].as_deref().is_some_and(|v| text_holds(test, v))
-                };
-                let rows = match &col {
-                    Col::Dict(d) if test.is_pure() => {
-                        if self.s.numbers[*slot].is_none() {
-                            self.s.numbers[*slot] = Some(self.recall.number(*slot, &d.values));
-                        }
-                        let numbers = self.s.numbers[*slot].as_deref().expect("numbered");
-                        let generation = self.recall.generation[*slot];
-                        let (filled, known) = &mut self.recall.verdicts[node as usize];
-                        if *filled != generation {
-                            known.clear();
-                            *filled = generation;
-                        }
-                        let recalled = |c: usize| {
-                            let n = numbers[c];
-                            if n == NULL_VALUE {
-                                return false;
-                            }
-                            let n = n as usize;
-                            if known.len() <= n {
-                                known.resize(n + 1, 0);
-                            }
-                            if known[n] == 0 {
-                                known[n] = 1 + u8::from(holds(c));
-                            }
-                            known[n] == 2
-                        };
-                        filter_dict(
-                            d,
-                            recalled,
-                            &self.s.sels[sel as usize],
-                            &mut self.s.verdicts[node as usize],
-                        )
-                    }
-                    Col::Dict(d) => filter_dict(
-                        d,
-                        holds,
-                        &self.s.sels[sel as usize],
-                        &mut self.s.verdicts[node as usize],
-                    ),
-                    _ => filter(&col, test, &self.s.sels[sel as usize]),
+                let rows = match self.col(*slot) {
+                    Col::Dict(d) => self.leaf_on_dict(node, *slot, test, &d, sel),
+                    col => filter(&col, test, &self.s.sels[sel as usize]),
                 };
                 self.intern(rows, sel)
             }
