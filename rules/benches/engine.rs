@@ -13,8 +13,8 @@
 //!
 //! - `scan`: no engine; every row's `event` value is read and hashed. The floor of any engine
 //!   that looks at every row: it gives the engine's figures a ratio.
-//! - `engine, 0 rules`: the engine with no rule: its fixed cost per batch (event-type grouping,
-//!   the process tree learnt from `process_events`).
+//! - `engine, 0 rules`: the engine with no rule: its fixed cost per batch (the process tree
+//!   learnt from `process_events`; with no rule, no column is read).
 //! - `default`: the built-in ruleset.
 //! - `default + falco`: the built-in ruleset and every evaluable rule of Falco's three public
 //!   rulesets (`--falco DIR`), the ones Falco ships disabled switched on too.
