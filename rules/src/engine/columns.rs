@@ -92,51 +92,92 @@ pub enum Col {
     Dict(Arc<Dict>),
 }
 
-#[derive(Debug)]
+#[derive(Debug, Default)]
 pub struct Dict {
-    /// Per row: index into `values` (shared by the columns derived value by value).
+    /// Per row: the code of its value (shared by the columns derived value by value).
     pub codes: Arc<Vec<u32>>,
-    /// Distinct values; `None` is null.
-    pub values: Vec<Option<String>>,
+    /// The distinct values, one after the other: one allocation per column, not per value.
+    text: String,
+    /// Per code: its value's byte range in `text`; `None` is null.
+    spans: Vec<Option<(u32, u32)>>,
 }
 
 impl Dict {
-    /// The same rows, each value mapped through `f` (computed once per distinct value).
-    fn map(&self, mut f: impl FnMut(&str) -> Option<String>) -> Dict {
-        Dict {
-            codes: self.codes.clone(),
-            values: self
-                .values
-                .iter()
-                .map(|v| v.as_deref().and_then(&mut f))
-                .collect(),
+    /// A dictionary of `values` (by code) over rows of `codes`.
+    pub fn new<S: AsRef<str>>(
+        codes: Vec<u32>,
+        values: impl IntoIterator<Item = Option<S>>,
+    ) -> Self {
+        let mut d = Dict {
+            codes: Arc::new(codes),
+            ..Dict::default()
+        };
+        for v in values {
+            d.push(v);
         }
+        d
+    }
+
+    /// Adds a value; its code.
+    fn push(&mut self, v: Option<impl AsRef<str>>) -> u32 {
+        let span = v.map(|v| {
+            let start = self.text.len();
+            self.text.push_str(v.as_ref());
+            let at = |n: usize| u32::try_from(n).expect("a dictionary's text is under 4 GiB");
+            (at(start), at(self.text.len()))
+        });
+        self.spans.push(span);
+        u32::try_from(self.spans.len() - 1).expect("fewer than 2^32 values")
+    }
+
+    /// How many distinct values.
+    pub fn len(&self) -> usize {
+        self.spans.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.spans.is_empty()
+    }
+
+    /// The value of `code` (`None`: null).
+    pub fn value(&self, code: usize) -> Option<&str> {
+        self.spans[code].map(|(a, b)| &self.text[a as usize..b as usize])
+    }
+
+    /// The value at `row`.
+    pub fn at(&self, row: usize) -> Option<&str> {
+        self.value(self.codes[row] as usize)
+    }
+
+    /// The same rows, each value mapped through `f` (computed once per distinct value).
+    fn map<S: AsRef<str>>(&self, mut f: impl FnMut(&str) -> Option<S>) -> Dict {
+        let mut d = Dict {
+            codes: self.codes.clone(),
+            ..Dict::default()
+        };
+        for c in 0..self.len() {
+            d.push(self.value(c).and_then(&mut f));
+        }
+        d
     }
 }
 
 /// A text column whose value follows from a small key per row (a return code, a process, a
 /// path): `value` runs once per distinct key, rows keep the key's code. A row without a key is
 /// null.
-fn keyed<K: std::hash::Hash + Eq + Copy>(
+fn keyed<K: std::hash::Hash + Eq + Copy, S: AsRef<str>>(
     rows: usize,
     key: impl Fn(usize) -> Option<K>,
-    mut value: impl FnMut(K) -> Option<String>,
+    mut value: impl FnMut(K) -> Option<S>,
 ) -> Col {
     let mut index: FastMap<K, u32> = FastMap::default();
-    let mut values: Vec<Option<String>> = Vec::new();
+    let mut dict = Dict::default();
     let mut codes = Vec::with_capacity(rows);
     let mut null_code = None;
     let mut last: Option<(K, u32)> = None;
-    let code_of = |values: &mut Vec<Option<String>>, v: Option<String>| {
-        values.push(v);
-        u32::try_from(values.len() - 1).expect("fewer than 2^32 values")
-    };
     for i in 0..rows {
         let Some(k) = key(i) else {
-            let c = match null_code {
-                Some(c) => c,
-                None => *null_code.insert(code_of(&mut values, None)),
-            };
+            let c = *null_code.get_or_insert_with(|| dict.push(None::<&str>));
             codes.push(c);
             continue;
         };
@@ -149,22 +190,18 @@ fn keyed<K: std::hash::Hash + Eq + Copy>(
         }
         let c = match index.entry(k) {
             std::collections::hash_map::Entry::Occupied(e) => *e.get(),
-            std::collections::hash_map::Entry::Vacant(e) => {
-                *e.insert(code_of(&mut values, value(k)))
-            }
+            std::collections::hash_map::Entry::Vacant(e) => *e.insert(dict.push(value(k))),
         };
         last = Some((k, c));
         codes.push(c);
     }
-    Col::Dict(Arc::new(Dict {
-        codes: Arc::new(codes),
-        values,
-    }))
+    dict.codes = Arc::new(codes);
+    Col::Dict(Arc::new(dict))
 }
 
 /// One value for every row.
 fn constant(rows: usize, v: &str) -> Col {
-    keyed(rows, |_| Some(()), |()| Some(v.to_owned()))
+    keyed(rows, |_| Some(()), |()| Some(v))
 }
 
 /// An integer column of the batch, widened (absent: every row null).
@@ -236,7 +273,7 @@ impl Col {
                 let vals = &v[row];
                 (!vals.is_empty()).then(|| vals.join(","))
             }
-            Col::Dict(d) => d.values[d.codes[row] as usize].clone(),
+            Col::Dict(d) => d.at(row).map(str::to_owned),
         }
     }
 }
@@ -360,14 +397,8 @@ impl<'a> BatchColumns<'a> {
             return c.clone();
         }
         let c = match self.raw_str(name) {
-            Some(a) if a.null_count() == 0 => {
-                keyed(a.len(), |i| Some(a.value(i)), |v| Some(v.to_owned()))
-            }
-            Some(a) => keyed(
-                a.len(),
-                |i| a.is_valid(i).then(|| a.value(i)),
-                |v| Some(v.to_owned()),
-            ),
+            Some(a) if a.null_count() == 0 => keyed(a.len(), |i| Some(a.value(i)), Some),
+            Some(a) => keyed(a.len(), |i| a.is_valid(i).then(|| a.value(i)), Some),
             None => Col::Null,
         };
         self.dicts.borrow_mut().insert(name, c.clone());
@@ -375,7 +406,7 @@ impl<'a> BatchColumns<'a> {
     }
 
     /// The dictionary column `name` with each value mapped through `f`.
-    fn dict_map(&self, name: &'static str, f: impl FnMut(&str) -> Option<String>) -> Col {
+    fn dict_map<S: AsRef<str>>(&self, name: &'static str, f: impl FnMut(&str) -> Option<S>) -> Col {
         match self.dict_col(name) {
             Col::Dict(d) => Col::Dict(Arc::new(d.map(f))),
             other => other,
@@ -387,7 +418,7 @@ impl<'a> BatchColumns<'a> {
     fn by_event<T: Copy>(&self, f: impl Fn(&str) -> T) -> impl Fn(usize) -> Option<T> {
         let per: Option<(Arc<Dict>, Vec<Option<T>>)> = match self.dict_col("event") {
             Col::Dict(d) => {
-                let per = d.values.iter().map(|v| v.as_deref().map(&f)).collect();
+                let per = (0..d.len()).map(|c| d.value(c).map(&f)).collect();
                 Some((d, per))
             }
             _ => None,

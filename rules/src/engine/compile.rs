@@ -606,76 +606,86 @@ pub(crate) fn text_holds(test: &Test, v: &str) -> bool {
 /// its test inlined; the row is written before it is judged, which keeps the loop free of a
 /// branch on the answer.
 #[inline]
-pub fn keep(sel: &Selection, mut f: impl FnMut(usize) -> bool) -> Selection {
-    let mut out = vec![0; sel.len()];
+pub fn keep(out: &mut Selection, sel: &Selection, mut f: impl FnMut(usize) -> bool) {
+    out.clear();
+    out.resize(sel.len(), 0);
     let mut n = 0;
     for &i in sel {
         out[n] = i;
         n += usize::from(f(i as usize));
     }
     out.truncate(n);
-    out
 }
 
 /// [`keep`] over a nullable column: null rows never pass.
 #[inline]
-fn keep_valid<A: Array + ?Sized>(sel: &Selection, a: &A, f: impl Fn(usize) -> bool) -> Selection {
+fn keep_valid<A: Array + ?Sized>(
+    out: &mut Selection,
+    sel: &Selection,
+    a: &A,
+    f: impl Fn(usize) -> bool,
+) {
     if a.null_count() == 0 {
-        keep(sel, f)
+        keep(out, sel, f)
     } else {
-        keep(sel, |i| a.is_valid(i) && f(i))
+        keep(out, sel, |i| a.is_valid(i) && f(i))
     }
 }
 
-/// The rows of `sel` for which the test holds on `col` (null: never).
-pub fn filter(col: &Col, test: &Test, sel: &Selection) -> Selection {
+/// The rows of `sel` for which the test holds on `col` (null: never), into `out` (a buffer
+/// kept by the caller: most answers are no row or every row, which need no new selection).
+pub fn filter(col: &Col, test: &Test, sel: &Selection, out: &mut Selection) {
     match (col, test) {
-        (Col::Null, _) => Vec::new(),
-        (Col::Multi(v), Test::Exists) => keep(sel, |i| !v[i].is_empty()),
-        (Col::Multi(v), t) => keep(sel, |i| v[i].iter().any(|x| text_holds(t, x))),
+        (Col::Null, _) => out.clear(),
+        (Col::Multi(v), Test::Exists) => keep(out, sel, |i| !v[i].is_empty()),
+        (Col::Multi(v), t) => keep(out, sel, |i| v[i].iter().any(|x| text_holds(t, x))),
         (Col::Dict(d), t) => {
             // The test once per distinct value, then a lookup per row.
-            let hits: Vec<bool> = d
-                .values
-                .iter()
-                .map(|v| v.as_deref().is_some_and(|v| text_holds(t, v)))
+            let hits: Vec<bool> = (0..d.len())
+                .map(|c| d.value(c).is_some_and(|v| text_holds(t, v)))
                 .collect();
             if !hits.iter().any(|h| *h) {
-                return Vec::new();
+                return out.clear();
             }
             if hits.iter().all(|h| *h) {
-                return sel.clone();
+                return out.clone_from(sel);
             }
-            keep(sel, |i| hits[d.codes[i] as usize])
+            keep(out, sel, |i| hits[d.codes[i] as usize])
         }
-        (Col::Int(v), Test::Exists) => keep(sel, |i| v[i].is_some()),
-        (Col::Bool(v), Test::Exists) => keep(sel, |i| v[i].is_some()),
-        (Col::Str(a) | Col::Float(a), Test::Exists) => keep_valid(sel, a, |_| true),
+        (Col::Int(v), Test::Exists) => keep(out, sel, |i| v[i].is_some()),
+        (Col::Bool(v), Test::Exists) => keep(out, sel, |i| v[i].is_some()),
+        (Col::Str(a) | Col::Float(a), Test::Exists) => keep_valid(out, sel, a, |_| true),
         (Col::Str(a), t) => {
             let a = a.as_string::<i32>();
             match t {
-                Test::Str(t) => keep_valid(sel, a, |i| t.holds(a.value(i))),
-                t => keep_valid(sel, a, |i| text_holds(t, a.value(i))),
+                Test::Str(t) => keep_valid(out, sel, a, |i| t.holds(a.value(i))),
+                t => keep_valid(out, sel, a, |i| text_holds(t, a.value(i))),
             }
         }
-        (Col::Int(v), Test::Int(op, n)) => keep(sel, |i| v[i].is_some_and(|x| op.holds(x, *n))),
-        (Col::Int(v), Test::IntIn(set)) => keep(sel, |i| v[i].is_some_and(|x| set.contains(&x))),
-        (Col::Int(v), Test::Str(t)) => keep(sel, |i| v[i].is_some_and(|x| t.holds(&x.to_string()))),
+        (Col::Int(v), Test::Int(op, n)) => {
+            keep(out, sel, |i| v[i].is_some_and(|x| op.holds(x, *n)))
+        }
+        (Col::Int(v), Test::IntIn(set)) => {
+            keep(out, sel, |i| v[i].is_some_and(|x| set.contains(&x)))
+        }
+        (Col::Int(v), Test::Str(t)) => {
+            keep(out, sel, |i| v[i].is_some_and(|x| t.holds(&x.to_string())))
+        }
         (Col::Float(a), Test::Float(op, x)) => {
             let a = a.as_primitive::<Float64Type>();
             let v = a.values();
-            keep_valid(sel, a, |i| op.holds(v[i], *x))
+            keep_valid(out, sel, a, |i| op.holds(v[i], *x))
         }
         (Col::Float(a), Test::Int(op, x)) => {
             let a = a.as_primitive::<Float64Type>();
             let v = a.values();
-            keep_valid(sel, a, |i| op.holds(v[i], *x as f64))
+            keep_valid(out, sel, a, |i| op.holds(v[i], *x as f64))
         }
-        (Col::Bool(v), Test::Bool(b)) => keep(sel, |i| v[i] == Some(*b)),
-        (Col::Bool(v), Test::Str(t)) => keep(sel, |i| {
+        (Col::Bool(v), Test::Bool(b)) => keep(out, sel, |i| v[i] == Some(*b)),
+        (Col::Bool(v), Test::Str(t)) => keep(out, sel, |i| {
             v[i].is_some_and(|x| t.holds(if x { "true" } else { "false" }))
         }),
-        _ => Vec::new(),
+        _ => out.clear(),
     }
 }
 
@@ -705,8 +715,9 @@ pub fn filter_dict(
     mut holds: impl FnMut(usize) -> bool,
     sel: &Selection,
     verdicts: &mut Verdicts,
-) -> Selection {
-    let n = d.values.len();
+    out: &mut Selection,
+) {
+    let n = d.len();
     if verdicts.of.len() != n {
         verdicts.reset();
         verdicts.of.resize(n, 0);
@@ -722,9 +733,9 @@ pub fn filter_dict(
         verdicts.all = Some(trues);
     }
     match verdicts.all {
-        Some(0) => Vec::new(),
-        Some(t) if t == n => sel.clone(),
-        _ => keep(sel, |i| decide(&mut verdicts.of, d.codes[i] as usize)),
+        Some(0) => out.clear(),
+        Some(t) if t == n => out.clone_from(sel),
+        _ => keep(out, sel, |i| decide(&mut verdicts.of, d.codes[i] as usize)),
     }
 }
 

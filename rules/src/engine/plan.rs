@@ -139,21 +139,20 @@ impl Recall {
     }
 
     /// The numbers of a batch dictionary's values in `slot`.
-    fn number(&mut self, slot: usize, values: &[Option<String>]) -> Vec<u32> {
+    fn number(&mut self, slot: usize, dict: &Dict) -> Vec<u32> {
         let known = &mut self.values[slot];
-        if known.len() + values.len() > RECALL_MAX {
+        if known.len() + dict.len() > RECALL_MAX {
             known.clear();
             self.generation[slot] += 1;
         }
-        values
-            .iter()
-            .map(|v| match v {
+        (0..dict.len())
+            .map(|c| match dict.value(c) {
                 None => NULL_VALUE,
-                Some(v) => match known.get(v.as_str()) {
+                Some(v) => match known.get(v) {
                     Some(n) => *n,
                     None => {
                         let n = u32::try_from(known.len()).expect("fewer than 2^32 values");
-                        known.insert(v.as_str().into(), n);
+                        known.insert(v.into(), n);
                         n
                     }
                 },
@@ -183,6 +182,8 @@ pub struct Scratch {
     /// The rows of several event types together, by their codes.
     unions: FastMap<Vec<u32>, SelId>,
     of_types: Vec<Option<SelId>>,
+    /// Where a leaf writes the rows it keeps.
+    out: Selection,
 }
 
 impl Scratch {
@@ -260,12 +261,24 @@ impl<'p, 'b> Run<'p, 'b> {
     /// kept every row is `within` itself, so that what follows is shared with every rule that
     /// reached `within`.
     fn intern(&mut self, rows: Selection, within: SelId) -> SelId {
-        if rows.is_empty() {
-            EMPTY
-        } else if rows.len() == self.s.sels[within as usize].len() {
-            within
+        self.known(rows.len(), within)
+            .unwrap_or_else(|| self.push(rows))
+    }
+
+    /// [`Run::intern`] of rows in a buffer, copied only when they make a new selection.
+    fn adopt(&mut self, rows: &Selection, within: SelId) -> SelId {
+        self.known(rows.len(), within)
+            .unwrap_or_else(|| self.push(rows.clone()))
+    }
+
+    /// The selection `n` rows of `within` are when it is one already.
+    fn known(&self, n: usize, within: SelId) -> Option<SelId> {
+        if n == 0 {
+            Some(EMPTY)
+        } else if n == self.s.sels[within as usize].len() {
+            Some(within)
         } else {
-            self.push(rows)
+            None
         }
     }
 
@@ -298,10 +311,9 @@ impl<'p, 'b> Run<'p, 'b> {
         let id = match self.type_slot.map(|s| self.col(s)) {
             Some(Col::Dict(d)) => {
                 let groups = self.groups(&d);
-                let present: Vec<u32> = (0..d.values.len())
+                let present: Vec<u32> = (0..d.len())
                     .filter(|&c| {
-                        groups[c] != EMPTY
-                            && d.values[c].as_deref().is_some_and(|v| text_holds(test, v))
+                        groups[c] != EMPTY && d.value(c).is_some_and(|v| text_holds(test, v))
                     })
                     .map(|c| c as u32)
                     .collect();
@@ -313,13 +325,15 @@ impl<'p, 'b> Run<'p, 'b> {
                     _ => match self.s.unions.get(&present) {
                         Some(id) => *id,
                         None => {
-                            let mut member = vec![false; d.values.len()];
+                            let mut member = vec![false; d.len()];
                             for c in &present {
                                 member[*c as usize] = true;
                             }
                             let all = self.all();
-                            let rows =
-                                keep(&self.s.sels[all as usize], |i| member[d.codes[i] as usize]);
+                            let mut rows = Vec::new();
+                            keep(&mut rows, &self.s.sels[all as usize], |i| {
+                                member[d.codes[i] as usize]
+                            });
                             let id = self.push(rows);
                             self.s.unions.insert(present, id);
                             id
@@ -339,7 +353,7 @@ impl<'p, 'b> Run<'p, 'b> {
         if let Some(g) = &self.s.groups {
             return g.clone();
         }
-        let mut rows: Vec<Selection> = vec![Vec::new(); events.values.len()];
+        let mut rows: Vec<Selection> = vec![Vec::new(); events.len()];
         for (i, c) in events.codes.iter().enumerate() {
             rows[*c as usize].push(u32::try_from(i).expect("a batch has fewer than 2^32 rows"));
         }
@@ -360,15 +374,16 @@ impl<'p, 'b> Run<'p, 'b> {
         test: &Test,
         d: &Dict,
         sel: SelId,
-    ) -> Selection {
-        let holds = |c: usize| d.values[c].as_deref().is_some_and(|v| text_holds(test, v));
+        out: &mut Selection,
+    ) {
+        let holds = |c: usize| d.value(c).is_some_and(|v| text_holds(test, v));
         let rows = &self.s.sels[sel as usize];
         let batch = &mut self.s.verdicts[node as usize];
         if !test.is_pure() {
-            return filter_dict(d, holds, rows, batch);
+            return filter_dict(d, holds, rows, batch, out);
         }
         let recall = &mut *self.recall;
-        let numbers = self.s.numbers[slot].get_or_insert_with(|| recall.number(slot, &d.values));
+        let numbers = self.s.numbers[slot].get_or_insert_with(|| recall.number(slot, d));
         let generation = recall.generation[slot];
         let (filled, known) = &mut recall.verdicts[node as usize];
         if *filled != generation {
@@ -389,7 +404,7 @@ impl<'p, 'b> Run<'p, 'b> {
             }
             known[n] == 2
         };
-        filter_dict(d, recalled, rows, batch)
+        filter_dict(d, recalled, rows, batch, out)
     }
 
     /// The rows of `sel` for which `node` holds.
@@ -405,11 +420,14 @@ impl<'p, 'b> Run<'p, 'b> {
             Node::Const(true) => sel,
             Node::Const(false) => EMPTY,
             Node::Leaf { slot, test } => {
-                let rows = match self.col(*slot) {
-                    Col::Dict(d) => self.leaf_on_dict(node, *slot, test, &d, sel),
-                    col => filter(&col, test, &self.s.sels[sel as usize]),
-                };
-                self.intern(rows, sel)
+                let mut out = std::mem::take(&mut self.s.out);
+                match self.col(*slot) {
+                    Col::Dict(d) => self.leaf_on_dict(node, *slot, test, &d, sel, &mut out),
+                    col => filter(&col, test, &self.s.sels[sel as usize], &mut out),
+                }
+                let id = self.adopt(&out, sel);
+                self.s.out = out;
+                id
             }
             Node::And(parts) => {
                 let mut cur = sel;
