@@ -3,6 +3,7 @@
 //!
 //! ```text
 //! engine --data DIR [--falco DIR] [--rounds N] [--batch-rows N] [--per-rule] [--only NAME]
+//!        [--matches FILE]
 //! ```
 //!
 //! The log's batches are read back as `sandwatch rules test` replays them (every table the rules
@@ -12,8 +13,8 @@
 //!
 //! - `scan`: no engine; every row's `event` value is read and hashed. The floor of any engine
 //!   that looks at every row: it gives the engine's figures a ratio.
-//! - `engine, 0 rules`: the engine with no rule: its fixed cost per batch (event-type grouping,
-//!   the process tree learnt from `process_events`).
+//! - `engine, 0 rules`: the engine with no rule: its fixed cost per batch (the process tree
+//!   learnt from `process_events`; with no rule, no column is read).
 //! - `default`: the built-in ruleset.
 //! - `default + falco`: the built-in ruleset and every evaluable rule of Falco's three public
 //!   rulesets (`--falco DIR`), the ones Falco ships disabled switched on too.
@@ -22,7 +23,9 @@
 //! over all of them. `--per-rule` then times each rule of the largest configuration alone (an
 //! engine holding just that rule, minus the 0-rule engine's time): where the time goes.
 //! `--only NAME` loops one configuration for `--rounds` rounds and prints nothing but timings
-//! (for `perf record`).
+//! (for `perf record` or `valgrind --tool=callgrind`); with `--matches FILE` it also writes every
+//! match of its first round to FILE, one line each (table, row, rule, output): the same file from
+//! two builds says that a change to the engine left its answers alone.
 //!
 //! The last line of stdout is `SW_RULES_BENCH_JSON {...}`.
 
@@ -71,6 +74,7 @@ struct Options {
     batch_rows: usize,
     per_rule: bool,
     only: Option<String>,
+    matches: Option<PathBuf>,
 }
 
 fn parse_args() -> Result<Options, String> {
@@ -81,6 +85,7 @@ fn parse_args() -> Result<Options, String> {
         batch_rows: 1024,
         per_rule: false,
         only: None,
+        matches: None,
     };
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
@@ -100,6 +105,7 @@ fn parse_args() -> Result<Options, String> {
             }
             "--per-rule" => o.per_rule = true,
             "--only" => o.only = Some(value("--only")?),
+            "--matches" => o.matches = Some(value("--matches")?.into()),
             // `cargo bench` passes this to every bench target.
             "--bench" => {}
             other => return Err(format!("unknown argument {other:?}")),
@@ -107,6 +113,9 @@ fn parse_args() -> Result<Options, String> {
     }
     if o.data.as_os_str().is_empty() {
         return Err("--data DIR is required (an audit log written by `sandwatch run`)".into());
+    }
+    if o.matches.is_some() && o.only.is_none() {
+        return Err("--matches goes with --only".into());
     }
     if o.rounds == 0 || o.batch_rows == 0 {
         return Err("--rounds and --batch-rows must be at least 1".into());
@@ -302,6 +311,28 @@ fn pass(config: &Config, batches: &[(Table, RecordBatch)]) -> (f64, u64) {
     }
 }
 
+/// Every match of one pass, a line each.
+fn write_matches(
+    path: &Path,
+    set: &RuleSet,
+    batches: &[(Table, RecordBatch)],
+) -> Result<(), String> {
+    let mut engine = engine_for(set);
+    let mut text = String::new();
+    for (table, b) in batches {
+        for m in engine.evaluate(*table, b) {
+            text.push_str(&format!(
+                "{}\t{}\t{}\t{}\n",
+                table.name(),
+                m.row,
+                engine.rule(m.rule).name,
+                m.output
+            ));
+        }
+    }
+    fs::write(path, text).map_err(|e| format!("cannot write {}: {e}", path.display()))
+}
+
 fn median(v: &[f64]) -> f64 {
     let mut v = v.to_vec();
     v.sort_by(f64::total_cmp);
@@ -391,6 +422,9 @@ fn run() -> Result<(), String> {
             .iter()
             .find(|c| c.name == only)
             .ok_or_else(|| format!("--only {only:?}: no such configuration"))?;
+        if let (Some(path), Some(set)) = (&o.matches, &c.set) {
+            write_matches(path, set, &batches)?;
+        }
         for r in 0..o.rounds {
             let (secs, alerts) = pass(c, &batches);
             eprintln!(

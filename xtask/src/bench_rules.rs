@@ -667,7 +667,9 @@ pub fn run(args: RulesArgs) -> anyhow::Result<()> {
     }
     let bin = demo::release_binary(false, |m| progress(m))?;
     let load_start = loadavg();
-    let scratch = target_dir().join("bench/rules-work");
+    // The jobs run as a mapped uid and must reach their workspaces: a target directory below a
+    // private home (mode 700) is out of their reach, the system's temporary directory is not.
+    let scratch = std::env::temp_dir().join("sandwatch-bench-rules");
     let mut md = String::new();
     let _ = writeln!(md, "### Rule benchmarks (`cargo xtask bench rules`)\n");
     let mut throughput = Vec::new();

@@ -1,12 +1,14 @@
 //! Where each field's values come from in a batch of one of sandwatch's tables (the catalogue in
-//! [`crate::fields`] says it in prose): a column as it is (zero copy), or one derived from the
-//! batch's columns, the process tree or the sandboxes seen, built once per batch and shared by
-//! every rule that reads it.
+//! [`crate::fields`] says it in prose): a column as it is, or one derived from the batch's
+//! columns, the process tree or the sandboxes seen, built once per batch and shared by every
+//! rule that reads it. Text whose values repeat (event types, programs, paths) or follow from a
+//! small key per row (a return code, a process) is a [`Dict`], its values computed once per
+//! distinct key; integers are widened once, so leaves read plain vectors.
 
 use std::sync::Arc;
 
 use arrow_array::{
-    Array, ArrayRef, BooleanArray, Float64Array, Int64Array, ListArray, RecordBatch, StringArray,
+    Array, ArrayRef, Float64Array, ListArray, RecordBatch, StringArray,
     builder::StringBuilder,
     cast::AsArray,
     types::{Float64Type, Int64Type, UInt16Type, UInt32Type, UInt64Type},
@@ -76,68 +78,180 @@ pub enum Col {
     /// The field has no value on this table.
     Null,
     Str(ArrayRef),
-    Int(ArrayRef),
+    /// Integers of any width, widened once per batch: a leaf reads them with no per-row
+    /// check of the array's type or null bitmap.
+    Int(Arc<Vec<Option<i64>>>),
     Float(ArrayRef),
-    Bool(ArrayRef),
+    Bool(Arc<Vec<Option<bool>>>),
     /// Several values per row (`proc.aname` without an index: every ancestor; `fd.ip`: either
     /// side): a test holds when it holds for one of them.
     Multi(Arc<Vec<Vec<Arc<str>>>>),
-    /// A text column with few distinct values in the batch (event type, process name, sandbox):
-    /// a test runs once per distinct value, then rows look their code up.
+    /// A text column as codes into its distinct values: a test runs at most once per distinct
+    /// value and leaf, rows look their code up (event types, programs, paths and whatever is
+    /// derived from a small key per row, such as a return code or a process).
     Dict(Arc<Dict>),
 }
 
-#[derive(Debug)]
+#[derive(Debug, Default)]
 pub struct Dict {
-    /// Per row: index into `values`.
-    pub codes: Vec<u32>,
-    /// Distinct values; `None` is null.
-    pub values: Vec<Option<String>>,
+    /// Per row: the code of its value (shared by the columns derived value by value).
+    pub codes: Arc<Vec<u32>>,
+    /// The distinct values, one after the other: one allocation per column, not per value.
+    text: String,
+    /// Per code: its value's byte range in `text`; `None` is null.
+    spans: Vec<Option<(u32, u32)>>,
 }
 
-/// Columns with more distinct values than rows / this stay plain text.
-const DICT_MAX_SHARE: usize = 8;
+impl Dict {
+    /// A dictionary of `values` (by code) over rows of `codes`.
+    pub fn new<S: AsRef<str>>(
+        codes: Vec<u32>,
+        values: impl IntoIterator<Item = Option<S>>,
+    ) -> Self {
+        let mut d = Dict {
+            codes: Arc::new(codes),
+            ..Dict::default()
+        };
+        for v in values {
+            d.push(v);
+        }
+        d
+    }
 
-fn dict_of(a: &StringArray) -> Option<Dict> {
-    let n = a.len();
-    let limit = (n / DICT_MAX_SHARE).max(16);
-    let mut index: FastMap<&str, u32> = FastMap::default();
-    let mut values: Vec<Option<String>> = Vec::new();
-    let mut codes = Vec::with_capacity(n);
+    /// Adds a value; its code.
+    fn push(&mut self, v: Option<impl AsRef<str>>) -> u32 {
+        let span = v.map(|v| {
+            let start = self.text.len();
+            self.text.push_str(v.as_ref());
+            let at = |n: usize| u32::try_from(n).expect("a dictionary's text is under 4 GiB");
+            (at(start), at(self.text.len()))
+        });
+        self.spans.push(span);
+        u32::try_from(self.spans.len() - 1).expect("fewer than 2^32 values")
+    }
+
+    /// How many distinct values.
+    pub fn len(&self) -> usize {
+        self.spans.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.spans.is_empty()
+    }
+
+    /// The value of `code` (`None`: null).
+    pub fn value(&self, code: usize) -> Option<&str> {
+        self.spans[code].map(|(a, b)| &self.text[a as usize..b as usize])
+    }
+
+    /// The value at `row`.
+    pub fn at(&self, row: usize) -> Option<&str> {
+        self.value(self.codes[row] as usize)
+    }
+
+    /// The same rows, each value mapped through `f` (computed once per distinct value).
+    fn map<S: AsRef<str>>(&self, mut f: impl FnMut(&str) -> Option<S>) -> Dict {
+        let mut d = Dict {
+            codes: self.codes.clone(),
+            ..Dict::default()
+        };
+        for c in 0..self.len() {
+            d.push(self.value(c).and_then(&mut f));
+        }
+        d
+    }
+}
+
+/// A text column whose value follows from a small key per row (a return code, a process, a
+/// path): `value` runs once per distinct key, rows keep the key's code. A row without a key is
+/// null.
+fn keyed<K: std::hash::Hash + Eq + Copy, S: AsRef<str>>(
+    rows: usize,
+    key: impl Fn(usize) -> Option<K>,
+    mut value: impl FnMut(K) -> Option<S>,
+) -> Col {
+    let mut index: FastMap<K, u32> = FastMap::default();
+    let mut dict = Dict::default();
+    let mut codes = Vec::with_capacity(rows);
     let mut null_code = None;
-    let mut last: Option<(&str, u32)> = None;
-    for i in 0..n {
-        if !a.is_valid(i) {
-            let c = *null_code.get_or_insert_with(|| {
-                values.push(None);
-                (values.len() - 1) as u32
-            });
+    let mut last: Option<(K, u32)> = None;
+    for i in 0..rows {
+        let Some(k) = key(i) else {
+            let c = *null_code.get_or_insert_with(|| dict.push(None::<&str>));
             codes.push(c);
             continue;
-        }
-        let v = a.value(i);
+        };
+        // Runs of one key are common (a job's burst of opens): skip the hash lookup.
         if let Some((prev, c)) = last
-            && prev == v
+            && prev == k
         {
             codes.push(c);
             continue;
         }
-        let c = match index.get(v) {
-            Some(c) => *c,
-            None => {
-                if values.len() >= limit {
-                    return None;
-                }
-                values.push(Some(v.to_owned()));
-                let c = (values.len() - 1) as u32;
-                index.insert(v, c);
-                c
-            }
+        let c = match index.entry(k) {
+            std::collections::hash_map::Entry::Occupied(e) => *e.get(),
+            std::collections::hash_map::Entry::Vacant(e) => *e.insert(dict.push(value(k))),
         };
-        last = Some((v, c));
+        last = Some((k, c));
         codes.push(c);
     }
-    Some(Dict { codes, values })
+    dict.codes = Arc::new(codes);
+    Col::Dict(Arc::new(dict))
+}
+
+/// One value for every row.
+fn constant(rows: usize, v: &str) -> Col {
+    keyed(rows, |_| Some(()), |()| Some(v))
+}
+
+/// An integer column of the batch, widened (absent: every row null).
+struct Ints(Option<Arc<Vec<Option<i64>>>>);
+
+impl Ints {
+    #[inline]
+    fn get(&self, i: usize) -> Option<i64> {
+        self.0.as_ref().and_then(|v| v[i])
+    }
+}
+
+/// An integer array of any width as Int64 values (a u64 beyond i64 saturates).
+fn widen(c: &ArrayRef) -> Option<Arc<Vec<Option<i64>>>> {
+    fn each<T: arrow_array::ArrowPrimitiveType>(
+        c: &ArrayRef,
+        f: impl Fn(T::Native) -> i64,
+    ) -> Vec<Option<i64>> {
+        let a = c.as_primitive::<T>();
+        let v = a.values();
+        if a.null_count() == 0 {
+            v.iter().map(|x| Some(f(*x))).collect()
+        } else {
+            (0..a.len())
+                .map(|i| a.is_valid(i).then(|| f(v[i])))
+                .collect()
+        }
+    }
+    use arrow_array::types::{Int32Type, TimestampNanosecondType};
+    use arrow_schema::DataType as D;
+    Some(Arc::new(match c.data_type() {
+        D::Int64 => each::<Int64Type>(c, |x| x),
+        D::UInt32 => each::<UInt32Type>(c, i64::from),
+        D::UInt16 => each::<UInt16Type>(c, i64::from),
+        D::UInt64 => each::<UInt64Type>(c, |x| i64::try_from(x).unwrap_or(i64::MAX)),
+        D::Int32 => each::<Int32Type>(c, i64::from),
+        D::Timestamp(..) => each::<TimestampNanosecondType>(c, |x| x),
+        _ => return None,
+    }))
+}
+
+/// A text column, read in place.
+#[derive(Clone, Copy)]
+struct Strs<'a>(Option<&'a StringArray>);
+
+impl<'a> Strs<'a> {
+    #[inline]
+    fn get(&self, i: usize) -> Option<&'a str> {
+        self.0.and_then(|a| a.is_valid(i).then(|| a.value(i)))
+    }
 }
 
 impl Col {
@@ -149,25 +263,26 @@ impl Col {
                 let a = a.as_string::<i32>();
                 a.is_valid(row).then(|| a.value(row).to_owned())
             }
-            Col::Int(a) => {
-                let a = a.as_primitive::<Int64Type>();
-                a.is_valid(row).then(|| a.value(row).to_string())
-            }
+            Col::Int(v) => v[row].map(|x| x.to_string()),
             Col::Float(a) => {
                 let a = a.as_primitive::<Float64Type>();
                 a.is_valid(row).then(|| format!("{:.1}", a.value(row)))
             }
-            Col::Bool(a) => {
-                let a = a.as_boolean();
-                a.is_valid(row).then(|| a.value(row).to_string())
-            }
+            Col::Bool(v) => v[row].map(|b| b.to_string()),
             Col::Multi(v) => {
                 let vals = &v[row];
                 (!vals.is_empty()).then(|| vals.join(","))
             }
-            Col::Dict(d) => d.values[d.codes[row] as usize].clone(),
+            Col::Dict(d) => d.at(row).map(str::to_owned),
         }
     }
+}
+
+/// Whose process fields a row shows: its own exec's, or its process's in the tree.
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+enum Who {
+    Row(usize),
+    Pid(u32),
 }
 
 #[derive(Clone)]
@@ -194,13 +309,18 @@ pub struct BatchColumns<'a> {
     /// `evt.num` of the batch's first row.
     pub first_num: u64,
     cache: FastMap<String, Col>,
+    /// The batch's text columns read as dictionaries, by column name: a field derived from one
+    /// (`fd.directory` from `path`) maps its distinct values and shares its codes.
+    dicts: std::cell::RefCell<FastMap<&'static str, Col>>,
+    /// The batch's integer columns, widened, by column name.
+    ints: std::cell::RefCell<FastMap<&'static str, Col>>,
 }
 
 const BASE_UID: u32 = 1_000_000_000;
 const UID_RANGE: u32 = 65536;
 
 fn ints<I: IntoIterator<Item = Option<i64>>>(it: I) -> Col {
-    Col::Int(Arc::new(Int64Array::from_iter(it)))
+    Col::Int(Arc::new(it.into_iter().collect()))
 }
 
 fn strs<I: IntoIterator<Item = Option<S>>, S: AsRef<str>>(it: I) -> Col {
@@ -212,14 +332,30 @@ fn strs<I: IntoIterator<Item = Option<S>>, S: AsRef<str>>(it: I) -> Col {
 }
 
 fn bools<I: IntoIterator<Item = Option<bool>>>(it: I) -> Col {
-    Col::Bool(Arc::new(BooleanArray::from_iter(it)))
+    Col::Bool(Arc::new(it.into_iter().collect()))
 }
 
 fn floats<I: IntoIterator<Item = Option<f64>>>(it: I) -> Col {
     Col::Float(Arc::new(Float64Array::from_iter(it)))
 }
 
-const OPEN_FAMILY: [&str; 4] = ["open", "openat", "openat2", "creat"];
+/// How an event type opens a file, for `evt.is_open_*` and `fd.num`.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Open {
+    No,
+    /// `creat`: for writing, by its nature.
+    Creat,
+    /// The open family: as its flags say.
+    Flags,
+}
+
+fn open_kind(event: &str) -> Open {
+    match event {
+        "creat" => Open::Creat,
+        "open" | "openat" | "openat2" => Open::Flags,
+        _ => Open::No,
+    }
+}
 
 impl<'a> BatchColumns<'a> {
     pub fn new(table: Table, batch: &'a RecordBatch, first_num: u64) -> Self {
@@ -228,6 +364,8 @@ impl<'a> BatchColumns<'a> {
             batch,
             first_num,
             cache: FastMap::default(),
+            dicts: Default::default(),
+            ints: Default::default(),
         }
     }
 
@@ -252,69 +390,64 @@ impl<'a> BatchColumns<'a> {
         self.raw(name).map(|c| c.as_string::<i32>())
     }
 
-    fn str_col(&self, name: &str) -> Col {
-        self.raw(name).map_or(Col::Null, |c| Col::Str(c.clone()))
+    /// A text column as a [`Dict`]: hashing every row once per batch is cheap beside the rules'
+    /// tests, which then run once per distinct value.
+    fn dict_col(&self, name: &'static str) -> Col {
+        if let Some(c) = self.dicts.borrow().get(name) {
+            return c.clone();
+        }
+        let c = match self.raw_str(name) {
+            Some(a) if a.null_count() == 0 => keyed(a.len(), |i| Some(a.value(i)), Some),
+            Some(a) => keyed(a.len(), |i| a.is_valid(i).then(|| a.value(i)), Some),
+            None => Col::Null,
+        };
+        self.dicts.borrow_mut().insert(name, c.clone());
+        c
     }
 
-    /// A text column that usually has few distinct values per batch, as a [`Dict`] when it does.
-    fn dict_col(&self, name: &str) -> Col {
-        let Some(c) = self.raw(name) else {
-            return Col::Null;
-        };
-        match dict_of(c.as_string::<i32>()) {
-            Some(d) => Col::Dict(Arc::new(d)),
-            None => Col::Str(c.clone()),
+    /// The dictionary column `name` with each value mapped through `f`.
+    fn dict_map<S: AsRef<str>>(&self, name: &'static str, f: impl FnMut(&str) -> Option<S>) -> Col {
+        match self.dict_col(name) {
+            Col::Dict(d) => Col::Dict(Arc::new(d.map(f))),
+            other => other,
         }
     }
 
-    /// An integer column of any width, as Int64.
-    fn int_col(&self, name: &str) -> Col {
-        let Some(c) = self.raw(name) else {
-            return Col::Null;
+    /// Per row, what `f` says of its event type (null when the row has none); `f` runs once per
+    /// distinct type.
+    fn by_event<T: Copy>(&self, f: impl Fn(&str) -> T) -> impl Fn(usize) -> Option<T> {
+        let per: Option<(Arc<Dict>, Vec<Option<T>>)> = match self.dict_col("event") {
+            Col::Dict(d) => {
+                let per = (0..d.len()).map(|c| d.value(c).map(&f)).collect();
+                Some((d, per))
+            }
+            _ => None,
         };
-        use arrow_schema::DataType as D;
-        match c.data_type() {
-            D::Int64 => Col::Int(c.clone()),
-            D::UInt32 => ints(
-                c.as_primitive::<UInt32Type>()
-                    .iter()
-                    .map(|v| v.map(i64::from)),
-            ),
-            D::UInt16 => ints(
-                c.as_primitive::<UInt16Type>()
-                    .iter()
-                    .map(|v| v.map(i64::from)),
-            ),
-            D::UInt64 => ints(
-                c.as_primitive::<UInt64Type>()
-                    .iter()
-                    .map(|v| v.map(|v| i64::try_from(v).unwrap_or(i64::MAX))),
-            ),
-            D::Int32 => ints(
-                c.as_primitive::<arrow_array::types::Int32Type>()
-                    .iter()
-                    .map(|v| v.map(i64::from)),
-            ),
-            D::Timestamp(..) => ints(
-                c.as_primitive::<arrow_array::types::TimestampNanosecondType>()
-                    .iter(),
-            ),
-            _ => Col::Null,
+        move |i| {
+            let (d, per) = per.as_ref()?;
+            per[d.codes[i] as usize]
         }
     }
 
-    fn int_at(&self, name: &str) -> Vec<Option<i64>> {
+    /// An integer column of any width, as Int64 (once per batch and column).
+    fn int_col(&self, name: &'static str) -> Col {
+        if let Some(c) = self.ints.borrow().get(name) {
+            return c.clone();
+        }
+        let c = self.raw(name).and_then(widen).map_or(Col::Null, Col::Int);
+        self.ints.borrow_mut().insert(name, c.clone());
+        c
+    }
+
+    fn int_at(&self, name: &'static str) -> Ints {
         match self.int_col(name) {
-            Col::Int(a) => a.as_primitive::<Int64Type>().iter().collect(),
-            _ => vec![None; self.rows()],
+            Col::Int(v) => Ints(Some(v)),
+            _ => Ints(None),
         }
     }
 
-    fn str_at(&self, name: &str) -> Vec<Option<&'a str>> {
-        match self.raw_str(name) {
-            Some(a) => a.iter().collect(),
-            None => vec![None; self.rows()],
-        }
+    fn str_at(&self, name: &str) -> Strs<'a> {
+        Strs(self.raw_str(name))
     }
 
     fn is_event_table(&self) -> bool {
@@ -343,23 +476,28 @@ impl<'a> BatchColumns<'a> {
             "sandbox.profile" | "sandbox.policy" => {
                 let ids = self.str_at("sandbox_id");
                 let profile = field.name == "sandbox.profile";
-                strs(ids.iter().map(|id| {
-                    let info = state.sandboxes.get(*id.as_ref()?)?;
-                    if profile {
-                        info.profile.clone()
-                    } else {
-                        Some(info.policy_hash.clone())
-                    }
-                }))
+                keyed(
+                    n,
+                    |i| ids.get(i),
+                    |id| {
+                        let info = state.sandboxes.get(id)?;
+                        if profile {
+                            info.profile.clone()
+                        } else {
+                            Some(info.policy_hash.clone())
+                        }
+                    },
+                )
             }
             "container.privileged" => {
                 // sandwatch never runs a sandbox privileged; a watched cgroup that is not one
                 // of the runner's sandboxes is unknown.
                 let ids = self.str_at("sandbox_id");
-                bools(
-                    ids.iter()
-                        .map(|id| id.and_then(|id| state.sandboxes.get(id)).map(|_| false)),
-                )
+                bools((0..n).map(|i| {
+                    ids.get(i)
+                        .and_then(|id| state.sandboxes.get(id))
+                        .map(|_| false)
+                }))
             }
             name if name.starts_with("container.image") || name.starts_with("k8s.") => Col::Null,
             // Metric samples.
@@ -390,15 +528,21 @@ impl<'a> BatchColumns<'a> {
             _ if t == Table::SandboxMetrics => Col::Null,
             // Event fields.
             "evt.type" => self.dict_col("event"),
-            "evt.res" => strs(self.int_at("ret").iter().map(|r| r.map(errno_name))),
+            "evt.res" => {
+                let ret = self.int_at("ret");
+                keyed(n, |i| ret.get(i), |r| Some(errno_name(r)))
+            }
             "evt.rawres" => self.int_col("ret"),
-            "evt.failed" => bools(self.int_at("ret").iter().map(|r| r.map(|r| r < 0))),
+            "evt.failed" => {
+                let ret = self.int_at("ret");
+                bools((0..n).map(|i| ret.get(i).map(|r| r < 0)))
+            }
             "evt.time" | "evt.rawtime" => self.int_col("time"),
-            "evt.hostname" => self.str_col("host"),
-            "evt.dir" => strs((0..n).map(|_| Some("<"))),
+            "evt.hostname" => self.dict_col("host"),
+            "evt.dir" => constant(n, "<"),
             "evt.num" => ints((0..n).map(|i| Some((self.first_num + i as u64) as i64))),
             "evt.refused" => match self.raw("refused") {
-                Some(c) => Col::Bool(c.clone()),
+                Some(c) => bools(c.as_boolean().iter()),
                 None => bools((0..n).map(|_| Some(false))),
             },
             "proc.name" => self.dict_col("comm"),
@@ -410,7 +554,7 @@ impl<'a> BatchColumns<'a> {
             "group.gid" => self.int_col("gid"),
             "user.name" => {
                 let uids = self.int_at("uid");
-                strs(uids.iter().map(|u| user_name(state, (*u)? as u32)))
+                keyed(n, |i| uids.get(i), |u| user_name(state, u as u32))
             }
             "proc.tty"
             | "user.loginuid"
@@ -421,7 +565,7 @@ impl<'a> BatchColumns<'a> {
             | "thread.cap_inheritable" => {
                 let pids = self.int_at("pid");
                 let tree = &state.tree;
-                let node = |i: usize| tree.get(pids[i]? as u32);
+                let node = |i: usize| tree.get(pids.get(i)? as u32);
                 match field.name.as_str() {
                     "proc.tty" => ints((0..n).map(|i| node(i)?.tty.map(i64::from))),
                     "user.loginuid" => ints((0..n).map(|i| node(i)?.loginuid)),
@@ -433,54 +577,80 @@ impl<'a> BatchColumns<'a> {
                             "thread.cap_permitted" => 1,
                             _ => 2,
                         };
-                        strs((0..n).map(|i| node(i)?.caps[k].map(cap_names)))
+                        keyed(
+                            n,
+                            |i| pids.get(i),
+                            |pid| tree.get(pid as u32)?.caps[k].map(cap_names),
+                        )
                     }
                 }
             }
-            "proc.cmdline" | "proc.args" | "proc.cwd" | "proc.duration" => {
+            "proc.cmdline" | "proc.args" | "proc.cwd" => {
                 let pids = self.int_at("pid");
-                let times = self.int_at("time");
                 let tree = &state.tree;
-                let node = |i: usize| tree.get(pids[i]? as u32);
                 // A successful exec row speaks for itself: the tree holds the process's state
                 // after the whole batch, which a second exec in the same batch has replaced.
                 let own = self.own_exec();
-                match field.name.as_str() {
-                    "proc.cmdline" => strs((0..n).map(|i| match &own[i] {
-                        Some(e) => Some(e.cmdline()),
-                        None => node(i)?.cmdline(),
-                    })),
-                    "proc.args" => strs((0..n).map(|i| match &own[i] {
-                        Some(e) => Some(e.args.clone()),
-                        None => node(i)?.args.as_deref().map(str::to_owned),
-                    })),
-                    "proc.cwd" => strs((0..n).map(|i| match &own[i] {
-                        Some(e) => e.cwd.clone(),
-                        None => node(i)?.cwd.as_deref().map(str::to_owned),
-                    })),
-                    _ => ints((0..n).map(|i| Some(times[i]? - node(i)?.start_ns?))),
-                }
+                let which = field.name.as_str();
+                keyed(
+                    n,
+                    |i| match own.get(i) {
+                        Some(Some(_)) => Some(Who::Row(i)),
+                        _ => pids.get(i).map(|p| Who::Pid(p as u32)),
+                    },
+                    |who| match who {
+                        Who::Row(i) => {
+                            let e = own[i].as_ref().expect("keyed by its exec");
+                            match which {
+                                "proc.cmdline" => Some(e.cmdline()),
+                                "proc.args" => Some(e.args.clone()),
+                                _ => e.cwd.clone(),
+                            }
+                        }
+                        Who::Pid(pid) => {
+                            let node = tree.get(pid)?;
+                            match which {
+                                "proc.cmdline" => node.cmdline(),
+                                "proc.args" => node.args.as_deref().map(str::to_owned),
+                                _ => node.cwd.as_deref().map(str::to_owned),
+                            }
+                        }
+                    },
+                )
+            }
+            "proc.duration" => {
+                let (pids, times) = (self.int_at("pid"), self.int_at("time"));
+                let tree = &state.tree;
+                ints((0..n).map(|i| Some(times.get(i)? - tree.get(pids.get(i)? as u32)?.start_ns?)))
             }
             "proc.pname" | "proc.pexe" | "proc.pexepath" | "proc.pcmdline" => {
                 let ppids = self.int_at("ppid");
                 let tree = &state.tree;
-                let parent = |i: usize| tree.get(ppids[i]? as u32);
-                match field.name.as_str() {
-                    "proc.pname" => strs((0..n).map(|i| parent(i)?.comm.clone())),
-                    "proc.pcmdline" => strs((0..n).map(|i| parent(i)?.cmdline())),
-                    _ => strs((0..n).map(|i| parent(i)?.exe.clone())),
-                }
+                let which = field.name.as_str();
+                keyed(
+                    n,
+                    |i| ppids.get(i),
+                    |ppid| {
+                        let parent = tree.get(ppid as u32)?;
+                        match which {
+                            "proc.pname" => parent.comm.as_deref().map(str::to_owned),
+                            "proc.pcmdline" => parent.cmdline(),
+                            _ => parent.exe.as_deref().map(str::to_owned),
+                        }
+                    },
+                )
             }
             "proc.aname" | "proc.aexe" | "proc.aexepath" => self.ancestors(field, state),
             _ => self.resolve_table_field(field, state),
         }
     }
 
-    /// Per row: what a successful exec row of `process_events` says of the new program.
+    /// Per row: what a successful exec row of `process_events` says of the new program (no
+    /// row of another table is one).
     fn own_exec(&self) -> Vec<Option<OwnExec>> {
         let n = self.rows();
         if self.table != Table::ProcessEvents {
-            return vec![None; n];
+            return Vec::new();
         }
         let events = self.str_at("event");
         let ret = self.int_at("ret");
@@ -491,7 +661,7 @@ impl<'a> BatchColumns<'a> {
             .and_then(|c| c.as_any().downcast_ref::<ListArray>());
         (0..n)
             .map(|i| {
-                if !matches!(events[i], Some("execve" | "execveat")) || ret[i] != Some(0) {
+                if !matches!(events.get(i), Some("execve" | "execveat")) || ret.get(i) != Some(0) {
                     return None;
                 }
                 let args = argv
@@ -507,9 +677,9 @@ impl<'a> BatchColumns<'a> {
                     })
                     .unwrap_or_default();
                 Some(OwnExec {
-                    comm: comm[i].unwrap_or_default().to_owned(),
+                    comm: comm.get(i).unwrap_or_default().to_owned(),
                     args,
-                    cwd: cwd[i].map(str::to_owned),
+                    cwd: cwd.get(i).map(str::to_owned),
                 })
             })
             .collect()
@@ -529,9 +699,9 @@ impl<'a> BatchColumns<'a> {
             }
         };
         let own = if field.name == "proc.aname" {
-            self.str_at("comm")
+            "comm"
         } else {
-            self.str_at("exe")
+            "exe"
         };
         let ppids = self.int_at("ppid");
         let tree = &state.tree;
@@ -540,17 +710,22 @@ impl<'a> BatchColumns<'a> {
             .as_deref()
             .map(|i| i.parse::<u32>().unwrap_or(0))
         {
-            Some(0) => strs(own.iter().copied()),
-            Some(k) => strs((0..n).map(|i| {
-                tree.ancestor(ppids[i].map(|p| p as u32), k)
-                    .and_then(name_of)
-            })),
+            Some(0) => self.dict_col(own),
+            Some(k) => keyed(
+                n,
+                |i| ppids.get(i),
+                |ppid| {
+                    tree.ancestor(Some(ppid as u32), k)
+                        .and_then(name_of)
+                        .map(|v| v.to_string())
+                },
+            ),
             // Every ancestor from the parent up, as Falco's `proc.aname` without an argument.
             None => Col::Multi(Arc::new(
                 (0..n)
                     .map(|i| {
                         let mut out = Vec::new();
-                        let mut next = ppids[i].map(|p| p as u32);
+                        let mut next = ppids.get(i).map(|p| p as u32);
                         while let Some(p) = next {
                             let Some(node) = tree.get(p) else { break };
                             if let Some(v) = name_of(node) {
@@ -574,80 +749,79 @@ impl<'a> BatchColumns<'a> {
         match (self.table, field.name.as_str()) {
             // Files.
             (Table::FileEvents, "evt.is_open_read" | "evt.is_open_write" | "evt.is_open_exec") => {
-                let events = self.str_at("event");
+                let open = self.by_event(open_kind);
                 let flags = self.int_at("flags");
                 let mode = self.int_at("mode");
                 let which = field.name.as_str();
                 bools((0..n).map(|i| {
-                    let ev = events[i]?;
-                    if !OPEN_FAMILY.contains(&ev) {
-                        return Some(false);
-                    }
-                    if ev == "creat" {
-                        return Some(match which {
+                    Some(match open(i)? {
+                        Open::No => false,
+                        Open::Creat => match which {
                             "evt.is_open_write" => true,
-                            "evt.is_open_exec" => mode[i].is_some_and(|m| m & 0o111 != 0),
+                            "evt.is_open_exec" => mode.get(i).is_some_and(|m| m & 0o111 != 0),
                             _ => false,
-                        });
-                    }
-                    let f = flags[i].unwrap_or(0);
-                    let acc = f & 0o3;
-                    Some(match which {
-                        "evt.is_open_read" => acc == 0 || acc == 2,
-                        "evt.is_open_write" => acc == 1 || acc == 2,
-                        _ => f & 0o100 != 0 && mode[i].is_some_and(|m| m & 0o111 != 0),
+                        },
+                        Open::Flags => {
+                            let f = flags.get(i).unwrap_or(0);
+                            let acc = f & 0o3;
+                            match which {
+                                "evt.is_open_read" => acc == 0 || acc == 2,
+                                "evt.is_open_write" => acc == 1 || acc == 2,
+                                _ => f & 0o100 != 0 && mode.get(i).is_some_and(|m| m & 0o111 != 0),
+                            }
+                        }
                     })
                 }))
             }
             (_, "evt.is_open_read" | "evt.is_open_write" | "evt.is_open_exec") => {
                 bools((0..n).map(|_| Some(false)))
             }
-            (Table::FileEvents, "evt.arg.flags") => self.str_col("flags_text"),
+            (Table::FileEvents, "evt.arg.flags") => self.dict_col("flags_text"),
             (Table::FileEvents, "evt.arg.mode") => self.int_col("mode"),
             (
                 Table::FileEvents,
                 "evt.arg.name" | "evt.arg.path" | "evt.arg.oldpath" | "evt.arg.target" | "fd.name"
                 | "fd.nameraw",
-            ) => self.str_col("path"),
-            (Table::FileEvents, "evt.arg.newpath" | "evt.arg.linkpath") => self.str_col("path2"),
+            ) => self.dict_col("path"),
+            (Table::FileEvents, "evt.arg.newpath" | "evt.arg.linkpath") => self.dict_col("path2"),
             (Table::FileEvents, "evt.arg.uid") => self.id_args_of(&self.int_at("owner_uid"), state),
             (Table::FileEvents, "fd.directory" | "fd.filename") => {
-                let paths = self.str_at("path");
                 let dir = field.name == "fd.directory";
-                strs(paths.iter().map(|p| {
-                    let p = (*p)?;
+                self.dict_map("path", |p| {
                     let cut = p.rfind('/')?;
-                    Some(if dir {
+                    let part = if dir {
                         if cut == 0 { "/" } else { &p[..cut] }
                     } else {
                         &p[cut + 1..]
-                    })
-                }))
+                    };
+                    Some(part.to_owned())
+                })
             }
-            (Table::FileEvents, "fd.typechar") => strs((0..n).map(|_| Some("f"))),
-            (Table::FileEvents, "fd.type") => strs((0..n).map(|_| Some("file"))),
+            (Table::FileEvents, "fd.typechar") => constant(n, "f"),
+            (Table::FileEvents, "fd.type") => constant(n, "file"),
             (Table::FileEvents, "fd.num") => {
-                let (events, ret) = (self.str_at("event"), self.int_at("ret"));
+                let open = self.by_event(open_kind);
+                let ret = self.int_at("ret");
                 ints((0..n).map(|i| {
-                    let ev = events[i]?;
-                    (OPEN_FAMILY.contains(&ev) && ret[i]? >= 0).then_some(ret[i]?)
+                    let is_open = open(i)? != Open::No;
+                    (is_open && ret.get(i)? >= 0).then_some(ret.get(i)?)
                 }))
             }
             // Processes.
-            (Table::ProcessEvents, "evt.arg.filename") => self.str_col("filename"),
+            (Table::ProcessEvents, "evt.arg.filename") => self.dict_col("filename"),
             (Table::ProcessEvents, "evt.arg.uid") => self.id_args(state),
             (Table::ProcessEvents, "evt.arg.request") => {
                 let req = self.int_at("ptrace_request");
-                strs(req.iter().map(|r| r.map(ptrace_name)))
+                keyed(n, |i| req.get(i), |r| Some(ptrace_name(r)))
             }
             // Syscalls.
             (Table::SyscallEvents, "evt.arg.cmd") => {
-                let events = self.str_at("event");
+                let bpf = self.by_event(|e| e == "bpf");
                 let args = self
                     .raw("args")
                     .and_then(|c| c.as_any().downcast_ref::<ListArray>());
                 strs((0..n).map(|i| {
-                    if events[i]? != "bpf" {
+                    if !bpf(i)? {
                         return None;
                     }
                     let a = args?;
@@ -666,10 +840,14 @@ impl<'a> BatchColumns<'a> {
     }
 
     /// `evt.arg.uid` of chown rows: the uid, by number and by name.
-    fn id_args_of(&self, uids: &[Option<i64>], state: &EngineState) -> Col {
+    fn id_args_of(&self, uids: &Ints, state: &EngineState) -> Col {
         Col::Multi(Arc::new(
-            uids.iter()
-                .map(|u| u.map(|u| uid_values(u, state)).unwrap_or_default())
+            (0..self.rows())
+                .map(|i| {
+                    uids.get(i)
+                        .map(|u| uid_values(u, state))
+                        .unwrap_or_default()
+                })
                 .collect(),
         ))
     }
@@ -706,46 +884,44 @@ impl<'a> BatchColumns<'a> {
         let n = self.rows();
         let events = self.str_at("event");
         let ret = self.int_at("ret");
-        let family = self.str_at("family");
         let saddr = self.str_at("saddr");
         let daddr = self.str_at("daddr");
         let sport = self.int_at("sport");
         let dport = self.int_at("dport");
         // (local, remote) sides of row i: accept rows hold the client in saddr.
         let side = |i: usize, local: bool| -> (Option<&str>, Option<i64>) {
-            match events[i] {
+            match events.get(i) {
                 Some("accept" | "accept4") => {
                     if local {
-                        (daddr[i], dport[i])
+                        (daddr.get(i), dport.get(i))
                     } else {
-                        (saddr[i], sport[i])
+                        (saddr.get(i), sport.get(i))
                     }
                 }
                 Some("bind" | "listen") => {
                     if local {
-                        (saddr[i], sport[i])
+                        (saddr.get(i), sport.get(i))
                     } else {
                         (None, None)
                     }
                 }
                 _ => {
                     if local {
-                        (saddr[i], sport[i])
+                        (saddr.get(i), sport.get(i))
                     } else {
-                        (daddr[i], dport[i])
+                        (daddr.get(i), dport.get(i))
                     }
                 }
             }
         };
-        let addr_text = |a: Option<&str>| a.map(str::to_owned);
         match field.name.as_str() {
-            "evt.arg.domain" => strs(family.iter().map(|f| f.map(af_name))),
+            "evt.arg.domain" => self.dict_map("family", |f| Some(af_name(f))),
             "evt.arg.fd" | "fd.num" => self.int_col("fd"),
             "fd.l4proto" => self.dict_col("protocol"),
             "fd.typechar" | "fd.type" => {
                 let char_form = field.name == "fd.typechar";
-                strs(family.iter().map(|f| {
-                    Some(match (f.as_deref()?, char_form) {
+                self.dict_map("family", |f| {
+                    let name = match (f, char_form) {
                         ("inet", true) => "4",
                         ("inet6", true) => "6",
                         ("unix", true) => "u",
@@ -753,39 +929,43 @@ impl<'a> BatchColumns<'a> {
                         ("inet6", false) => "ipv6",
                         ("unix", false) => "unix",
                         _ => return None,
-                    })
-                }))
+                    };
+                    Some(name.to_owned())
+                })
             }
-            "fd.sockfamily" => strs(family.iter().map(|f| match f.as_deref()? {
-                "inet" | "inet6" => Some("ip"),
-                "unix" => Some("unix"),
+            "fd.sockfamily" => self.dict_map("family", |f| match f {
+                "inet" | "inet6" => Some("ip".to_owned()),
+                "unix" => Some("unix".to_owned()),
                 _ => None,
-            })),
-            "fd.name" | "fd.nameraw" => strs((0..n).map(|i| {
-                let (s, d) = (saddr[i], daddr[i]);
-                if s.is_none() && d.is_none() {
-                    return None;
-                }
-                let part = |a: Option<&str>, p: Option<i64>| match (a, p) {
-                    (Some(a), Some(p)) if a.contains(':') => format!("[{a}]:{p}"),
-                    (Some(a), Some(p)) => format!("{a}:{p}"),
-                    (Some(a), None) => a.to_owned(),
-                    (None, _) => String::new(),
-                };
-                Some(format!("{}->{}", part(s, sport[i]), part(d, dport[i])))
-            })),
-            "fd.sip" | "fd.snet" => strs(daddr.iter().map(|a| addr_text(*a))),
+            }),
+            "fd.name" | "fd.nameraw" => keyed(
+                n,
+                |i| {
+                    let (s, d) = (saddr.get(i), daddr.get(i));
+                    (s.is_some() || d.is_some()).then(|| (s, sport.get(i), d, dport.get(i)))
+                },
+                |(s, sp, d, dp)| {
+                    let part = |a: Option<&str>, p: Option<i64>| match (a, p) {
+                        (Some(a), Some(p)) if a.contains(':') => format!("[{a}]:{p}"),
+                        (Some(a), Some(p)) => format!("{a}:{p}"),
+                        (Some(a), None) => a.to_owned(),
+                        (None, _) => String::new(),
+                    };
+                    Some(format!("{}->{}", part(s, sp), part(d, dp)))
+                },
+            ),
+            "fd.sip" | "fd.snet" => self.dict_col("daddr"),
             "fd.sport" => self.int_col("dport"),
-            "fd.cip" | "fd.cnet" => strs(saddr.iter().map(|a| addr_text(*a))),
+            "fd.cip" | "fd.cnet" => self.dict_col("saddr"),
             "fd.cport" => self.int_col("sport"),
-            "fd.lip" | "fd.lnet" => strs((0..n).map(|i| addr_text(side(i, true).0))),
-            "fd.rip" | "fd.rnet" => strs((0..n).map(|i| addr_text(side(i, false).0))),
+            "fd.lip" | "fd.lnet" => keyed(n, |i| side(i, true).0, |a| Some(a.to_owned())),
+            "fd.rip" | "fd.rnet" => keyed(n, |i| side(i, false).0, |a| Some(a.to_owned())),
             "fd.lport" => ints((0..n).map(|i| side(i, true).1)),
             "fd.rport" => ints((0..n).map(|i| side(i, false).1)),
             "fd.ip" | "fd.net" => Col::Multi(Arc::new(
                 (0..n)
                     .map(|i| {
-                        [saddr[i], daddr[i]]
+                        [saddr.get(i), daddr.get(i)]
                             .into_iter()
                             .flatten()
                             .map(Arc::from)
@@ -796,7 +976,7 @@ impl<'a> BatchColumns<'a> {
             "fd.port" => Col::Multi(Arc::new(
                 (0..n)
                     .map(|i| {
-                        [sport[i], dport[i]]
+                        [sport.get(i), dport.get(i)]
                             .into_iter()
                             .flatten()
                             .map(|p| Arc::from(p.to_string()))
@@ -805,18 +985,16 @@ impl<'a> BatchColumns<'a> {
                     .collect(),
             )),
             // A datagram sent to a named destination gives the socket a new tuple.
-            "fd.name_changed" => {
-                bools((0..n).map(|i| {
-                    Some(matches!(events[i]?, "sendto" | "sendmsg") && daddr[i].is_some())
-                }))
-            }
+            "fd.name_changed" => bools((0..n).map(|i| {
+                Some(matches!(events.get(i)?, "sendto" | "sendmsg") && daddr.get(i).is_some())
+            })),
             "fd.connected" => bools((0..n).map(|i| {
-                let r = ret[i]?;
-                Some(match events[i]? {
+                let r = ret.get(i)?;
+                Some(match events.get(i)? {
                     // EINPROGRESS: a non-blocking connect under way.
                     "connect" => r == 0 || r == -115,
                     "accept" | "accept4" => r >= 0,
-                    "sendto" | "sendmsg" => r >= 0 && daddr[i].is_none(),
+                    "sendto" | "sendmsg" => r >= 0 && daddr.get(i).is_none(),
                     _ => false,
                 })
             })),

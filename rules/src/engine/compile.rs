@@ -7,17 +7,13 @@ use std::{
     sync::{Arc, RwLock},
 };
 
-use arrow_array::{
-    Array,
-    cast::AsArray,
-    types::{Float64Type, Int64Type},
-};
+use arrow_array::{Array, cast::AsArray, types::Float64Type};
 use memchr::memmem;
 use regex::Regex;
 use thiserror::Error;
 
 use crate::ast::{CmpOp, Expr, FieldRef, SetOp};
-use crate::engine::columns::{Col, Kind, kind};
+use crate::engine::columns::{Col, Dict, Kind, kind};
 use crate::engine::{FastSet, Selection};
 
 #[derive(Debug, Error)]
@@ -40,7 +36,12 @@ pub enum Pred {
     And(Vec<Pred>),
     Or(Vec<Pred>),
     Not(Box<Pred>),
-    Leaf { slot: usize, test: Test },
+    /// `key`: the leaf's condition text, which decides its test (leaves are shared by it).
+    Leaf {
+        slot: usize,
+        key: String,
+        test: Test,
+    },
 }
 
 #[derive(Debug)]
@@ -151,7 +152,7 @@ pub enum StrSet {
 }
 
 impl StrSet {
-    fn new(values: Vec<String>) -> Self {
+    pub(crate) fn new(values: Vec<String>) -> Self {
         if values.len() <= 8 {
             StrSet::Small(values)
         } else {
@@ -168,11 +169,12 @@ impl StrSet {
 }
 
 impl StrTest {
-    fn holds(&self, v: &str) -> bool {
+    #[inline]
+    pub(crate) fn holds(&self, v: &str) -> bool {
         match self {
             StrTest::Cmp(op, x) => op.holds(v, x.as_str()),
             StrTest::Contains(f) => f.find(v.as_bytes()).is_some(),
-            StrTest::IContains(n) => v.to_ascii_lowercase().contains(n.as_str()),
+            StrTest::IContains(n) => contains_folded(v.as_bytes(), n.as_bytes()),
             StrTest::StartsWith(p) => v.starts_with(p.as_str()),
             StrTest::EndsWith(p) => v.ends_with(p.as_str()),
             StrTest::Glob(g) => g.matches(v),
@@ -185,6 +187,15 @@ impl StrTest {
             }),
         }
     }
+}
+
+/// Whether `hay` lower-cased (ASCII only) contains `needle` (already lower-case), without
+/// lower-casing a copy of every row.
+fn contains_folded(hay: &[u8], needle: &[u8]) -> bool {
+    needle.is_empty()
+        || hay
+            .windows(needle.len())
+            .any(|w| w.eq_ignore_ascii_case(needle))
 }
 
 /// Falco's `glob`: `*` any run of characters (slashes included), `?` one character, `[...]` a
@@ -209,56 +220,72 @@ impl Glob {
     }
 
     pub fn matches(&self, text: &str) -> bool {
-        let t: Vec<char> = if self.fold {
-            text.to_lowercase().chars().collect()
+        if self.fold {
+            // Unicode lower-casing can change the text's length: fold it whole, as the pattern.
+            glob_match(&self.pattern, &text.to_lowercase())
         } else {
-            text.chars().collect()
-        };
-        let p = &self.pattern;
-        // Iterative matcher with one backtrack point for the last `*`.
-        let (mut pi, mut ti) = (0, 0);
-        let mut star: Option<(usize, usize)> = None;
-        while ti < t.len() {
-            if pi < p.len() {
-                match p[pi] {
-                    '*' => {
-                        star = Some((pi, ti));
-                        pi += 1;
-                        continue;
-                    }
-                    '?' => {
-                        pi += 1;
-                        ti += 1;
-                        continue;
-                    }
-                    '[' => {
-                        if let Some((ok, next)) = class(p, pi, t[ti])
-                            && ok
-                        {
-                            pi = next;
-                            ti += 1;
-                            continue;
-                        }
-                    }
-                    c if c == t[ti] => {
-                        pi += 1;
-                        ti += 1;
-                        continue;
-                    }
-                    _ => {}
+            glob_match(&self.pattern, text)
+        }
+    }
+}
+
+/// The character at byte `i` of `t` and its width: the text is walked in place, never copied,
+/// as this runs once per row.
+#[inline]
+fn char_at(t: &str, i: usize) -> (char, usize) {
+    let b = t.as_bytes()[i];
+    if b.is_ascii() {
+        (char::from(b), 1)
+    } else {
+        let c = t[i..].chars().next().expect("a char boundary");
+        (c, c.len_utf8())
+    }
+}
+
+/// Iterative matcher with one backtrack point for the last `*`; `ti` is a byte offset.
+fn glob_match(p: &[char], t: &str) -> bool {
+    let (mut pi, mut ti) = (0, 0);
+    let mut star: Option<(usize, usize)> = None;
+    while ti < t.len() {
+        let (c, width) = char_at(t, ti);
+        if pi < p.len() {
+            match p[pi] {
+                '*' => {
+                    star = Some((pi, ti));
+                    pi += 1;
+                    continue;
                 }
-            }
-            match star {
-                Some((sp, st)) => {
-                    pi = sp + 1;
-                    ti = st + 1;
-                    star = Some((sp, st + 1));
+                '?' => {
+                    pi += 1;
+                    ti += width;
+                    continue;
                 }
-                None => return false,
+                '[' => {
+                    if let Some((true, next)) = class(p, pi, c) {
+                        pi = next;
+                        ti += width;
+                        continue;
+                    }
+                }
+                pc if pc == c => {
+                    pi += 1;
+                    ti += width;
+                    continue;
+                }
+                _ => {}
             }
         }
-        p[pi..].iter().all(|c| *c == '*')
+        match star {
+            Some((sp, st)) => {
+                let next = st + char_at(t, st).1;
+                pi = sp + 1;
+                ti = next;
+                star = Some((sp, next));
+            }
+            None => return false,
+        }
     }
+    p[pi..].iter().all(|c| *c == '*')
 }
 
 /// `[...]` at `p[start]` against `c`: whether it matches and where the pattern goes on.
@@ -357,18 +384,19 @@ impl RuleCompiler {
             Expr::Not(x) => Pred::Not(Box::new(self.compile(rule, x)?)),
             Expr::Exists(f) => Pred::Leaf {
                 slot: self.slot(f),
+                key: e.to_string(),
                 test: Test::Exists,
             },
-            Expr::Compare { field, op, value } => {
-                let slot = self.slot(field);
-                let test = compare_test(field, *op, value).map_err(err)?;
-                Pred::Leaf { slot, test }
-            }
-            Expr::In { field, op, values } => {
-                let slot = self.slot(field);
-                let test = set_test(field, *op, values).map_err(err)?;
-                Pred::Leaf { slot, test }
-            }
+            Expr::Compare { field, op, value } => Pred::Leaf {
+                slot: self.slot(field),
+                key: e.to_string(),
+                test: compare_test(field, *op, value).map_err(err)?,
+            },
+            Expr::In { field, op, values } => Pred::Leaf {
+                slot: self.slot(field),
+                key: e.to_string(),
+                test: set_test(field, *op, values).map_err(err)?,
+            },
             Expr::MacroRef { name, .. } => {
                 return Err(err(format!("macro {name:?} was not expanded")));
             }
@@ -547,139 +575,167 @@ fn set_test(field: &FieldRef, op: SetOp, values: &[String]) -> Result<Test, Stri
     }
 }
 
-/// The rows of `sel` for which the test holds on `col` (null: never).
-pub fn filter(col: &Col, test: &Test, sel: &Selection) -> Selection {
-    let keep = |f: &dyn Fn(usize) -> bool| -> Selection {
-        sel.iter().copied().filter(|&i| f(i as usize)).collect()
-    };
+impl Test {
+    /// Whether the answer on a value never changes (a host name's addresses do), so that it
+    /// can be kept from batch to batch.
+    pub fn is_pure(&self) -> bool {
+        !matches!(self, Test::Resolved(_))
+    }
+}
+
+/// Whether a text value passes `test`: one answer for every text column, so that a column read
+/// as a dictionary in one batch and as plain text in the next decides alike.
+pub(crate) fn text_holds(test: &Test, v: &str) -> bool {
+    match test {
+        Test::Exists => true,
+        Test::Str(t) => t.holds(v),
+        Test::Resolved(names) => names.contains(v),
+        Test::Cidr(nets) => v
+            .parse::<IpAddr>()
+            .is_ok_and(|ip| nets.iter().any(|n| in_cidr(ip, *n))),
+        Test::NotCidr(nets) => v
+            .parse::<IpAddr>()
+            .is_ok_and(|ip| !nets.iter().any(|n| in_cidr(ip, *n))),
+        Test::Int(op, n) => v.parse::<i64>().is_ok_and(|x| op.holds(x, *n)),
+        Test::IntIn(set) => v.parse::<i64>().is_ok_and(|x| set.contains(&x)),
+        Test::Float(..) | Test::Bool(_) => false,
+    }
+}
+
+/// The rows of `sel` for which `f` holds. Generic, so that each test's loop is compiled with
+/// its test inlined; the row is written before it is judged, which keeps the loop free of a
+/// branch on the answer.
+#[inline]
+pub fn keep(out: &mut Selection, sel: &Selection, mut f: impl FnMut(usize) -> bool) {
+    out.clear();
+    out.resize(sel.len(), 0);
+    let mut n = 0;
+    for &i in sel {
+        out[n] = i;
+        n += usize::from(f(i as usize));
+    }
+    out.truncate(n);
+}
+
+/// [`keep`] over a nullable column: null rows never pass.
+#[inline]
+fn keep_valid<A: Array + ?Sized>(
+    out: &mut Selection,
+    sel: &Selection,
+    a: &A,
+    f: impl Fn(usize) -> bool,
+) {
+    if a.null_count() == 0 {
+        keep(out, sel, f)
+    } else {
+        keep(out, sel, |i| a.is_valid(i) && f(i))
+    }
+}
+
+/// The rows of `sel` for which the test holds on `col` (null: never), into `out` (a buffer
+/// kept by the caller: most answers are no row or every row, which need no new selection).
+pub fn filter(col: &Col, test: &Test, sel: &Selection, out: &mut Selection) {
     match (col, test) {
-        (Col::Null, _) => Vec::new(),
-        (Col::Multi(v), Test::Exists) => keep(&|i| !v[i].is_empty()),
-        (Col::Multi(v), Test::Str(t)) => keep(&|i| v[i].iter().any(|x| t.holds(x))),
-        (Col::Multi(v), Test::Int(op, n)) => keep(&|i| {
-            v[i].iter()
-                .any(|x| x.parse::<i64>().is_ok_and(|x| op.holds(x, *n)))
-        }),
-        (Col::Multi(v), Test::IntIn(set)) => keep(&|i| {
-            v[i].iter()
-                .any(|x| x.parse::<i64>().is_ok_and(|x| set.contains(&x)))
-        }),
-        (Col::Multi(v), Test::Cidr(nets)) => keep(&|i| {
-            v[i].iter().any(|x| {
-                x.parse::<IpAddr>()
-                    .is_ok_and(|ip| nets.iter().any(|n| in_cidr(ip, *n)))
-            })
-        }),
-        (Col::Multi(v), Test::NotCidr(nets)) => keep(&|i| {
-            v[i].iter().any(|x| {
-                x.parse::<IpAddr>()
-                    .is_ok_and(|ip| !nets.iter().any(|n| in_cidr(ip, *n)))
-            })
-        }),
-        (Col::Multi(v), Test::Resolved(names)) => keep(&|i| v[i].iter().any(|x| names.contains(x))),
-        (Col::Multi(_), _) => Vec::new(),
+        (Col::Null, _) => out.clear(),
+        (Col::Multi(v), Test::Exists) => keep(out, sel, |i| !v[i].is_empty()),
+        (Col::Multi(v), t) => keep(out, sel, |i| v[i].iter().any(|x| text_holds(t, x))),
         (Col::Dict(d), t) => {
             // The test once per distinct value, then a lookup per row.
-            let hits: Vec<bool> = d
-                .values
-                .iter()
-                .map(|v| match (v, t) {
-                    (None, _) => false,
-                    (Some(_), Test::Exists) => true,
-                    (Some(v), Test::Str(t)) => t.holds(v),
-                    (Some(v), Test::Resolved(names)) => names.contains(v),
-                    (Some(v), Test::Cidr(nets)) => v
-                        .parse::<IpAddr>()
-                        .is_ok_and(|ip| nets.iter().any(|n| in_cidr(ip, *n))),
-                    (Some(v), Test::NotCidr(nets)) => v
-                        .parse::<IpAddr>()
-                        .is_ok_and(|ip| !nets.iter().any(|n| in_cidr(ip, *n))),
-                    (Some(v), Test::Int(op, n)) => v.parse::<i64>().is_ok_and(|x| op.holds(x, *n)),
-                    (Some(v), Test::IntIn(set)) => v.parse::<i64>().is_ok_and(|x| set.contains(&x)),
-                    _ => false,
-                })
+            let hits: Vec<bool> = (0..d.len())
+                .map(|c| d.value(c).is_some_and(|v| text_holds(t, v)))
                 .collect();
             if !hits.iter().any(|h| *h) {
-                return Vec::new();
+                return out.clear();
             }
             if hits.iter().all(|h| *h) {
-                return sel.clone();
+                return out.clone_from(sel);
             }
-            sel.iter()
-                .copied()
-                .filter(|&i| hits[d.codes[i as usize] as usize])
-                .collect()
+            keep(out, sel, |i| hits[d.codes[i] as usize])
         }
-        (c, Test::Exists) => {
-            let a = match c {
-                Col::Str(a) | Col::Int(a) | Col::Float(a) | Col::Bool(a) => a,
-                _ => unreachable!("handled above"),
-            };
-            keep(&|i| a.is_valid(i))
-        }
-        (Col::Str(a), Test::Str(t)) => {
+        (Col::Int(v), Test::Exists) => keep(out, sel, |i| v[i].is_some()),
+        (Col::Bool(v), Test::Exists) => keep(out, sel, |i| v[i].is_some()),
+        (Col::Str(a) | Col::Float(a), Test::Exists) => keep_valid(out, sel, a, |_| true),
+        (Col::Str(a), t) => {
             let a = a.as_string::<i32>();
-            if a.null_count() == 0 {
-                keep(&|i| t.holds(a.value(i)))
-            } else {
-                keep(&|i| a.is_valid(i) && t.holds(a.value(i)))
+            match t {
+                Test::Str(t) => keep_valid(out, sel, a, |i| t.holds(a.value(i))),
+                t => keep_valid(out, sel, a, |i| text_holds(t, a.value(i))),
             }
         }
-        (Col::Str(a), Test::Cidr(nets)) => {
-            let a = a.as_string::<i32>();
-            keep(&|i| {
-                a.is_valid(i)
-                    && a.value(i)
-                        .parse::<IpAddr>()
-                        .is_ok_and(|ip| nets.iter().any(|n| in_cidr(ip, *n)))
-            })
+        (Col::Int(v), Test::Int(op, n)) => {
+            keep(out, sel, |i| v[i].is_some_and(|x| op.holds(x, *n)))
         }
-        (Col::Str(a), Test::NotCidr(nets)) => {
-            let a = a.as_string::<i32>();
-            keep(&|i| {
-                a.is_valid(i)
-                    && a.value(i)
-                        .parse::<IpAddr>()
-                        .is_ok_and(|ip| !nets.iter().any(|n| in_cidr(ip, *n)))
-            })
+        (Col::Int(v), Test::IntIn(set)) => {
+            keep(out, sel, |i| v[i].is_some_and(|x| set.contains(&x)))
         }
-        (Col::Str(a), Test::Resolved(names)) => {
-            let a = a.as_string::<i32>();
-            keep(&|i| a.is_valid(i) && names.contains(a.value(i)))
-        }
-        (Col::Str(a), Test::Int(op, n)) => {
-            let a = a.as_string::<i32>();
-            keep(&|i| a.is_valid(i) && a.value(i).parse::<i64>().is_ok_and(|x| op.holds(x, *n)))
-        }
-        (Col::Int(a), Test::Int(op, n)) => {
-            let a = a.as_primitive::<Int64Type>();
-            keep(&|i| a.is_valid(i) && op.holds(a.value(i), *n))
-        }
-        (Col::Int(a), Test::IntIn(set)) => {
-            let a = a.as_primitive::<Int64Type>();
-            keep(&|i| a.is_valid(i) && set.contains(&a.value(i)))
-        }
-        (Col::Int(a), Test::Str(t)) => {
-            let a = a.as_primitive::<Int64Type>();
-            keep(&|i| a.is_valid(i) && t.holds(&a.value(i).to_string()))
+        (Col::Int(v), Test::Str(t)) => {
+            keep(out, sel, |i| v[i].is_some_and(|x| t.holds(&x.to_string())))
         }
         (Col::Float(a), Test::Float(op, x)) => {
             let a = a.as_primitive::<Float64Type>();
-            keep(&|i| a.is_valid(i) && op.holds(a.value(i), *x))
+            let v = a.values();
+            keep_valid(out, sel, a, |i| op.holds(v[i], *x))
         }
         (Col::Float(a), Test::Int(op, x)) => {
             let a = a.as_primitive::<Float64Type>();
-            keep(&|i| a.is_valid(i) && op.holds(a.value(i), *x as f64))
+            let v = a.values();
+            keep_valid(out, sel, a, |i| op.holds(v[i], *x as f64))
         }
-        (Col::Bool(a), Test::Bool(b)) => {
-            let a = a.as_boolean();
-            keep(&|i| a.is_valid(i) && a.value(i) == *b)
+        (Col::Bool(v), Test::Bool(b)) => keep(out, sel, |i| v[i] == Some(*b)),
+        (Col::Bool(v), Test::Str(t)) => keep(out, sel, |i| {
+            v[i].is_some_and(|x| t.holds(if x { "true" } else { "false" }))
+        }),
+        _ => out.clear(),
+    }
+}
+
+/// What one leaf said of a dictionary column's distinct values so far in the batch.
+#[derive(Clone, Default)]
+pub struct Verdicts {
+    /// Per value: 0 undecided, 1 false, 2 true.
+    of: Vec<u8>,
+    /// Every value decided, and how many true.
+    all: Option<usize>,
+}
+
+impl Verdicts {
+    /// Nothing decided (for a new batch), its memory kept.
+    pub fn reset(&mut self) {
+        self.of.clear();
+        self.all = None;
+    }
+}
+
+/// The rows of `sel` whose dictionary code passes `holds`, deciding each distinct value at most
+/// once per batch however many selections the leaf sees. When the batch has no more distinct
+/// values than `sel` has rows, all are decided first: a leaf that no value passes (the usual
+/// answer of a rule's own test) then costs no pass over the rows at all.
+pub fn filter_dict(
+    d: &Dict,
+    mut holds: impl FnMut(usize) -> bool,
+    sel: &Selection,
+    verdicts: &mut Verdicts,
+    out: &mut Selection,
+) {
+    let n = d.len();
+    if verdicts.of.len() != n {
+        verdicts.reset();
+        verdicts.of.resize(n, 0);
+    }
+    let mut decide = |of: &mut [u8], c: usize| {
+        if of[c] == 0 {
+            of[c] = 1 + u8::from(holds(c));
         }
-        (Col::Bool(a), Test::Str(t)) => {
-            let a = a.as_boolean();
-            keep(&|i| a.is_valid(i) && t.holds(if a.value(i) { "true" } else { "false" }))
-        }
-        _ => Vec::new(),
+        of[c] == 2
+    };
+    if verdicts.all.is_none() && n <= sel.len() {
+        let trues = (0..n).filter(|&c| decide(&mut verdicts.of, c)).count();
+        verdicts.all = Some(trues);
+    }
+    match verdicts.all {
+        Some(0) => out.clear(),
+        Some(t) if t == n => out.clone_from(sel),
+        _ => keep(out, sel, |i| decide(&mut verdicts.of, d.codes[i] as usize)),
     }
 }
 

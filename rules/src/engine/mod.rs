@@ -1,16 +1,19 @@
 //! The rule engine: compiled rules evaluated on whole Arrow batches of sandwatch's tables.
 //!
-//! Per batch, the rows are grouped once by event type; a rule runs only on the rows of the
-//! types its condition can match (Falco's event-type index), through a predicate tree whose
-//! leaves each filter a selection vector (ascending row numbers) with one tight loop over one
-//! column. Columns are resolved once per batch per field ([`columns`]), zero-copy where the
-//! table has the field as it is. Tree fields read the [`tree::ProcessTree`] the engine keeps
-//! from `process_events`; thresholds keep per-key windows ([`window`]).
+//! Every rule's predicate is one graph ([`plan::Plan`]): identical leaves and sub-trees, such
+//! as those of Falco's shared macros, are one node. Per batch, a rule starts from the rows of the
+//! event types its condition can match (Falco's event-type index) and each node runs at most
+//! once per selection ([`plan::Run`]), filtering a selection vector (ascending row numbers) with
+//! one tight loop over one column. Columns are resolved once per batch per field ([`columns`]),
+//! text as dictionaries whose distinct values a leaf decides once. Tree fields read the
+//! [`tree::ProcessTree`] the engine keeps from `process_events`; thresholds keep per-key
+//! windows ([`window`]).
 //!
 //! The engine owns no I/O: matches come back as [`Match`]es for the caller to act on.
 
 pub mod columns;
 pub mod compile;
+pub mod plan;
 pub mod tree;
 pub mod window;
 
@@ -22,8 +25,9 @@ use arrow_array::{
 use sandwatch_schema::Table;
 
 use crate::ruleset::{EventSource, Rule, RuleSet, Status};
-use columns::{BatchColumns, Col};
-use compile::{CompileError, Pred, RuleCompiler, event_types, filter, minus, union};
+use columns::BatchColumns;
+use compile::{CompileError, Pred, RuleCompiler, event_types};
+use plan::{NodeId, Plan, Recall, Run, Scratch, TypeSetId};
 use tree::ProcessTree;
 use window::WindowState;
 
@@ -51,9 +55,10 @@ pub struct EngineState {
 /// A rule as the engine runs it.
 pub struct CompiledRule {
     pub rule: Rule,
-    pred: Pred,
+    /// The rule's predicate in the engine's [`Plan`].
+    root: NodeId,
     /// `None`: every event type.
-    types: Option<FastSet<String>>,
+    types: Option<TypeSetId>,
     /// Output template pieces: literal text and field slots.
     output: Vec<OutputPiece>,
     threshold: Option<(Vec<usize>, Option<usize>)>,
@@ -84,7 +89,12 @@ pub struct Match {
 
 pub struct Engine {
     rules: Vec<CompiledRule>,
+    plan: Plan,
+    recall: Recall,
+    scratch: Scratch,
     slots: Vec<compile::FieldSlot>,
+    /// The slot of `evt.type`, by which rules are limited to their event types.
+    type_slot: Option<usize>,
     state: EngineState,
     windows: Vec<WindowState>,
     events_seen: u64,
@@ -95,13 +105,14 @@ impl Engine {
     /// says why). A rule whose values do not fit its fields is an error.
     pub fn new(set: &RuleSet) -> Result<Self, Vec<CompileError>> {
         let mut compiler = RuleCompiler::default();
+        let mut plan = Plan::default();
         let mut rules = Vec::new();
         let mut errors = Vec::new();
         for rule in &set.rules {
             if !rule.enabled || rule.status != Status::Evaluable {
                 continue;
             }
-            match compile_rule(&mut compiler, rule) {
+            match compile_rule(&mut compiler, &mut plan, rule) {
                 Ok(r) => rules.push(r),
                 Err(e) => errors.push(e),
             }
@@ -112,6 +123,10 @@ impl Engine {
         let windows = rules.iter().map(|_| WindowState::default()).collect();
         Ok(Self {
             rules,
+            recall: Recall::new(&plan, compiler.slots.len()),
+            scratch: Scratch::default(),
+            plan,
+            type_slot: type_slot(&compiler),
             slots: compiler.slots,
             state: EngineState {
                 users: read_users(),
@@ -126,7 +141,11 @@ impl Engine {
     pub fn empty() -> Self {
         Self {
             rules: Vec::new(),
+            plan: Plan::default(),
+            recall: Recall::default(),
+            scratch: Scratch::default(),
             slots: Vec::new(),
+            type_slot: None,
             state: EngineState::default(),
             windows: Vec::new(),
             events_seen: 0,
@@ -193,114 +212,58 @@ impl Engine {
         if source == EventSource::Syscall {
             self.events_seen += n as u64;
         }
-        let mut cols = BatchColumns::new(table, batch, first_num);
-        let groups = group_by_event(batch);
-        let all: Selection = (0..n as u32).collect();
+        let cols = BatchColumns::new(table, batch, first_num);
+        let mut run = Run::new(
+            &self.plan,
+            &self.slots,
+            &self.state,
+            &mut self.recall,
+            &mut self.scratch,
+            cols,
+            self.type_slot,
+        );
         let mut out = Vec::new();
-        for ri in 0..self.rules.len() {
-            let rule = &self.rules[ri];
+        for (ri, rule) in self.rules.iter().enumerate() {
             if rule.rule.event_source != source {
                 continue;
             }
-            let sel = match (&rule.types, &groups) {
-                (None, _) | (_, None) => all.clone(),
-                (Some(types), Some(groups)) => {
-                    let mut sel: Selection = Vec::new();
-                    for t in types {
-                        if let Some(rows) = groups.get(t.as_str()) {
-                            sel = if sel.is_empty() {
-                                rows.clone()
-                            } else {
-                                union(&sel, rows)
-                            };
-                        }
-                    }
-                    sel
-                }
-            };
-            if sel.is_empty() {
+            let start = run.start(rule.types);
+            let hits = run.eval(rule.root, start);
+            if hits == plan::EMPTY {
                 continue;
             }
-            let hits = eval(&rule.pred, &sel, &mut cols, &self.slots, &self.state);
-            if hits.is_empty() {
-                continue;
-            }
+            let hits = run.rows(hits).clone();
             let hits = match &rule.threshold {
                 None => hits,
                 Some((by, distinct)) => {
                     let t = rule.rule.threshold.as_ref().expect("compiled from one");
-                    let (count, window) = (t.count, t.window);
-                    let (by, distinct) = (by.clone(), *distinct);
                     self.windows[ri].admit(
                         &hits,
-                        count,
-                        window,
-                        &by,
-                        distinct,
-                        &mut cols,
+                        t.count,
+                        t.window,
+                        by,
+                        *distinct,
+                        &mut run.cols,
                         &self.slots,
                         &self.state,
                     )
                 }
             };
             for row in hits {
-                out.push(self.render(ri, row as usize, &mut cols));
+                out.push(render(
+                    rule,
+                    &self.slots,
+                    &self.state,
+                    row as usize,
+                    &mut run.cols,
+                    ri,
+                ));
             }
         }
         if table == Table::ProcessEvents {
             self.state.tree.reap();
         }
         out
-    }
-
-    fn render(&self, ri: usize, row: usize, cols: &mut BatchColumns<'_>) -> Match {
-        let rule = &self.rules[ri];
-        let mut output = String::new();
-        let mut fields = Vec::new();
-        for piece in &rule.output {
-            match piece {
-                OutputPiece::Text(t) => output.push_str(t),
-                OutputPiece::Field(slot) => {
-                    let s = &self.slots[*slot];
-                    let v = cols.get(&s.field, &s.key, &self.state).display(row);
-                    match v {
-                        Some(v) => {
-                            output.push_str(&v);
-                            fields.push((s.key.clone(), v));
-                        }
-                        None => output.push_str("<NA>"),
-                    }
-                }
-            }
-        }
-        let batch = cols.batch;
-        let str_at = |name: &str| -> Option<String> {
-            let a = batch.column_by_name(name)?.as_string_opt::<i32>()?;
-            a.is_valid(row).then(|| a.value(row).to_owned())
-        };
-        let u32_at = |name: &str| -> Option<u32> {
-            let a = batch
-                .column_by_name(name)?
-                .as_any()
-                .downcast_ref::<UInt32Array>()?;
-            a.is_valid(row).then(|| a.value(row))
-        };
-        let time_ns = batch
-            .column_by_name("time")
-            .and_then(|c| c.as_any().downcast_ref::<TimestampNanosecondArray>())
-            .map_or(0, |t| t.value(row));
-        Match {
-            rule: ri,
-            table: cols.table,
-            row,
-            time_ns,
-            sandbox_id: str_at("sandbox_id"),
-            pid: u32_at("pid"),
-            tid: u32_at("tid"),
-            event: str_at("event"),
-            output,
-            fields,
-        }
     }
 
     fn learn_sandboxes(&mut self, batch: &RecordBatch) {
@@ -343,7 +306,7 @@ impl Engine {
 /// `pred` without its top-level `evt.type = x` / `evt.type in (...)` tests.
 fn strip_type_tests(pred: Pred, type_slot: usize) -> Pred {
     use compile::{StrTest, Test};
-    let is_type_test = |p: &Pred| matches!(p, Pred::Leaf { slot, test: Test::Str(StrTest::In(_) | StrTest::Cmp(compile::NumOp::Eq, _)) } if *slot == type_slot);
+    let is_type_test = |p: &Pred| matches!(p, Pred::Leaf { slot, test: Test::Str(StrTest::In(_) | StrTest::Cmp(compile::NumOp::Eq, _)), .. } if *slot == type_slot);
     match pred {
         Pred::And(parts) => {
             let rest: Vec<Pred> = parts.into_iter().filter(|p| !is_type_test(p)).collect();
@@ -358,7 +321,72 @@ fn strip_type_tests(pred: Pred, type_slot: usize) -> Pred {
     }
 }
 
-fn compile_rule(compiler: &mut RuleCompiler, rule: &Rule) -> Result<CompiledRule, CompileError> {
+fn render(
+    rule: &CompiledRule,
+    slots: &[compile::FieldSlot],
+    state: &EngineState,
+    row: usize,
+    cols: &mut BatchColumns<'_>,
+    ri: usize,
+) -> Match {
+    let mut output = String::new();
+    let mut fields = Vec::new();
+    for piece in &rule.output {
+        match piece {
+            OutputPiece::Text(t) => output.push_str(t),
+            OutputPiece::Field(slot) => {
+                let s = &slots[*slot];
+                let v = cols.get(&s.field, &s.key, state).display(row);
+                match v {
+                    Some(v) => {
+                        output.push_str(&v);
+                        fields.push((s.key.clone(), v));
+                    }
+                    None => output.push_str("<NA>"),
+                }
+            }
+        }
+    }
+    let batch = cols.batch;
+    let str_at = |name: &str| -> Option<String> {
+        let a = batch.column_by_name(name)?.as_string_opt::<i32>()?;
+        a.is_valid(row).then(|| a.value(row).to_owned())
+    };
+    let u32_at = |name: &str| -> Option<u32> {
+        let a = batch
+            .column_by_name(name)?
+            .as_any()
+            .downcast_ref::<UInt32Array>()?;
+        a.is_valid(row).then(|| a.value(row))
+    };
+    let time_ns = batch
+        .column_by_name("time")
+        .and_then(|c| c.as_any().downcast_ref::<TimestampNanosecondArray>())
+        .map_or(0, |t| t.value(row));
+    Match {
+        rule: ri,
+        table: cols.table,
+        row,
+        time_ns,
+        sandbox_id: str_at("sandbox_id"),
+        pid: u32_at("pid"),
+        tid: u32_at("tid"),
+        event: str_at("event"),
+        output,
+        fields,
+    }
+}
+
+/// The slot of `evt.type`, if any rule reads it.
+fn type_slot(compiler: &RuleCompiler) -> Option<usize> {
+    compiler.slots.iter().position(|s| s.key == "evt.type")
+}
+
+fn compile_rule(
+    compiler: &mut RuleCompiler,
+    plan: &mut Plan,
+    rule: &Rule,
+) -> Result<CompiledRule, CompileError> {
     let pred = compiler.compile(&rule.name, &rule.condition)?;
     let output = parse_output(rule.output.trim_end())
         .into_iter()
@@ -375,17 +403,14 @@ fn compile_rule(compiler: &mut RuleCompiler, rule: &Rule) -> Result<CompiledRule
     });
     let types = event_types(&rule.condition);
     // The rule runs only on rows of `types`, which every top-level event-type test admits.
-    let pred = match (
-        &types,
-        compiler.slots.iter().position(|s| s.key == "evt.type"),
-    ) {
+    let pred = match (&types, type_slot(compiler)) {
         (Some(_), Some(slot)) => strip_type_tests(pred, slot),
         _ => pred,
     };
     Ok(CompiledRule {
-        types,
+        types: types.map(|t| plan.type_set(&t)),
         rule: rule.clone(),
-        pred,
+        root: plan.add(pred),
         output,
         threshold,
     })
@@ -440,80 +465,6 @@ fn parse_output(template: &str) -> Vec<RawPiece> {
         out.push(RawPiece::Text(text));
     }
     out
-}
-
-/// Row numbers per event type, or `None` when the batch has no `event` column.
-fn group_by_event(batch: &RecordBatch) -> Option<FastMap<&str, Selection>> {
-    let events = batch.column_by_name("event")?.as_string_opt::<i32>()?;
-    let mut groups: FastMap<&str, Selection> = FastMap::default();
-    let mut last: Option<(&str, usize)> = None;
-    for i in 0..events.len() {
-        if !events.is_valid(i) {
-            continue;
-        }
-        let e = events.value(i);
-        // Runs of one type are common (a job's burst of opens): skip the hash lookup.
-        if let Some((prev, _)) = last
-            && prev == e
-        {
-            groups.get_mut(e).expect("seen").push(i as u32);
-            continue;
-        }
-        groups.entry(e).or_default().push(i as u32);
-        last = Some((e, i));
-    }
-    Some(groups)
-}
-
-fn eval(
-    pred: &Pred,
-    sel: &Selection,
-    cols: &mut BatchColumns<'_>,
-    slots: &[compile::FieldSlot],
-    state: &EngineState,
-) -> Selection {
-    if sel.is_empty() {
-        return Vec::new();
-    }
-    match pred {
-        Pred::Const(true) => sel.clone(),
-        Pred::Const(false) => Vec::new(),
-        Pred::Leaf { slot, test } => {
-            let s = &slots[*slot];
-            let col: Col = cols.get(&s.field, &s.key, state);
-            filter(&col, test, sel)
-        }
-        Pred::And(parts) => {
-            let mut cur = sel.clone();
-            for p in parts {
-                cur = eval(p, &cur, cols, slots, state);
-                if cur.is_empty() {
-                    break;
-                }
-            }
-            cur
-        }
-        Pred::Or(parts) => {
-            let mut matched: Selection = Vec::new();
-            let mut rest = sel.clone();
-            for p in parts {
-                let m = eval(p, &rest, cols, slots, state);
-                if m.is_empty() {
-                    continue;
-                }
-                rest = minus(&rest, &m);
-                matched = union(&matched, &m);
-                if rest.is_empty() {
-                    break;
-                }
-            }
-            matched
-        }
-        Pred::Not(p) => {
-            let m = eval(p, sel, cols, slots, state);
-            minus(sel, &m)
-        }
-    }
 }
 
 /// uid → user name from /etc/passwd (best effort: none when unreadable).

@@ -248,6 +248,60 @@ fn globs() {
     assert!(g("*", ""));
 }
 
+/// What the matchers decided when they walked a `Vec<char>` copy of every value (the table was
+/// checked against that implementation): walking the bytes in place must decide alike, multi-byte
+/// characters included.
+#[test]
+fn text_matchers_decide_as_the_char_walking_ones_did() {
+    let cases: &[(&str, &str, &str, bool)] = &[
+        ("glob", "/etc/*", "/etc/a/b", true),
+        ("glob", "*.ssh/id_*", "/root/.ssh/id_rsa", true),
+        ("glob", "*.ssh/id_*", "/root/.ssh/known_hosts", false),
+        ("glob", "/tmp/?", "/tmp/x", true),
+        ("glob", "/tmp/?", "/tmp/é", true),
+        ("glob", "/tmp/?", "/tmp/xy", false),
+        ("glob", "/tmp/??", "/tmp/é", false),
+        ("glob", "/tmp/?x", "/tmp/日x", true),
+        ("glob", "/home/*/.ssh/*", "/home/jürgen/.ssh/config", true),
+        ("glob", "/home/*/.ssh/*", "/home/jürgen/ssh/config", false),
+        ("glob", "*é*", "caféine", true),
+        ("glob", "*é", "cafe", false),
+        ("glob", "[é]*", "éa", true),
+        ("glob", "[a-z]*", "éa", false),
+        ("glob", "[!a-z]*", "éa", true),
+        ("glob", "[à-ê]", "é", true),
+        ("glob", "*[0-9]", "log日1", true),
+        ("glob", "/dev/[st]d[a-c]", "/dev/sdb", true),
+        ("glob", "/dev/[!s]d?", "/dev/sda", false),
+        ("glob", "a*b*c", "a日b本c", true),
+        ("glob", "a*b*c", "a日b本", false),
+        ("glob", "*", "", true),
+        ("glob", "?", "", false),
+        ("glob", "[abc", "[abc", false),
+        ("glob", "**x", "日本x", true),
+        ("iglob", "/ETC/*", "/etc/Passwd", true),
+        ("iglob", "*ÉTÉ*", "un été", true),
+        ("iglob", "?", "Ä", true),
+        ("icontains", "PRIVATE", "-----begin private key", true),
+        ("icontains", "private", "BEGIN PRIVATE", true),
+        ("icontains", "é", "CAFÉ", false),
+        ("icontains", "é", "café", true),
+        ("icontains", "", "x", true),
+        ("icontains", "xyz", "xy", false),
+    ];
+    for (op, pattern, text, expected) in cases {
+        let c = crate::parse::parse_condition(&format!("fd.name {op} \"{pattern}\"")).unwrap();
+        let Pred::Leaf {
+            test: compile::Test::Str(t),
+            ..
+        } = RuleCompiler::default().compile("m", &c).unwrap()
+        else {
+            panic!("{op} {pattern}: not a text test");
+        };
+        assert_eq!(t.holds(text), *expected, "{text:?} {op} {pattern:?}");
+    }
+}
+
 #[test]
 fn host_names_in_rules_match_the_addresses_they_resolve_to() {
     let set = rules(
@@ -398,4 +452,255 @@ fn net_fields_compare_as_ranges_both_ways() {
             ("in ten".to_owned(), "10.2.3.4".to_owned()),
         ]
     );
+}
+
+/// File events of every kind the rules look at, deterministic: paths (null included), programs,
+/// open flags and results in combinations that shift from row to row.
+fn mixed_file_batch(rows: usize) -> RecordBatch {
+    const EVENTS: [&str; 8] = [
+        "openat", "open", "unlink", "rename", "mkdir", "creat", "chmod", "openat",
+    ];
+    const PATHS: [Option<&str>; 13] = [
+        Some("/etc/shadow"),
+        Some("/etc/passwd"),
+        Some("/etc/sudoers.d/x"),
+        Some("/root/.ssh/id_rsa"),
+        Some("/home/jürgen/.ssh/config"),
+        Some("/tmp/busy/f1.json"),
+        Some("/usr/bin/ls"),
+        Some("/dev/sda"),
+        Some("/proc/1/environ"),
+        Some("/root/.bash_history"),
+        Some("/"),
+        Some("/etc/cron.d/job"),
+        None,
+    ];
+    const COMMS: [&str; 5] = ["cat", "python3", "sudo", "sh", "apt"];
+    const FLAGS: [i64; 4] = [0, 1, 2, 0o101];
+    const RETS: [i64; 3] = [3, -2, 0];
+    let mut b = FileEventsBuilder::new(rows);
+    for i in 0..rows {
+        let event = EVENTS[i % EVENTS.len()];
+        let mut c = common(
+            100 + (i % 7) as u32,
+            1,
+            COMMS[i % COMMS.len()],
+            event,
+            RETS[i % RETS.len()],
+        );
+        c.time_ns += i as i64;
+        b.append(&FileEvent {
+            common: c,
+            path: PATHS[i % PATHS.len()],
+            path2: (event == "rename").then_some("/etc/profile"),
+            flags: Some(FLAGS[i % FLAGS.len()]),
+            mode: Some(0o755),
+            ..FileEvent::default()
+        });
+    }
+    b.finish().unwrap()
+}
+
+/// (rule, row, output) of every match, in the order the engine returns them.
+fn matches_of(
+    engine: &mut Engine,
+    table: Table,
+    batch: &RecordBatch,
+) -> Vec<(String, usize, String)> {
+    engine
+        .evaluate(table, batch)
+        .into_iter()
+        .map(|m| (engine.rule(m.rule).name.clone(), m.row, m.output))
+        .collect()
+}
+
+/// Rules sharing macros, and Falco's rules when they are at hand.
+fn sharing_rules() -> RuleSet {
+    let mut set = rules(
+        r#"
+- macro: open_read
+  condition: evt.type in (open, openat) and evt.is_open_read = true and fd.num >= 0
+- rule: etc read
+  desc: d
+  condition: open_read and fd.name startswith /etc/
+  output: etc %fd.name
+  priority: WARNING
+- rule: etc read by cat
+  desc: d
+  condition: open_read and fd.name startswith /etc/ and proc.name = cat
+  output: cat %fd.name
+  priority: WARNING
+- rule: read or unlink outside tmp
+  desc: d
+  condition: (open_read or evt.type = unlink) and not fd.name startswith /tmp
+  output: rm %fd.name
+  priority: WARNING
+- rule: etc or json
+  desc: d
+  condition: evt.type in (openat, unlink) and (fd.name startswith /etc/ or fd.name endswith .json)
+  output: ej %fd.name %evt.type
+  priority: WARNING
+- rule: etc anything
+  desc: d
+  condition: fd.name startswith /etc/ and not proc.name in (apt, sudo)
+  output: any %fd.name %proc.name
+  priority: WARNING
+"#,
+    );
+    if let Some(dir) = crate::tests::falco_dir() {
+        let (falco, _) = crate::load_files(&[
+            dir.join("falco_rules.yaml"),
+            dir.join("falco-incubating_rules.yaml"),
+            dir.join("falco-sandbox_rules.yaml"),
+        ]);
+        set.rules.extend(falco.rules.into_iter().map(|mut r| {
+            r.enabled = r.status == Status::Evaluable;
+            r
+        }));
+    }
+    set
+}
+
+#[test]
+fn shared_nodes_decide_as_each_rule_alone() {
+    let set = sharing_rules();
+    let batch = mixed_file_batch(700);
+    let mut together = Engine::new(&set).unwrap();
+    let got = matches_of(&mut together, Table::FileEvents, &batch);
+    let mut alone = Vec::new();
+    let mut unshared_nodes = 0;
+    for r in set
+        .rules
+        .iter()
+        .filter(|r| r.enabled && r.status == Status::Evaluable)
+    {
+        let mut one = Engine::new(&RuleSet {
+            rules: vec![r.clone()],
+        })
+        .unwrap();
+        unshared_nodes += one.plan.len();
+        alone.extend(matches_of(&mut one, Table::FileEvents, &batch));
+    }
+    assert_eq!(got, alone);
+    assert!(got.iter().any(|m| m.0 == "etc read by cat"), "{got:?}");
+    assert!(
+        together.plan.len() < unshared_nodes,
+        "{} nodes shared, {unshared_nodes} alone",
+        together.plan.len()
+    );
+}
+
+/// A leaf on a dictionary column decides as on the plain column, null rows included, whether
+/// its verdicts are decided all at once (a large selection) or row by row (a small one), and
+/// when they are kept from one selection to the next.
+#[test]
+fn dictionary_leaves_decide_as_plain_ones() {
+    use arrow_array::StringArray;
+    use std::sync::Arc;
+    let texts = [
+        Some("/etc/shadow"),
+        None,
+        Some("/etc/passwd"),
+        Some("/tmp/x.json"),
+        Some("/etc/shadow"),
+        Some("/home/jürgen/.ssh/id_rsa"),
+        None,
+        Some("/tmp/x.json"),
+        Some(""),
+    ];
+    let plain = columns::Col::Str(Arc::new(StringArray::from(texts.to_vec())));
+    let mut values: Vec<Option<&str>> = Vec::new();
+    let codes = texts
+        .iter()
+        .map(|t| {
+            let c = values.iter().position(|x| x == t).unwrap_or_else(|| {
+                values.push(*t);
+                values.len() - 1
+            });
+            c as u32
+        })
+        .collect();
+    let dict = columns::Dict::new(codes, values);
+    let selections: [Selection; 4] = [
+        (0..texts.len() as u32).collect(),
+        vec![1, 3],
+        vec![0, 4, 5, 6, 8],
+        vec![2],
+    ];
+    for cond in [
+        "fd.name startswith /etc/",
+        "fd.name in (/etc/shadow, /tmp/x.json)",
+        "fd.name glob \"/home/*/.ssh/*\"",
+        "fd.name exists",
+        "fd.name = \"\"",
+        "fd.name contains .json",
+        "fd.name != /etc/shadow",
+        "fd.name pmatch (/etc)",
+    ] {
+        let c = crate::parse::parse_condition(cond).unwrap();
+        let Pred::Leaf { test, .. } = RuleCompiler::default().compile("d", &c).unwrap() else {
+            panic!("{cond}: not a leaf");
+        };
+        let holds = |c: usize| dict.value(c).is_some_and(|v| compile::text_holds(&test, v));
+        let mut kept = compile::Verdicts::default();
+        // Buffers left dirty from one call to the next, as the engine leaves them.
+        let (mut want, mut got) = (Vec::new(), vec![7; 3]);
+        for sel in &selections {
+            compile::filter(&plain, &test, sel, &mut want);
+            let mut fresh = compile::Verdicts::default();
+            compile::filter_dict(&dict, holds, sel, &mut fresh, &mut got);
+            assert_eq!(got, want, "{cond} {sel:?}");
+            compile::filter_dict(&dict, holds, sel, &mut kept, &mut got);
+            assert_eq!(got, want, "{cond} {sel:?} kept");
+        }
+    }
+}
+
+/// File events with the paths given, one row each, as `openat` for reading by `cat`.
+fn opens_of(paths: &[String]) -> RecordBatch {
+    let mut b = FileEventsBuilder::new(paths.len());
+    for (i, p) in paths.iter().enumerate() {
+        let mut c = common(100 + (i % 5) as u32, 1, "cat", "openat", 3);
+        c.time_ns += i as i64;
+        b.append(&FileEvent {
+            common: c,
+            path: Some(p),
+            flags: Some(0),
+            ..FileEvent::default()
+        });
+    }
+    b.finish().unwrap()
+}
+
+/// Verdicts an engine keeps from earlier batches (and forgets past its bound) decide as a fresh
+/// engine's would.
+#[test]
+fn verdicts_kept_across_batches_decide_as_fresh_ones() {
+    let set = sharing_rules();
+    let paths = |from: usize, to: usize| -> Vec<String> {
+        (from..to)
+            .map(|i| match i % 4 {
+                0 => format!("/etc/f{i}"),
+                1 => format!("/tmp/f{i}.json"),
+                2 => "/etc/shadow".to_owned(),
+                _ => format!("/home/u{i}/.ssh/id_rsa"),
+            })
+            .collect()
+    };
+    // The second batch repeats values of the first, the third pushes the paths seen past the
+    // bound, the fourth repeats values of all.
+    let batches = [
+        opens_of(&paths(0, 600)),
+        opens_of(&paths(300, 900)),
+        opens_of(&paths(1000, 101_000)),
+        opens_of(&paths(0, 1200)),
+    ];
+    let mut kept = Engine::new(&set).unwrap();
+    for b in &batches {
+        let mut fresh = Engine::new(&set).unwrap();
+        assert_eq!(
+            matches_of(&mut kept, Table::FileEvents, b),
+            matches_of(&mut fresh, Table::FileEvents, b)
+        );
+    }
 }
