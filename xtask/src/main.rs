@@ -8,6 +8,8 @@
 //! - `bench probes`: the probe overhead and throughput benchmarks of the README.
 //! - `bench sandbox`: a sandbox's create + run + destroy and 20 at once, against bubblewrap.
 //! - `bench rules`: the rule engine's throughput on one core and detection-to-kill latency.
+//! - `eval baseline`: learned baselines against held-out benign and anomalous runs of the
+//!   corpus in tests/corpus (precision, recall, false-positive rate).
 //! - `demo`: benign and malicious agent jobs in sandboxes, their alerts and kills, and a summary
 //!   table read back from the audit log (the README's first command).
 
@@ -15,6 +17,7 @@ mod bench;
 mod bench_rules;
 mod bench_sandbox;
 mod demo;
+mod eval_baseline;
 
 use std::{
     env,
@@ -45,6 +48,11 @@ enum Cmd {
     /// Run benign and malicious agent jobs in sandboxes with the built-in rules; show the
     /// alerts, the kills and a summary table from the audit log.
     Demo(demo::DemoArgs),
+    /// Evaluate detection on the corpus (`eval baseline`).
+    Eval {
+        #[command(subcommand)]
+        what: eval_baseline::Eval,
+    },
     /// Run a benchmark suite and print its table.
     Bench {
         #[command(subcommand)]
@@ -58,6 +66,7 @@ fn main() -> anyhow::Result<()> {
         Cmd::Test { filter } => test(&filter),
         Cmd::Demo(args) => demo::run(args),
         Cmd::Bench { suite } => bench::run(suite),
+        Cmd::Eval { what } => eval_baseline::run(what),
     }
 }
 
