@@ -110,7 +110,11 @@ fn scripts(dir: &Path) -> anyhow::Result<BTreeMap<String, String>> {
     for e in fs::read_dir(dir).with_context(|| format!("reading {}", dir.display()))? {
         let p = e?.path();
         if p.extension().is_some_and(|x| x == "sh") {
-            let name = p.file_stem().expect("a file").to_string_lossy().into_owned();
+            let name = p
+                .file_stem()
+                .expect("a file")
+                .to_string_lossy()
+                .into_owned();
             out.insert(name, fs::read_to_string(&p)?);
         }
     }
@@ -118,9 +122,24 @@ fn scripts(dir: &Path) -> anyhow::Result<BTreeMap<String, String>> {
 }
 
 /// Runs `script` with `seed` in a sandbox of `policy`, recording into `data`.
-fn run_job(bin: &Path, data: &Path, policy: &Path, id: &str, seed: u32, script: &str) -> anyhow::Result<()> {
+fn run_job(
+    bin: &Path,
+    data: &Path,
+    policy: &Path,
+    id: &str,
+    seed: u32,
+    script: &str,
+) -> anyhow::Result<()> {
     let out = Command::new(bin)
-        .args(["run", "--no-rules", "--no-baselines", "--timeout", "60s", "--sandbox-id", id])
+        .args([
+            "run",
+            "--no-rules",
+            "--no-baselines",
+            "--timeout",
+            "60s",
+            "--sandbox-id",
+            id,
+        ])
         .arg("--data")
         .arg(data)
         .arg("--policy")
@@ -130,14 +149,25 @@ fn run_job(bin: &Path, data: &Path, policy: &Path, id: &str, seed: u32, script: 
         .with_context(|| format!("starting {}", bin.display()))?;
     // A job's own failure is part of what it does; sandwatch's failure (exit 2) is not.
     if out.status.code() == Some(2) {
-        bail!("sandwatch run {id}: {}", String::from_utf8_lossy(&out.stderr));
+        bail!(
+            "sandwatch run {id}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
     }
     Ok(())
 }
 
 fn judge(bin: &Path, test: &Path, models: &Path, case: &Case) -> anyhow::Result<Verdict> {
     let out = Command::new(bin)
-        .args(["baseline", "score", "--json", "--profile", &case.profile, "--sandbox", &case.sandbox])
+        .args([
+            "baseline",
+            "score",
+            "--json",
+            "--profile",
+            &case.profile,
+            "--sandbox",
+            &case.sandbox,
+        ])
         .arg("--data")
         .arg(test)
         .arg("--models")
@@ -155,7 +185,13 @@ fn judge(bin: &Path, test: &Path, models: &Path, case: &Case) -> anyhow::Result<
         .as_array()
         .into_iter()
         .flatten()
-        .map(|t| format!("{} {}", t["kind"]["kind"].as_str().unwrap_or("?"), t["kind"]["term"].as_str().unwrap_or("?")))
+        .map(|t| {
+            format!(
+                "{} {}",
+                t["kind"]["kind"].as_str().unwrap_or("?"),
+                t["kind"]["term"].as_str().unwrap_or("?")
+            )
+        })
         .collect();
     let windows: Vec<String> = v["windows"]
         .as_array()
@@ -174,7 +210,11 @@ fn judge(bin: &Path, test: &Path, models: &Path, case: &Case) -> anyhow::Result<
     Ok(Verdict {
         by_terms: !terms.is_empty(),
         by_window: !windows.is_empty(),
-        why: terms.into_iter().chain(windows).collect::<Vec<_>>().join("; "),
+        why: terms
+            .into_iter()
+            .chain(windows)
+            .collect::<Vec<_>>()
+            .join("; "),
     })
 }
 
@@ -219,7 +259,11 @@ impl Counts {
 }
 
 fn ratio(a: u32, b: u32) -> f64 {
-    if b == 0 { 0.0 } else { f64::from(a) / f64::from(b) }
+    if b == 0 {
+        0.0
+    } else {
+        f64::from(a) / f64::from(b)
+    }
 }
 
 fn pct(x: f64) -> String {
@@ -240,15 +284,23 @@ fn baseline(args: EvalArgs) -> anyhow::Result<()> {
     if !args.profiles.is_empty() {
         profiles.retain(|p, _| args.profiles.contains(p));
         if profiles.is_empty() {
-            bail!("none of {:?} is in {}", args.profiles, corpus_dir().display());
+            bail!(
+                "none of {:?} is in {}",
+                args.profiles,
+                corpus_dir().display()
+            );
         }
     }
     let anomalies = scripts(&corpus_dir().join("anomalies"))?;
-    let dir = args.dir.clone().unwrap_or_else(|| target_dir().join("eval-baseline"));
+    let dir = args
+        .dir
+        .clone()
+        .unwrap_or_else(|| target_dir().join("eval-baseline"));
     let _ = fs::remove_dir_all(&dir);
     let (train, test) = (dir.join("train"), dir.join("test"));
     fs::create_dir_all(dir.join("policies"))?;
-    let total = profiles.len() as u32 * (args.train + args.test + args.anomaly_runs * anomalies.len() as u32);
+    let total = profiles.len() as u32
+        * (args.train + args.test + args.anomaly_runs * anomalies.len() as u32);
     progress(&format!(
         "{} profiles × ({} training + {} benign + {} anomalous) = {total} sandboxes",
         profiles.len(),
@@ -264,24 +316,49 @@ fn baseline(args: EvalArgs) -> anyhow::Result<()> {
         let mut tick = |what: &str| {
             done += 1;
             if done % 20 == 0 || done == total {
-                progress(&format!("{done}/{total} sandboxes ({profile}: {what}, {:.0} s)", started.elapsed().as_secs_f64()));
+                progress(&format!(
+                    "{done}/{total} sandboxes ({profile}: {what}, {:.0} s)",
+                    started.elapsed().as_secs_f64()
+                ));
             }
         };
         for i in 0..args.train {
-            run_job(&bin, &train, &policy, &format!("evtr-{pi}-{i}"), i + 1, script)?;
+            run_job(
+                &bin,
+                &train,
+                &policy,
+                &format!("evtr-{pi}-{i}"),
+                i + 1,
+                script,
+            )?;
             tick("training");
         }
         for i in 0..args.test {
             let id = format!("evte-{pi}-{i}");
             run_job(&bin, &test, &policy, &id, 1000 + i, script)?;
-            cases.push(Case { profile: profile.clone(), sandbox: id, anomaly: None });
+            cases.push(Case {
+                profile: profile.clone(),
+                sandbox: id,
+                anomaly: None,
+            });
             tick("benign");
         }
         for (ai, (name, act)) in anomalies.iter().enumerate() {
             for r in 0..args.anomaly_runs {
                 let id = format!("evan-{pi}-{ai}-{r}");
-                run_job(&bin, &test, &policy, &id, 2000 + r, &format!("{script}\n{act}"))?;
-                cases.push(Case { profile: profile.clone(), sandbox: id, anomaly: Some(name.clone()) });
+                run_job(
+                    &bin,
+                    &test,
+                    &policy,
+                    &id,
+                    2000 + r,
+                    &format!("{script}\n{act}"),
+                )?;
+                cases.push(Case {
+                    profile: profile.clone(),
+                    sandbox: id,
+                    anomaly: Some(name.clone()),
+                });
                 tick(name);
             }
         }
@@ -302,7 +379,10 @@ fn baseline(args: EvalArgs) -> anyhow::Result<()> {
                 .arg(&models)
                 .output()?;
             if !out.status.success() {
-                bail!("baseline train {profile} --model {kind}: {}", String::from_utf8_lossy(&out.stderr));
+                bail!(
+                    "baseline train {profile} --model {kind}: {}",
+                    String::from_utf8_lossy(&out.stderr)
+                );
             }
         }
         let v = cases
@@ -312,7 +392,9 @@ fn baseline(args: EvalArgs) -> anyhow::Result<()> {
         verdicts.insert(kind, v);
     }
 
-    let report = report(&args, &profiles, &anomalies, &cases, &verdicts, run_secs, started);
+    let report = report(
+        &args, &profiles, &anomalies, &cases, &verdicts, run_secs, started,
+    );
     print!("{report}");
     let out = target_dir().join("bench/eval-baseline.md");
     fs::create_dir_all(out.parent().expect("a parent"))?;
@@ -346,7 +428,10 @@ fn report(
         run_secs,
         started.elapsed().as_secs_f64()
     );
-    let _ = writeln!(r, "## Overall, per model (flagged: a new term or an anomalous window)\n");
+    let _ = writeln!(
+        r,
+        "## Overall, per model (flagged: a new term or an anomalous window)\n"
+    );
     let mut rows = Vec::new();
     let mut terms_only = Counts::default();
     for (i, c) in cases.iter().enumerate() {
@@ -371,29 +456,47 @@ fn report(
     let mut per_act: BTreeMap<&str, Counts> = BTreeMap::new();
     for (i, c) in cases.iter().enumerate() {
         overall.add(c.anomaly.is_some(), v[i].flagged());
-        per_profile.entry(&c.profile).or_default().add(c.anomaly.is_some(), v[i].flagged());
+        per_profile
+            .entry(&c.profile)
+            .or_default()
+            .add(c.anomaly.is_some(), v[i].flagged());
         if let Some(a) = &c.anomaly {
             per_act.entry(a).or_default().add(true, v[i].flagged());
         }
     }
-    let _ = writeln!(r, "## Per profile, new terms + {DEFAULT_MODEL} (the default)\n");
+    let _ = writeln!(
+        r,
+        "## Per profile, new terms + {DEFAULT_MODEL} (the default)\n"
+    );
     let mut rows: Vec<Vec<String>> = per_profile.iter().map(|(p, c)| c.row(p)).collect();
     rows.push(overall.row("all"));
     let _ = writeln!(r, "```\n{}```\n", text_table(&HEADERS, &rows, &RIGHT));
-    let _ = writeln!(r, "Recall per unusual act (all profiles): {}\n", per_act
-        .iter()
-        .map(|(a, c)| format!("{a} {}", pct(c.recall())))
-        .collect::<Vec<_>>()
-        .join(", "));
+    let _ = writeln!(
+        r,
+        "Recall per unusual act (all profiles): {}\n",
+        per_act
+            .iter()
+            .map(|(a, c)| format!("{a} {}", pct(c.recall())))
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
     let _ = writeln!(
         r,
         "Target: recall ≥ {} with ≤ {} false positives: recall {} ({}), FP rate {} ({}).\n",
         pct(TARGET_RECALL),
         pct(TARGET_FPR),
         pct(overall.recall()),
-        if overall.recall() >= TARGET_RECALL { "met" } else { "missed" },
+        if overall.recall() >= TARGET_RECALL {
+            "met"
+        } else {
+            "missed"
+        },
         pct(overall.fpr()),
-        if overall.fpr() <= TARGET_FPR { "met" } else { "missed" },
+        if overall.fpr() <= TARGET_FPR {
+            "met"
+        } else {
+            "missed"
+        },
     );
     let _ = writeln!(r, "## False positives and misses ({DEFAULT_MODEL})\n");
     let mut any = false;
@@ -401,7 +504,11 @@ fn report(
         match (&c.anomaly, v[i].flagged()) {
             (None, true) => {
                 any = true;
-                let _ = writeln!(r, "- false positive: {} {}: {}", c.profile, c.sandbox, v[i].why);
+                let _ = writeln!(
+                    r,
+                    "- false positive: {} {}: {}",
+                    c.profile, c.sandbox, v[i].why
+                );
             }
             (Some(a), false) => {
                 any = true;

@@ -1,6 +1,9 @@
 //! A small audit log written as the Parquet sink lays it out (`<table>/date=/hour=/N.parquet`),
 //! from the schema crate's own builders: two sandboxes over three hours of two days.
 
+// Each test file uses a part of this module.
+#![allow(dead_code)]
+
 use std::{fs::File, path::Path};
 
 use arrow_array::RecordBatch;
