@@ -51,7 +51,7 @@ fn parse_param(s: &str) -> Result<(String, String), String> {
     Ok((k.to_owned(), v.to_owned()))
 }
 
-fn parse_duration(s: &str) -> Result<Duration, String> {
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
     humantime::parse_duration(s).map_err(|e| format!("{s:?} is not a duration ({e}; e.g. 30s, 5m)"))
 }
 
@@ -81,7 +81,7 @@ pub fn parse_bytes(s: &str) -> Result<usize, String> {
         .ok_or_else(|| format!("{s:?} is not a size (e.g. 512M, 4G)"))
 }
 
-fn query_failure(e: AnalyticsError) -> Failure {
+pub fn query_failure(e: AnalyticsError) -> Failure {
     // A query the user can fix (bad SQL, unknown name, a missing parameter) is bad input.
     let code = match e {
         AnalyticsError::Io { .. } | AnalyticsError::Output(_) => 1,
@@ -106,24 +106,11 @@ pub async fn sql(args: SqlArgs) -> Result<u8, Failure> {
     }
     let text = match (&args.saved, &args.sql) {
         (Some(name), _) => {
-            let q = saved::find(name).ok_or_else(|| {
-                query_failure(AnalyticsError::UnknownSaved {
-                    name: name.clone(),
-                    known: saved::SAVED.iter().map(|q| q.name.to_owned()).collect(),
-                })
-            })?;
-            if let Some((param, what)) = q
-                .params
-                .iter()
-                .find(|(p, _)| !args.params.iter().any(|(k, _)| k == p))
-            {
-                return Err(query_failure(AnalyticsError::MissingParam {
-                    query: q.name.into(),
-                    param: (*param).into(),
-                    what: (*what).into(),
-                }));
-            }
-            q.sql.to_owned()
+            let given: Vec<&str> = args.params.iter().map(|(k, _)| k.as_str()).collect();
+            saved::resolve(name, &given)
+                .map_err(query_failure)?
+                .sql
+                .to_owned()
         }
         (None, Some(sql)) => sql.clone(),
         (None, None) => {

@@ -23,7 +23,7 @@ pub mod session;
 use std::{path::PathBuf, time::Duration};
 
 pub use saved::SavedQuery;
-pub use session::{QueryLimits, QueryResult, SqlSession};
+pub use session::{QueryLimits, QueryResult, QueryStream, SqlSession};
 
 #[derive(Debug, thiserror::Error)]
 pub enum AnalyticsError {
@@ -61,6 +61,10 @@ pub enum AnalyticsError {
     Timeout(Duration),
     #[error("{0}")]
     Query(String),
+    #[error(
+        "the audit log is read-only: {what} is refused; only queries (SELECT, WITH, EXPLAIN) run"
+    )]
+    ReadOnly { what: String },
     #[error("unknown saved query {name:?} (saved: {})", known.join(", "))]
     UnknownSaved { name: String, known: Vec<String> },
     #[error("saved query {query:?} needs --param {param}=VALUE ({what})")]
@@ -73,6 +77,48 @@ pub enum AnalyticsError {
     Output(String),
     #[error("baseline: {0}")]
     Baseline(String),
+    #[error("the access token: {0}")]
+    AccessToken(String),
+    #[error("the {server} server: {detail}")]
+    Server {
+        server: &'static str,
+        detail: String,
+    },
+}
+
+/// Who can act on an error, which the servers turn into a status code.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ErrorClass {
+    /// The query's author: bad SQL, an unknown name, a missing parameter, a write.
+    Query,
+    /// The query ran past its time limit.
+    TimeLimit,
+    /// The query needed more memory than its limit.
+    MemoryLimit,
+    /// The server or its audit log.
+    Server,
+}
+
+impl AnalyticsError {
+    pub fn class(&self) -> ErrorClass {
+        match self {
+            Self::UnknownColumn { .. }
+            | Self::UnknownTable { .. }
+            | Self::Query(_)
+            | Self::ReadOnly { .. }
+            | Self::UnknownSaved { .. }
+            | Self::MissingParam { .. } => ErrorClass::Query,
+            Self::Timeout(_) => ErrorClass::TimeLimit,
+            Self::MemoryLimit { .. } => ErrorClass::MemoryLimit,
+            Self::NoAuditLog(_)
+            | Self::Io { .. }
+            | Self::Catalog(_)
+            | Self::Output(_)
+            | Self::Baseline(_)
+            | Self::AccessToken(_)
+            | Self::Server { .. } => ErrorClass::Server,
+        }
+    }
 }
 
 fn suggest(s: &Option<String>) -> String {

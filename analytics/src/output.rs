@@ -83,6 +83,32 @@ pub fn write(
     }
 }
 
+/// Writes one batch of a result that comes batch by batch (the HTTP endpoint streams this way):
+/// the same text [`write`] gives for the whole result, CSV's header with the `first` batch.
+/// `Format::Table` needs the whole result to align its columns and is refused.
+pub fn write_batch(
+    w: &mut dyn Write,
+    format: Format,
+    batch: &RecordBatch,
+    first: bool,
+) -> Result<(), AnalyticsError> {
+    match format {
+        Format::Table => Err(AnalyticsError::Output(
+            "a table needs the whole result; stream CSV or JSON lines".into(),
+        )),
+        Format::Csv => WriterBuilder::new()
+            .with_header(first)
+            .build(w)
+            .write(&flatten_nested(batch)?)
+            .map_err(out_err),
+        Format::Json => {
+            let mut writer = LineDelimitedWriter::new(w);
+            writer.write(batch).map_err(out_err)?;
+            writer.finish().map_err(out_err)
+        }
+    }
+}
+
 /// CSV has no lists: a list column (`argv`, `tags`) becomes its text as the table shows it.
 fn flatten_nested(b: &RecordBatch) -> Result<RecordBatch, AnalyticsError> {
     if !b

@@ -2,6 +2,8 @@
 //! `sandwatch sql --saved NAME [--param KEY=VALUE]...` runs one; parameters are bound as
 //! values (`$sandbox`), never pasted into the text.
 
+use crate::AnalyticsError;
+
 /// One saved investigation.
 #[derive(Clone, Copy, Debug)]
 pub struct SavedQuery {
@@ -52,6 +54,22 @@ pub const SAVED: &[SavedQuery] = &[
 
 pub fn find(name: &str) -> Option<&'static SavedQuery> {
     SAVED.iter().find(|q| q.name == name)
+}
+
+/// The saved query `name`, once every parameter it needs is among the `given` names.
+pub fn resolve(name: &str, given: &[&str]) -> Result<&'static SavedQuery, AnalyticsError> {
+    let q = find(name).ok_or_else(|| AnalyticsError::UnknownSaved {
+        name: name.to_owned(),
+        known: SAVED.iter().map(|q| q.name.to_owned()).collect(),
+    })?;
+    if let Some((param, what)) = q.params.iter().find(|(p, _)| !given.contains(p)) {
+        return Err(AnalyticsError::MissingParam {
+            query: q.name.into(),
+            param: (*param).into(),
+            what: (*what).into(),
+        });
+    }
+    Ok(q)
 }
 
 const ACTIVITY: &str = "

@@ -5,7 +5,14 @@
 //! are off, so only the catalog's tables can be read. What the catalog registers comes from the
 //! audit log's own directory.
 
-use std::{path::Path, sync::Arc, time::Duration};
+use std::{
+    future::Future as _,
+    path::Path,
+    pin::Pin,
+    sync::Arc,
+    task::{Context, Poll},
+    time::Duration,
+};
 
 use datafusion::{
     arrow::{array::RecordBatch, datatypes::SchemaRef},
@@ -15,9 +22,11 @@ use datafusion::{
         SendableRecordBatchStream,
         runtime_env::{RuntimeEnv, RuntimeEnvBuilder},
     },
+    physical_plan::EmptyRecordBatchStream,
     prelude::{DataFrame, SQLOptions, SessionConfig, SessionContext},
 };
-use futures::StreamExt as _;
+use futures::{Stream, StreamExt as _};
+use tokio::time::{Instant, Sleep};
 
 use crate::{AnalyticsError, catalog, functions};
 
@@ -53,7 +62,10 @@ impl QueryResult {
     }
 }
 
-/// SQL over the audit log at one directory.
+/// SQL over the audit log at one directory. Cloning is cheap and shares the catalog and the
+/// memory pool: the servers give each request a clone, so the memory limit bounds every query
+/// they run together.
+#[derive(Clone)]
 pub struct SqlSession {
     ctx: SessionContext,
     limits: QueryLimits,
@@ -100,27 +112,30 @@ impl SqlSession {
             .with_allow_statements(false)
     }
 
-    /// Plans `sql` (read-only), binding `$name` parameters.
+    /// Plans `sql` (read-only), binding `$name` parameters as text.
     pub async fn plan(
         &self,
         sql: &str,
         params: &[(String, String)],
+    ) -> Result<DataFrame, AnalyticsError> {
+        self.plan_with(sql, text_params(params)).await
+    }
+
+    /// Plans `sql` (read-only), binding typed values to its `$1` or `$name` placeholders.
+    pub async fn plan_with(
+        &self,
+        sql: &str,
+        values: Option<ParamValues>,
     ) -> Result<DataFrame, AnalyticsError> {
         let df = self
             .ctx
             .sql_with_options(sql, Self::read_only())
             .await
             .map_err(|e| self.explain(e))?;
-        if params.is_empty() {
-            return Ok(df);
+        match values {
+            None => Ok(df),
+            Some(values) => df.with_param_values(values).map_err(|e| self.explain(e)),
         }
-        let values = ParamValues::Map(
-            params
-                .iter()
-                .map(|(k, v)| (k.clone(), ScalarValue::Utf8(Some(v.clone())).into()))
-                .collect(),
-        );
-        df.with_param_values(values).map_err(|e| self.explain(e))
     }
 
     /// Runs `sql` to the end under the session's limits.
@@ -129,19 +144,38 @@ impl SqlSession {
         sql: &str,
         params: &[(String, String)],
     ) -> Result<QueryResult, AnalyticsError> {
-        let timeout = self.limits.timeout;
-        let run = async {
-            let mut stream = self.stream(sql, params).await?;
-            let schema = stream.schema();
-            let mut batches = Vec::new();
-            while let Some(b) = stream.next().await {
-                batches.push(b.map_err(|e| self.explain(e))?);
-            }
-            Ok(QueryResult { schema, batches })
+        let mut stream = self.run(sql, text_params(params)).await?;
+        let schema = stream.schema();
+        let mut batches = Vec::new();
+        while let Some(b) = stream.next().await {
+            batches.push(b?);
+        }
+        Ok(QueryResult { schema, batches })
+    }
+
+    /// Plans and starts `sql` under the session's limits: the stream ends with
+    /// [`AnalyticsError::Timeout`] once the time limit (counted from planning) has passed, and
+    /// execution errors come out explained. The servers stream results through it.
+    pub async fn run(
+        &self,
+        sql: &str,
+        values: Option<ParamValues>,
+    ) -> Result<QueryStream, AnalyticsError> {
+        let limit = self.limits.timeout;
+        let deadline = Instant::now() + limit;
+        let start = async {
+            let df = self.plan_with(sql, values).await?;
+            df.execute_stream().await.map_err(|e| self.explain(e))
         };
-        tokio::time::timeout(timeout, run)
+        let inner = tokio::time::timeout_at(deadline, start)
             .await
-            .map_err(|_| AnalyticsError::Timeout(timeout))?
+            .map_err(|_| AnalyticsError::Timeout(limit))??;
+        Ok(QueryStream {
+            inner,
+            deadline: Box::pin(tokio::time::sleep_until(deadline)),
+            session: self.clone(),
+            finished: false,
+        })
     }
 
     /// Plans `sql` and starts it; the caller reads the batches (and enforces the timeout with
@@ -175,11 +209,28 @@ impl SqlSession {
                 tables,
             };
         }
-        if let DataFusionError::ResourcesExhausted(msg) = &e {
-            return AnalyticsError::MemoryLimit {
-                limit: self.limits.memory_bytes,
-                detail: msg.clone(),
-            };
+        match e.find_root() {
+            DataFusionError::ResourcesExhausted(msg) => {
+                return AnalyticsError::MemoryLimit {
+                    limit: self.limits.memory_bytes,
+                    detail: msg.clone(),
+                };
+            }
+            DataFusionError::Plan(msg) => {
+                // What the read-only `SQLOptions` refuse (see `context::verify_plan`).
+                for kind in ["DDL", "DML", "Statement"] {
+                    if let Some(what) = msg.strip_prefix(&format!("{kind} not supported: ")) {
+                        return AnalyticsError::ReadOnly {
+                            what: format!("{kind} ({what})"),
+                        };
+                    }
+                }
+            }
+            // A file of the log that cannot be read is the server's problem, not the query's.
+            DataFusionError::ParquetError(_)
+            | DataFusionError::IoError(_)
+            | DataFusionError::ObjectStore(_) => return AnalyticsError::Catalog(text),
+            _ => {}
         }
         AnalyticsError::Query(text)
     }
@@ -194,6 +245,70 @@ impl SqlSession {
             .unwrap_or_default();
         names.sort();
         names
+    }
+}
+
+/// `--param KEY=VALUE` pairs as values of `$KEY` placeholders, all text.
+pub fn text_params(params: &[(String, String)]) -> Option<ParamValues> {
+    if params.is_empty() {
+        return None;
+    }
+    Some(ParamValues::Map(
+        params
+            .iter()
+            .map(|(k, v)| (k.clone(), ScalarValue::Utf8(Some(v.clone())).into()))
+            .collect(),
+    ))
+}
+
+/// A running query's batches under its session's time limit (see [`SqlSession::run`]).
+pub struct QueryStream {
+    inner: SendableRecordBatchStream,
+    deadline: Pin<Box<Sleep>>,
+    session: SqlSession,
+    finished: bool,
+}
+
+impl QueryStream {
+    pub fn schema(&self) -> SchemaRef {
+        self.inner.schema()
+    }
+
+    /// Ends the query at once: its operators and the memory they hold are released now, not
+    /// when the reader lets go of the stream.
+    fn finish(&mut self) {
+        self.finished = true;
+        self.inner = Box::pin(EmptyRecordBatchStream::new(self.inner.schema()));
+    }
+}
+
+impl Stream for QueryStream {
+    type Item = Result<RecordBatch, AnalyticsError>;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        let this = &mut *self;
+        if this.finished {
+            return Poll::Ready(None);
+        }
+        // The deadline first: a query whose batches are always ready must still stop.
+        if this.deadline.as_mut().poll(cx).is_ready() {
+            this.finish();
+            return Poll::Ready(Some(Err(AnalyticsError::Timeout(
+                this.session.limits.timeout,
+            ))));
+        }
+        match this.inner.poll_next_unpin(cx) {
+            Poll::Ready(Some(Ok(batch))) => Poll::Ready(Some(Ok(batch))),
+            Poll::Ready(Some(Err(e))) => {
+                this.finish();
+                Poll::Ready(Some(Err(this.session.explain(e))))
+            }
+            Poll::Ready(None) => {
+                this.finished = true;
+                Poll::Ready(None)
+            }
+            Poll::Pending => Poll::Pending,
+        }
     }
 }
 
