@@ -8,17 +8,23 @@
 //!   `syscall_name`, `errno_name`).
 //! - [`saved`]: the saved investigations `sandwatch sql --saved NAME` runs.
 //! - [`output`]: a result as a table, CSV or JSON lines.
+//! - [`flight_sql`]: an Arrow Flight SQL server over a session (ADBC, JDBC, DBeaver, pandas).
+//! - [`sql_http`]: an HTTP SQL endpoint over a session (JSON lines, CSV, Arrow IPC).
+//! - [`access`]: the bearer token both servers may require.
 //! - [`baseline`]: per-profile baselines learned from the log (new terms and a linfa model over
 //!   per-window feature vectors), their model files, and scoring of finished and live sandboxes.
 //!
 //! Nothing here writes to the audit log.
 
+pub mod access;
 pub mod baseline;
 pub mod catalog;
+pub mod flight_sql;
 pub mod functions;
 pub mod output;
 pub mod saved;
 pub mod session;
+pub mod sql_http;
 
 use std::{path::PathBuf, time::Duration};
 
