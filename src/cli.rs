@@ -162,6 +162,9 @@ pub enum Command {
     },
     /// SQL over the audit log (read-only): a query, a saved investigation, or --list.
     Sql(crate::sql::SqlArgs),
+    /// Serve the audit log over Arrow Flight SQL (ADBC, JDBC, DBeaver, pandas) and, with
+    /// --http, an HTTP SQL endpoint, read-only, until SIGINT or SIGTERM.
+    SqlServer(crate::sql_server::SqlServerArgs),
     /// Learned baselines per job profile: train, score a sandbox, list.
     Baseline {
         #[command(subcommand)]
@@ -304,6 +307,7 @@ pub async fn dispatch(args: Args) -> Result<u8, Failure> {
             action: RulesCommand::Test { data, paths },
         } => rules_test(&data, paths),
         Command::Sql(args) => crate::sql::sql(args).await,
+        Command::SqlServer(args) => crate::sql_server::sql_server(args).await,
         Command::Baseline { action } => crate::baseline::baseline(action).await,
     }
 }

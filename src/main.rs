@@ -6,6 +6,7 @@ mod cli;
 mod detect;
 mod replay;
 mod sql;
+mod sql_server;
 
 use std::process::ExitCode;
 
