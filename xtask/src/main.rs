@@ -135,15 +135,16 @@ fn setup() -> anyhow::Result<()> {
         failures.push(format!("bpf-linker: {e:#}"));
     }
 
-    // 3. The independent Parquet readers the integration tests check our files with.
+    // 3. The independent Parquet readers the integration tests check our files with, and the
+    //    ADBC Flight SQL driver the Flight SQL server is tested with as a real client.
     let have_py = Command::new("python3")
-        .args(["-c", "import pyarrow, duckdb"])
+        .args(["-c", "import pyarrow, duckdb, adbc_driver_flightsql.dbapi"])
         .output()
         .is_ok_and(|o| o.status.success());
     if have_py {
-        step("python pyarrow and duckdb: present");
+        step("python pyarrow, duckdb and adbc-driver-flightsql: present");
     } else {
-        step("installing python packages pyarrow and duckdb");
+        step("installing python packages pyarrow, duckdb, adbc-driver-flightsql");
         if let Err(e) = run(Command::new("python3").args([
             "-m",
             "pip",
@@ -152,8 +153,12 @@ fn setup() -> anyhow::Result<()> {
             "--disable-pip-version-check",
             "pyarrow",
             "duckdb",
+            "adbc-driver-manager",
+            "adbc-driver-flightsql",
         ])) {
-            failures.push(format!("python packages pyarrow, duckdb: {e:#}"));
+            failures.push(format!(
+                "python packages pyarrow, duckdb, adbc-driver-flightsql: {e:#}"
+            ));
         }
     }
 

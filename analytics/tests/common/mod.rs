@@ -4,6 +4,8 @@
 // Each test file uses a part of this module.
 #![allow(dead_code)]
 
+pub mod servers;
+
 use std::{fs::File, path::Path};
 
 use arrow_array::RecordBatch;
