@@ -408,6 +408,8 @@ for line in sys.stdin:
 
 struct Engine {
     name: &'static str,
+    /// What the engine said it is when it started.
+    version: String,
     child: Child,
     stdin: ChildStdin,
     stdout: BufReader<ChildStdout>,
@@ -425,6 +427,7 @@ impl Engine {
         let stdout = BufReader::new(child.stdout.take().expect("piped"));
         let mut e = Self {
             name,
+            version: String::new(),
             child,
             stdin,
             stdout,
@@ -433,6 +436,7 @@ impl Engine {
         if hello["ready"] != true {
             bail!("{name} did not start: {hello}");
         }
+        e.version = hello["version"].as_str().unwrap_or("").to_owned();
         Ok(e)
     }
 
@@ -571,6 +575,7 @@ pub fn run(args: SqlArgs) -> anyhow::Result<()> {
         .arg(threads.to_string())
         .arg("2GB");
     let mut duck = Engine::start("duckdb", py)?;
+    let duck_version = format!("{} (Python `duckdb`)", duck.version);
     duck.ask(&json!({"do": "sql", "sql": events_view()}).to_string())?;
     // The sandbox an analyst opens first: of those with a critical alert, the busiest.
     let sandbox = duck.ask(
@@ -754,7 +759,7 @@ pub fn run(args: SqlArgs) -> anyhow::Result<()> {
          same checksum of the sorted rows). Medians of {} rounds; in each round every query runs on both \
          engines back to back, the first engine alternating. Query 3's sandbox: `{sandbox}` (of the sandboxes \
          with a critical alert, the one with the most process events).\n",
-        "(Python `duckdb`)", args.rounds
+        duck_version, args.rounds
     );
     let _ = writeln!(
         md,
