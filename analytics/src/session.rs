@@ -9,7 +9,7 @@ use std::{
     future::Future as _,
     path::Path,
     pin::Pin,
-    sync::Arc,
+    sync::{Arc, atomic::AtomicU64},
     task::{Context, Poll},
     time::Duration,
 };
@@ -17,6 +17,7 @@ use std::{
 use datafusion::{
     arrow::{array::RecordBatch, datatypes::SchemaRef},
     common::{ParamValues, ScalarValue, SchemaError},
+    datasource::MemTable,
     error::DataFusionError,
     execution::{
         SendableRecordBatchStream,
@@ -29,6 +30,13 @@ use futures::{Stream, StreamExt as _};
 use tokio::time::{Instant, Sleep};
 
 use crate::{AnalyticsError, catalog, functions};
+
+/// The largest result of a CTE computed once for its statement (see
+/// `SqlSession::materialize_ctes`); past it the statement runs as written.
+pub const MATERIALIZE_LIMIT_BYTES: usize = 64 << 20;
+
+/// Numbers the temporary tables of materialized CTEs, so concurrent queries never share one.
+static TEMPORARIES: AtomicU64 = AtomicU64::new(0);
 
 /// Limits every query of a session runs under.
 #[derive(Clone, Debug)]
@@ -121,8 +129,122 @@ impl SqlSession {
         self.plan_with(sql, text_params(params)).await
     }
 
-    /// Plans `sql` (read-only), binding typed values to its `$1` or `$name` placeholders.
+    /// Plans `sql` (read-only), binding typed values to its `$1` or `$name` placeholders. A
+    /// common table expression the statement reads more than once is computed once first (see
+    /// [`Self::materialize_ctes`]).
     pub async fn plan_with(
+        &self,
+        sql: &str,
+        values: Option<ParamValues>,
+    ) -> Result<DataFrame, AnalyticsError> {
+        let (rewritten, temporaries) = self.materialize_ctes(sql, values.as_ref()).await?;
+        let planned = self
+            .plan_text(rewritten.as_deref().unwrap_or(sql), values)
+            .await;
+        // The plan holds the temporary tables it reads; the catalog need not.
+        for name in temporaries {
+            let _ = self.ctx.deregister_table(name.as_str());
+        }
+        planned
+    }
+
+    /// DataFusion 55 plans a CTE anew at each place the statement names it, and at each step of
+    /// a recursion that names it: the saved `process-tree` scanned `process_events` 15 times
+    /// for a 13-deep tree. Here a CTE the statement names more than once, which names no other
+    /// CTE of its `WITH`, is run first and its rows put in a temporary table that the
+    /// statement reads instead; a result larger than [`MATERIALIZE_LIMIT_BYTES`] is left to
+    /// the plan as written. Returns the rewritten statement (None: as written) and the
+    /// temporary tables to drop once it is planned.
+    async fn materialize_ctes(
+        &self,
+        sql: &str,
+        values: Option<&ParamValues>,
+    ) -> Result<(Option<String>, Vec<String>), AnalyticsError> {
+        use datafusion::sql::sqlparser::{
+            ast::{ObjectName, Statement, VisitMut as _, visit_relations},
+            dialect::GenericDialect,
+            parser::Parser,
+        };
+        // Anything unusual is planned as written, and DataFusion says what is wrong with it.
+        let Ok(mut statements) = Parser::parse_sql(&GenericDialect {}, sql) else {
+            return Ok((None, Vec::new()));
+        };
+        let [Statement::Query(query)] = statements.as_mut_slice() else {
+            return Ok((None, Vec::new()));
+        };
+        let Some(with) = &query.with else {
+            return Ok((None, Vec::new()));
+        };
+        let cte_names: Vec<String> = with
+            .cte_tables
+            .iter()
+            .map(|c| c.alias.name.value.to_lowercase())
+            .collect();
+        let names_cte = |rel: &ObjectName, name: &str| names_relation(rel, name);
+        let mut chosen = Vec::new();
+        for cte in &with.cte_tables {
+            let name = cte.alias.name.value.to_lowercase();
+            let mut uses = 0;
+            let _ = visit_relations(&*query, |rel| {
+                uses += usize::from(names_cte(rel, &name));
+                std::ops::ControlFlow::<()>::Continue(())
+            });
+            let mut names_another = false;
+            let _ = visit_relations(&cte.query, |rel| {
+                names_another |= cte_names.iter().any(|n| names_cte(rel, n));
+                std::ops::ControlFlow::<()>::Continue(())
+            });
+            if uses >= 2 && !names_another && cte.alias.columns.is_empty() {
+                chosen.push((name, cte.query.to_string()));
+            }
+        }
+        if chosen.is_empty() {
+            return Ok((None, Vec::new()));
+        }
+        let mut temporaries = Vec::new();
+        for (name, cte_sql) in chosen {
+            let df = self.plan_text(&cte_sql, values.cloned()).await?;
+            let mut stream = df.execute_stream().await.map_err(|e| self.explain(e))?;
+            let schema = stream.schema();
+            let (mut batches, mut bytes) = (Vec::new(), 0);
+            while let Some(b) = stream.next().await {
+                let b = b.map_err(|e| self.explain(e))?;
+                bytes += b.get_array_memory_size();
+                if bytes > MATERIALIZE_LIMIT_BYTES {
+                    break;
+                }
+                batches.push(b);
+            }
+            if bytes > MATERIALIZE_LIMIT_BYTES {
+                continue;
+            }
+            let table = MemTable::try_new(schema, vec![batches])
+                .map_err(|e| AnalyticsError::Query(e.to_string()))?;
+            let temporary = format!(
+                "__cte_{}_{name}",
+                TEMPORARIES.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+            );
+            self.ctx
+                .register_table(temporary.as_str(), Arc::new(table))
+                .map_err(|e| AnalyticsError::Query(e.to_string()))?;
+            if let Some(with) = &mut query.with {
+                with.cte_tables
+                    .retain(|c| c.alias.name.value.to_lowercase() != name);
+            }
+            // `FROM procs` becomes `FROM __cte_N_procs AS procs`: `procs.pid` still resolves.
+            let _ = query.visit(&mut RenameRelation {
+                from: &name,
+                to: &temporary,
+            });
+            temporaries.push(temporary);
+        }
+        if query.with.as_ref().is_some_and(|w| w.cte_tables.is_empty()) {
+            query.with = None;
+        }
+        Ok((Some(statements[0].to_string()), temporaries))
+    }
+
+    async fn plan_text(
         &self,
         sql: &str,
         values: Option<ParamValues>,
@@ -243,6 +365,8 @@ impl SqlSession {
             .and_then(|c| c.schema("public"))
             .map(|s| s.table_names())
             .unwrap_or_default();
+        // A materialized CTE's table lives while its statement is planned.
+        names.retain(|n| !n.starts_with("__cte_"));
         names.sort();
         names
     }
@@ -309,6 +433,44 @@ impl Stream for QueryStream {
             }
             Poll::Pending => Poll::Pending,
         }
+    }
+}
+
+/// Whether `rel` is the bare name `name` (lower case; unquoted names are case-insensitive).
+fn names_relation(rel: &datafusion::sql::sqlparser::ast::ObjectName, name: &str) -> bool {
+    matches!(rel.0.as_slice(), [part] if part.as_ident().is_some_and(|i| i.value.to_lowercase() == name))
+}
+
+/// Points every `FROM <from>` at the table `to`, keeping `<from>` as its alias.
+struct RenameRelation<'a> {
+    from: &'a str,
+    to: &'a str,
+}
+
+impl datafusion::sql::sqlparser::ast::VisitorMut for RenameRelation<'_> {
+    type Break = ();
+
+    fn pre_visit_table_factor(
+        &mut self,
+        factor: &mut datafusion::sql::sqlparser::ast::TableFactor,
+    ) -> std::ops::ControlFlow<()> {
+        use datafusion::sql::sqlparser::ast::{Ident, ObjectName, TableAlias, TableFactor};
+        if let TableFactor::Table { name, alias, .. } = factor
+            && names_relation(name, self.from)
+        {
+            let original = name.0[0]
+                .as_ident()
+                .cloned()
+                .unwrap_or_else(|| Ident::new(self.from));
+            alias.get_or_insert(TableAlias {
+                explicit: true,
+                name: original,
+                columns: Vec::new(),
+                at: None,
+            });
+            *name = ObjectName::from(vec![Ident::new(self.to)]);
+        }
+        std::ops::ControlFlow::Continue(())
     }
 }
 

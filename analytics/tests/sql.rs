@@ -411,3 +411,59 @@ async fn parameters_are_bound_as_values() {
         .unwrap();
     assert_eq!(r.num_rows(), 0);
 }
+
+/// A CTE the statement reads more than once is computed once, into a temporary table the
+/// statement then reads (DataFusion would plan it anew at each reading): the answer is the one
+/// the query has without a CTE, names qualified by the CTE still resolve, and no temporary
+/// table outlives the statement.
+#[tokio::test]
+async fn a_cte_read_twice_answers_as_written() {
+    let dir = fixture();
+    let s = session(dir.path()).await;
+    let tables = s.table_names();
+    let with_cte = s
+        .query(
+            "WITH f AS (SELECT sandbox_id, count(*) AS n FROM file_events GROUP BY sandbox_id)
+             SELECT a.sandbox_id, a.n, b.n AS m FROM f a JOIN f b ON a.sandbox_id = b.sandbox_id
+             ORDER BY a.sandbox_id",
+            &[],
+        )
+        .await
+        .unwrap();
+    let plain = s
+        .query(
+            "SELECT sandbox_id, count(*) AS n, count(*) AS m FROM file_events
+             GROUP BY sandbox_id ORDER BY sandbox_id",
+            &[],
+        )
+        .await
+        .unwrap();
+    assert!(plain.num_rows() > 0);
+    for col in ["sandbox_id", "n", "m"] {
+        assert_eq!(
+            column_text(&with_cte.batches, col),
+            column_text(&plain.batches, col),
+            "{col}"
+        );
+    }
+    let qualified = s
+        .query(
+            "WITH f AS (SELECT sandbox_id FROM file_events)
+             SELECT count(*) AS n FROM f WHERE f.sandbox_id IN (SELECT sandbox_id FROM f)",
+            &[],
+        )
+        .await
+        .unwrap();
+    let rows = s
+        .query(
+            "SELECT count(*) AS n FROM file_events WHERE sandbox_id IS NOT NULL",
+            &[],
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        column_text(&qualified.batches, "n"),
+        column_text(&rows.batches, "n")
+    );
+    assert_eq!(s.table_names(), tables, "temporary tables left behind");
+}

@@ -64,6 +64,9 @@ pub enum Suite {
     /// Rule-engine throughput on one core over a recorded audit log, and detection-to-kill
     /// latency.
     Rules(crate::bench_rules::RulesArgs),
+    /// Five investigations over a generated audit log of 50M events, sandwatch's SQL against
+    /// DuckDB on the same files.
+    Sql(crate::bench_sql::SqlArgs),
 }
 
 #[derive(clap::Args, Clone, Debug)]
@@ -99,6 +102,7 @@ pub fn run(suite: Suite) -> anyhow::Result<()> {
         Suite::Probes(args) => probes(args),
         Suite::Sandbox(args) => crate::bench_sandbox::run(args),
         Suite::Rules(args) => crate::bench_rules::run(args),
+        Suite::Sql(args) => crate::bench_sql::run(args),
     }
 }
 

@@ -8,6 +8,8 @@
 //! - `bench probes`: the probe overhead and throughput benchmarks of the README.
 //! - `bench sandbox`: a sandbox's create + run + destroy and 20 at once, against bubblewrap.
 //! - `bench rules`: the rule engine's throughput on one core and detection-to-kill latency.
+//! - `gen-audit`: a realistic synthetic audit log of N events, through the Parquet sink.
+//! - `bench sql`: five investigations over a generated log, sandwatch's SQL against DuckDB.
 //! - `eval baseline`: learned baselines against held-out benign and anomalous runs of the
 //!   corpus in tests/corpus (precision, recall, false-positive rate).
 //! - `demo`: benign and malicious agent jobs in sandboxes, their alerts and kills, and a summary
@@ -16,6 +18,7 @@
 mod bench;
 mod bench_rules;
 mod bench_sandbox;
+mod bench_sql;
 mod demo;
 mod eval_baseline;
 
@@ -53,6 +56,8 @@ enum Cmd {
         #[command(subcommand)]
         what: eval_baseline::Eval,
     },
+    /// Write a realistic synthetic audit log of N events through the Parquet sink.
+    GenAudit(bench_sql::GenAuditArgs),
     /// Run a benchmark suite and print its table.
     Bench {
         #[command(subcommand)]
@@ -65,6 +70,7 @@ fn main() -> anyhow::Result<()> {
         Cmd::Setup => setup(),
         Cmd::Test { filter } => test(&filter),
         Cmd::Demo(args) => demo::run(args),
+        Cmd::GenAudit(args) => bench_sql::gen_audit(args),
         Cmd::Bench { suite } => bench::run(suite),
         Cmd::Eval { what } => eval_baseline::run(what),
     }
