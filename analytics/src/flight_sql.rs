@@ -141,7 +141,7 @@ impl FlightSqlServer {
         values: Option<ParamValues>,
     ) -> Result<SchemaRef, Status> {
         let limit = self.session.limits().timeout;
-        let df = tokio::time::timeout(limit, self.session.plan_with(sql, values))
+        let df = tokio::time::timeout(limit, self.session.describe(sql, values))
             .await
             .map_err(|_| status(&AnalyticsError::Timeout(limit)))?
             .map_err(|e| status(&e))?;
@@ -198,6 +198,7 @@ impl FlightSqlServer {
                     continue;
                 };
                 let mut names = schema.table_names();
+                names.retain(|n| !crate::session::is_temporary(n));
                 names.sort();
                 for table_name in names {
                     let Some(table) = schema
@@ -591,7 +592,7 @@ impl FlightSqlService for FlightSqlServer {
         _request: Request<Action>,
     ) -> Result<ActionCreatePreparedStatementResult, Status> {
         let limit = self.session.limits().timeout;
-        let df = tokio::time::timeout(limit, self.session.plan_with(&query.query, None))
+        let df = tokio::time::timeout(limit, self.session.describe(&query.query, None))
             .await
             .map_err(|_| status(&AnalyticsError::Timeout(limit)))?
             .map_err(|e| status(&e))?;

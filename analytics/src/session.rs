@@ -221,7 +221,7 @@ impl SqlSession {
             let table = MemTable::try_new(schema, vec![batches])
                 .map_err(|e| AnalyticsError::Query(e.to_string()))?;
             let temporary = format!(
-                "__cte_{}_{name}",
+                "{TEMPORARY_PREFIX}{}_{name}",
                 TEMPORARIES.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
             );
             self.ctx
@@ -242,6 +242,16 @@ impl SqlSession {
             query.with = None;
         }
         Ok((Some(statements[0].to_string()), temporaries))
+    }
+
+    /// Plans `sql` as written, without computing any CTE first: for its schema and
+    /// placeholders (Flight SQL's `GetFlightInfo` and prepared statements), when nothing is run.
+    pub async fn describe(
+        &self,
+        sql: &str,
+        values: Option<ParamValues>,
+    ) -> Result<DataFrame, AnalyticsError> {
+        self.plan_text(sql, values).await
     }
 
     async fn plan_text(
@@ -365,8 +375,7 @@ impl SqlSession {
             .and_then(|c| c.schema("public"))
             .map(|s| s.table_names())
             .unwrap_or_default();
-        // A materialized CTE's table lives while its statement is planned.
-        names.retain(|n| !n.starts_with("__cte_"));
+        names.retain(|n| !is_temporary(n));
         names.sort();
         names
     }
@@ -435,6 +444,14 @@ impl Stream for QueryStream {
         }
     }
 }
+
+/// Whether `name` is a materialized CTE's table, which lives while its statement is planned and
+/// is no table of the audit log.
+pub fn is_temporary(name: &str) -> bool {
+    name.starts_with(TEMPORARY_PREFIX)
+}
+
+const TEMPORARY_PREFIX: &str = "__cte_";
 
 /// Whether `rel` is the bare name `name` (lower case; unquoted names are case-insensitive).
 fn names_relation(rel: &datafusion::sql::sqlparser::ast::ObjectName, name: &str) -> bool {
