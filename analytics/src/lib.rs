@@ -10,6 +10,8 @@
 //! - [`output`]: a result as a table, CSV or JSON lines.
 //! - [`flight_sql`]: an Arrow Flight SQL server over a session (ADBC, JDBC, DBeaver, pandas).
 //! - [`sql_http`]: an HTTP SQL endpoint over a session (JSON lines, CSV, Arrow IPC).
+//! - [`union_aggregate`]: the optimizer rule that groups each branch of a `UNION ALL` (the
+//!   `events` view) on its own when a grouping key tells the branches apart.
 //! - [`access`]: the bearer token both servers may require.
 //! - [`baseline`]: per-profile baselines learned from the log (new terms and a linfa model over
 //!   per-window feature vectors), their model files, and scoring of finished and live sandboxes.
@@ -25,6 +27,7 @@ pub mod output;
 pub mod saved;
 pub mod session;
 pub mod sql_http;
+pub mod union_aggregate;
 
 use std::{path::PathBuf, time::Duration};
 
