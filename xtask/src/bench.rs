@@ -1380,7 +1380,8 @@ pub(crate) fn group(n: u64) -> String {
 // ---------------------------------------------------------------------------------------------
 // Report
 
-fn median(v: &[f64]) -> f64 {
+/// The median of `v` (NaN when empty): what every benchmark here reports over its rounds.
+pub(crate) fn median(v: &[f64]) -> f64 {
     let mut v = v.to_vec();
     v.sort_by(f64::total_cmp);
     let n = v.len();
@@ -1391,6 +1392,32 @@ fn median(v: &[f64]) -> f64 {
     } else {
         (v[n / 2 - 1] + v[n / 2]) / 2.0
     }
+}
+
+/// Builds criterion benchmark `bench` of `packages` in release and returns its executable, as
+/// cargo names it. Several packages in one build let their features unify as in the other
+/// release builds, so heavy dependencies (DataFusion) are not built twice.
+pub(crate) fn bench_executable(packages: &[&str], bench: &str) -> anyhow::Result<PathBuf> {
+    progress(format!("building the {bench} benchmark (release)"));
+    let mut cmd = crate::cargo();
+    cmd.arg("bench");
+    for p in packages {
+        cmd.args(["-p", p]);
+    }
+    let out = cmd
+        .args(["--bench", bench, "--no-run", "--message-format=json"])
+        .stderr(Stdio::inherit())
+        .output()
+        .context("running cargo bench --no-run")?;
+    if !out.status.success() {
+        bail!("building the {bench} benchmark failed ({})", out.status);
+    }
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter(|v| v["reason"] == "compiler-artifact" && v["target"]["name"] == bench)
+        .find_map(|v| v["executable"].as_str().map(PathBuf::from))
+        .with_context(|| format!("cargo did not name the {bench} benchmark's executable"))
 }
 
 pub(crate) fn command_output(cmd: &mut Command) -> Option<String> {
@@ -1838,6 +1865,13 @@ fn probes(args: ProbesArgs) -> anyhow::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn medians() {
+        assert_eq!(median(&[3.0, 1.0, 2.0]), 2.0);
+        assert_eq!(median(&[4.0, 1.0, 2.0, 3.0]), 2.5);
+        assert!(median(&[]).is_nan());
+    }
 
     #[test]
     fn parses_dd_and_summaries() {

@@ -189,29 +189,7 @@ fn record(bin: &Path, dir: &Path, iterations: u64) -> anyhow::Result<PathBuf> {
 
 /// Builds the engine benchmark in release and returns its executable.
 fn engine_bench_binary() -> anyhow::Result<PathBuf> {
-    progress("building the engine benchmark (release)");
-    let out = crate::cargo()
-        .args([
-            "bench",
-            "-p",
-            "sandwatch-rules",
-            "--bench",
-            "engine",
-            "--no-run",
-            "--message-format=json",
-        ])
-        .stderr(Stdio::inherit())
-        .output()
-        .context("running cargo bench --no-run")?;
-    if !out.status.success() {
-        bail!("building the engine benchmark failed ({})", out.status);
-    }
-    String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
-        .filter(|v| v["reason"] == "compiler-artifact" && v["target"]["name"] == "engine")
-        .find_map(|v| v["executable"].as_str().map(PathBuf::from))
-        .context("cargo did not name the engine benchmark's executable")
+    crate::bench::bench_executable(&["sandwatch-rules"], "engine")
 }
 
 fn falco_dir(arg: Option<PathBuf>) -> anyhow::Result<Option<PathBuf>> {

@@ -37,7 +37,7 @@ use std::{
 use anyhow::{Context as _, bail};
 use serde_json::{Value, json};
 
-use crate::bench::{group, loadavg, machine_line, target_dir};
+use crate::bench::{group, loadavg, machine_line, median, target_dir};
 
 const TARGET_RATIO: f64 = 2.0;
 
@@ -187,33 +187,9 @@ fn generate(dir: &Path, rows: u64, seed: u64) -> anyhow::Result<()> {
 }
 
 fn sql_bench_binary() -> anyhow::Result<PathBuf> {
-    progress("building the SQL benchmark (release)");
     // With the collector in the same build: its Parquet features then unify with DataFusion's
     // as in the other release builds, and DataFusion is not built a second time.
-    let out = crate::cargo()
-        .args([
-            "bench",
-            "-p",
-            "sandwatch-analytics",
-            "-p",
-            "sandwatch-collector",
-            "--bench",
-            "sql",
-            "--no-run",
-            "--message-format=json",
-        ])
-        .stderr(Stdio::inherit())
-        .output()
-        .context("running cargo bench --no-run")?;
-    if !out.status.success() {
-        bail!("building the SQL benchmark failed ({})", out.status);
-    }
-    String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
-        .filter(|v| v["reason"] == "compiler-artifact" && v["target"]["name"] == "sql")
-        .find_map(|v| v["executable"].as_str().map(PathBuf::from))
-        .context("cargo did not name the SQL benchmark's executable")
+    crate::bench::bench_executable(&["sandwatch-analytics", "sandwatch-collector"], "sql")
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -471,17 +447,6 @@ impl Drop for Engine {
 
 // ---------------------------------------------------------------------------------------------
 // Report
-
-fn median(v: &[f64]) -> f64 {
-    let mut v = v.to_vec();
-    v.sort_by(f64::total_cmp);
-    let n = v.len();
-    match n {
-        0 => f64::NAN,
-        _ if n % 2 == 1 => v[n / 2],
-        _ => (v[n / 2 - 1] + v[n / 2]) / 2.0,
-    }
-}
 
 fn dir_bytes(dir: &Path) -> (u64, u64) {
     let (mut bytes, mut files) = (0, 0);
@@ -891,15 +856,4 @@ pub fn run(args: SqlArgs) -> anyhow::Result<()> {
     fs::write(&out, &md).with_context(|| format!("writing {}", out.display()))?;
     progress(format!("table written to {}", out.display()));
     Ok(())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn medians() {
-        assert_eq!(median(&[3.0, 1.0, 2.0]), 2.0);
-        assert_eq!(median(&[4.0, 1.0, 2.0, 3.0]), 2.5);
-    }
 }
