@@ -85,8 +85,8 @@ impl Init {
             libc::prctl(libc::PR_SET_DUMPABLE, 0, 0, 0, 0);
         }
         let mut buf = Vec::new();
-        let plan = match protocol::recv::<ToInit>(CONTROL_FD, &mut buf) {
-            Ok(Some((ToInit::Setup(plan), _))) => plan,
+        let (plan, volumes) = match protocol::recv::<ToInit>(CONTROL_FD, &mut buf) {
+            Ok(Some((ToInit::Setup(plan), volumes))) => (plan, volumes),
             _ => return 1,
         };
         marks.push(mark("plan"));
@@ -106,7 +106,7 @@ impl Init {
             return 1;
         }
         let mut warnings = Vec::new();
-        let confinement = match setup(&plan, &mut warnings, &mut marks) {
+        let confinement = match setup(&plan, &volumes, &mut warnings, &mut marks) {
             Ok(c) => c,
             Err((step, error)) => {
                 send(&FromInit::SetupFailed { step, error });
@@ -407,6 +407,7 @@ fn mark(step: &str) -> (String, u64) {
 /// Builds everything a command will be confined in. Errors name the step.
 fn setup(
     plan: &SetupPlan,
+    volumes: &[OwnedFd],
     warnings: &mut Vec<String>,
     marks: &mut Vec<(String, u64)>,
 ) -> Result<Confinement, (String, String)> {
@@ -415,7 +416,7 @@ fn setup(
         move |e: nix::errno::Errno| (step, e.to_string())
     };
     let policy: &SandboxPolicy = &plan.policy;
-    mounts::build_root(plan).map_err(|e| (e.step, e.error.to_string()))?;
+    mounts::build_root(plan, volumes).map_err(|e| (e.step, e.error.to_string()))?;
     marks.push(mark("root"));
     if let Some(name) = &policy.hostname {
         nix::unistd::sethostname(name).map_err(err("sethostname"))?;

@@ -8,10 +8,22 @@
 //! files masked; a minimal `/dev`; no `/sys`. Forbidden paths that exist in that tree are masked
 //! (an empty read-only tmpfs over a directory, `/dev/null` over a file): Landlock cannot carve
 //! a path out of an allowed parent, mounts can.
+//!
+//! Volumes are the one part made outside: the runner, still root on the host, clones each
+//! volume's directory into a detached mount ([`detached_volume`]) and hands init the mount's
+//! descriptor. Init, an unprivileged host uid, could not bind a path it cannot walk to (a
+//! workspace below a 0700 `/root`); moving a mount it was given needs no path lookup.
 
 use std::{
+    ffi::CString,
     fs, io,
-    os::unix::fs::{PermissionsExt as _, symlink},
+    os::{
+        fd::{AsRawFd as _, FromRawFd as _, OwnedFd},
+        unix::{
+            ffi::OsStrExt as _,
+            fs::{PermissionsExt as _, symlink},
+        },
+    },
     path::{Path, PathBuf},
 };
 
@@ -138,10 +150,21 @@ fn touch(path: &Path) -> Result<()> {
 
 /// Binds a host path at the same place inside, read-only; a host symlink becomes the same
 /// symlink. Paths the host lacks are skipped: presets list directories some systems do not have.
+/// A path init cannot reach (below a directory its unprivileged uid may not enter) is an error,
+/// not a silent hole in the sandbox's tree.
 fn bind_read_only(staging: &Path, path: &Path) -> Result<()> {
-    let Ok(meta) = fs::symlink_metadata(path) else {
-        tracing::debug!("read-only path {} is not on this host", path.display());
-        return Ok(());
+    let meta = match fs::symlink_metadata(path) {
+        Ok(meta) => meta,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {
+            tracing::debug!("read-only path {} is not on this host", path.display());
+            return Ok(());
+        }
+        Err(e) => {
+            return Err(MountError::io(format!(
+                "reach read-only path {} as the sandbox's unprivileged uid",
+                path.display()
+            ))(e));
+        }
     };
     let target = inside(staging, path);
     if meta.file_type().is_symlink() {
@@ -259,9 +282,79 @@ fn setup_dev(staging: &Path, shm_size: u64) -> Result<()> {
     remount_read_only(&dev, MsFlags::MS_NOSUID | MsFlags::MS_NOEXEC)
 }
 
+/// Clones the tree at `host` into a detached mount, private (nothing mounted in the sandbox
+/// below it reaches the host's peers), nosuid and nodev. Runs in the runner, as root on the host.
+pub fn detached_volume(host: &Path) -> io::Result<OwnedFd> {
+    let path = CString::new(host.as_os_str().as_bytes())
+        .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "a NUL byte in the path"))?;
+    // SAFETY: open_tree reads a NUL-terminated path and returns a new descriptor or -1.
+    let fd = unsafe {
+        libc::syscall(
+            libc::SYS_open_tree,
+            libc::AT_FDCWD,
+            path.as_ptr(),
+            libc::OPEN_TREE_CLONE | libc::OPEN_TREE_CLOEXEC | libc::AT_RECURSIVE as libc::c_uint,
+        )
+    };
+    if fd < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: the kernel just gave us this descriptor.
+    let fd = unsafe { OwnedFd::from_raw_fd(fd as i32) };
+    let attr = libc::mount_attr {
+        attr_set: libc::MOUNT_ATTR_NOSUID | libc::MOUNT_ATTR_NODEV,
+        attr_clr: 0,
+        propagation: libc::MS_PRIVATE,
+        userns_fd: 0,
+    };
+    // SAFETY: mount_setattr reads `attr` (its size given) on the mount behind `fd`.
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_mount_setattr,
+            fd.as_raw_fd(),
+            c"".as_ptr(),
+            libc::AT_EMPTY_PATH | libc::AT_RECURSIVE,
+            &attr as *const libc::mount_attr,
+            std::mem::size_of::<libc::mount_attr>(),
+        )
+    };
+    if r != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(fd)
+}
+
+/// Moves a detached mount from [`detached_volume`] onto `target`.
+fn attach(volume: &OwnedFd, target: &Path) -> Result<()> {
+    let step = || format!("attach a volume at {}", target.display());
+    let to = CString::new(target.as_os_str().as_bytes()).map_err(|_| MountError {
+        step: step(),
+        error: io::Error::new(io::ErrorKind::InvalidInput, "a NUL byte in the path"),
+    })?;
+    // SAFETY: move_mount reads two NUL-terminated paths; the descriptor is ours.
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_move_mount,
+            volume.as_raw_fd(),
+            c"".as_ptr(),
+            libc::AT_FDCWD,
+            to.as_ptr(),
+            libc::MOVE_MOUNT_F_EMPTY_PATH,
+        )
+    };
+    if r != 0 {
+        return Err(MountError {
+            step: step(),
+            error: io::Error::last_os_error(),
+        });
+    }
+    Ok(())
+}
+
 /// Builds the sandbox's root on `plan.staging` and pivots into it. Runs in init, inside the
-/// sandbox's user and mount namespaces, before any command.
-pub fn build_root(plan: &SetupPlan) -> Result<()> {
+/// sandbox's user and mount namespaces, before any command. `volumes` are the detached mounts
+/// of `plan.volumes`, in the same order.
+pub fn build_root(plan: &SetupPlan, volumes: &[OwnedFd]) -> Result<()> {
     let fs_policy: &FilesystemPolicy = &plan.policy.filesystem;
     let staging = plan.staging.as_path();
     // Nothing we mount may reach the host, and nothing the host mounts later reaches us.
@@ -282,9 +375,13 @@ pub fn build_root(plan: &SetupPlan) -> Result<()> {
     for (name, target) in &fs_policy.volume_mounts {
         let dir = inside(staging, target);
         mkdirs(&dir)?;
-        match plan.volumes.iter().find(|(n, _)| n == name) {
-            Some((_, host)) => {
-                bind(host, &dir)?;
+        match plan.volumes.iter().position(|(n, _)| n == name) {
+            Some(i) => {
+                let volume = volumes.get(i).ok_or_else(|| MountError {
+                    step: format!("attach volume {name}"),
+                    error: io::Error::other("the runner sent no mount for it"),
+                })?;
+                attach(volume, &dir)?;
                 mount(
                     None::<&str>,
                     &dir,

@@ -103,6 +103,9 @@ pub fn send<T: Serialize>(fd: RawFd, msg: &T, fds: &[RawFd]) -> io::Result<()> {
     Ok(())
 }
 
+/// The most descriptors one message carries.
+pub const MAX_FDS: usize = 16;
+
 /// Receives one message and the descriptors that came with it. `Ok(None)` at end of stream:
 /// the other side is gone.
 pub fn recv<T: for<'de> Deserialize<'de>>(
@@ -110,15 +113,21 @@ pub fn recv<T: for<'de> Deserialize<'de>>(
     buf: &mut Vec<u8>,
 ) -> io::Result<Option<(T, Vec<OwnedFd>)>> {
     buf.resize(MAX_MESSAGE, 0);
-    let mut cmsg_space = nix::cmsg_space!([RawFd; 4]);
-    let (len, fds) = {
+    let mut cmsg_space = nix::cmsg_space!([RawFd; MAX_FDS]);
+    let (len, fds) = loop {
         let mut iov = [IoSliceMut::new(buf)];
-        let msg = recvmsg::<()>(
+        let msg = match recvmsg::<()>(
             fd,
             &mut iov,
             Some(&mut cmsg_space),
             MsgFlags::MSG_CMSG_CLOEXEC,
-        )?;
+        ) {
+            // The other side closed with a message of ours unread (init failing its setup
+            // after `Joined` was sent): the kernel reports that once, ahead of what it had
+            // sent before closing, which is the message that says why.
+            Err(nix::errno::Errno::ECONNRESET) => continue,
+            r => r?,
+        };
         let mut fds = Vec::new();
         for c in msg.cmsgs()? {
             if let ControlMessageOwned::ScmRights(raw) = c {
@@ -126,7 +135,7 @@ pub fn recv<T: for<'de> Deserialize<'de>>(
                 fds.extend(raw.into_iter().map(|r| unsafe { OwnedFd::from_raw_fd(r) }));
             }
         }
-        (msg.bytes, fds)
+        break (msg.bytes, fds);
     };
     if len == 0 {
         return Ok(None);

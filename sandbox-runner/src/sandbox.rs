@@ -320,6 +320,24 @@ impl Sandbox {
         ))?;
         let mut volumes = vec![("workspace".to_string(), workspace.clone())];
         volumes.extend(opts.volumes.iter().cloned());
+        if volumes.len() > protocol::MAX_FDS {
+            return Err(io_ctx("pass the sandbox its volumes")(io::Error::other(
+                format!(
+                    "{} volumes; at most {} are supported",
+                    volumes.len(),
+                    protocol::MAX_FDS
+                ),
+            )));
+        }
+        let volume_mounts = volumes
+            .iter()
+            .map(|(name, host)| {
+                crate::mounts::detached_volume(host).map_err(io_ctx(format!(
+                    "clone volume {name} ({}) into a mount for the sandbox",
+                    host.display()
+                )))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
         drop(span);
 
         let limits = ResourceLimits::from_policy(&opts.policy);
@@ -338,8 +356,18 @@ impl Sandbox {
 
         let (runner_end, init_end) =
             protocol::socket_pair().map_err(io_ctx("create the control socket"))?;
-        let (init_pid, init_pidfd, cgroup) = tracing::trace_span!("sandbox.start_init")
-            .in_scope(|| start_init(&opts, make_cgroup, plan, runner_end.as_raw_fd(), init_end))?;
+        let (init_pid, init_pidfd, cgroup) =
+            tracing::trace_span!("sandbox.start_init").in_scope(|| {
+                start_init(
+                    &opts,
+                    make_cgroup,
+                    plan,
+                    &volume_mounts,
+                    runner_end.as_raw_fd(),
+                    init_end,
+                )
+            })?;
+        drop(volume_mounts);
         // SAFETY: the AsyncFd owns the pidfd for its whole life.
         let init_pidfd = unsafe { AsyncFd::register_with_interest(init_pidfd, Interest::READABLE) }
             .map_err(|e| io_ctx("watch the sandbox's init")(e.into()))?;
@@ -884,6 +912,7 @@ fn start_init(
     opts: &SandboxOptions,
     make_cgroup: impl FnOnce() -> Result<JobCgroup, SandboxError>,
     plan: SetupPlan,
+    volume_mounts: &[OwnedFd],
     runner_end: RawFd,
     init_end: OwnedFd,
 ) -> Result<(i32, OwnedFd, JobCgroup), SandboxError> {
@@ -932,7 +961,8 @@ fn start_init(
         .map_err(kill_init)?;
     // The plan goes first: init builds the root while the cgroups are made and it is joined to
     // them; it runs nothing of the sandbox's before `Joined`.
-    protocol::send(runner_end, &ToInit::Setup(Box::new(plan)), &[])
+    let volume_fds: Vec<RawFd> = volume_mounts.iter().map(AsRawFd::as_raw_fd).collect();
+    protocol::send(runner_end, &ToInit::Setup(Box::new(plan)), &volume_fds)
         .map_err(io_ctx("send the sandbox's setup plan"))
         .map_err(kill_init)?;
     let _join_span = tracing::trace_span!("init.join").entered();
@@ -944,8 +974,33 @@ fn start_init(
             protocol::send(runner_end, &ToInit::Joined, &[])
                 .map_err(io_ctx("tell init it is in its cgroups"))
         })
+        // Init builds the root meanwhile: when it gave up on that, it said why before exiting,
+        // and that (not "no such process" from the cgroup) is the error.
+        .map_err(|e| setup_failure(runner_end, &opts.id).unwrap_or(e))
         .map_err(kill_init)?;
     Ok((pid, pidfd, cgroup))
+}
+
+/// The setup failure init reported, if it did, read without waiting.
+fn setup_failure(control: RawFd, id: &str) -> Option<SandboxError> {
+    let mut pfd = [nix::poll::PollFd::new(
+        // SAFETY: the control socket outlives this call.
+        unsafe { std::os::fd::BorrowedFd::borrow_raw(control) },
+        nix::poll::PollFlags::POLLIN,
+    )];
+    // Init's message is already queued when its exit made the join fail.
+    if nix::poll::poll(&mut pfd, nix::poll::PollTimeout::ZERO).ok()? == 0 {
+        return None;
+    }
+    let mut buf = Vec::new();
+    match protocol::recv::<FromInit>(control, &mut buf) {
+        Ok(Some((FromInit::SetupFailed { step, error }, _))) => Some(SandboxError::Setup {
+            id: id.to_string(),
+            step,
+            error,
+        }),
+        _ => None,
+    }
 }
 
 async fn send_async(control: &AsyncFd<OwnedFd>, msg: &ToInit, fds: &[RawFd]) -> io::Result<()> {

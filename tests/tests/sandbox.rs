@@ -588,6 +588,82 @@ async fn a_command_gets_the_policys_hostname_environment_and_identity() {
     sandbox.destroy().await.unwrap();
 }
 
+#[tokio::test]
+async fn a_workspace_below_a_directory_the_sandbox_cannot_enter_is_mounted_and_writable() {
+    use std::os::unix::fs::PermissionsExt as _;
+    require_root();
+    // As a checkout in root's 0700 home: the sandbox's unprivileged uid cannot walk there, so
+    // the runner (root) hands init the workspace as a mount, not as a path.
+    let private = tempfile::tempdir().unwrap();
+    fs::set_permissions(private.path(), fs::Permissions::from_mode(0o700)).unwrap();
+    let ws = private.path().join("workspace");
+    fs::create_dir(&ws).unwrap();
+    fs::write(ws.join("input.txt"), "from the host\n").unwrap();
+    fs::set_permissions(ws.join("input.txt"), fs::Permissions::from_mode(0o644)).unwrap();
+
+    let policy = SandboxPolicy::from_yaml("private-ws", "extends: default\n").unwrap();
+    let mut opts = SandboxOptions::new(unique_id("private-ws"), policy);
+    opts.workspace = Some(ws.clone());
+    opts.init_exe = sandwatch_bin();
+    let root = CgroupRoot::discover().unwrap();
+    let sandbox = Sandbox::create(&root, opts)
+        .await
+        .unwrap_or_else(|e| panic!("a workspace below a 0700 directory: {e}"));
+    let ran = run(
+        &sandbox,
+        &[
+            "sh",
+            "-c",
+            "cat /workspace/input.txt && echo out > /workspace/out.txt && grep ' /workspace ' /proc/self/mountinfo",
+        ],
+    )
+    .await;
+    assert_eq!(ran.outcome.code, Some(0), "{}", ran.stderr);
+    let mut lines = ran.stdout.lines();
+    assert_eq!(lines.next(), Some("from the host"));
+    let mount = lines.next().expect("the workspace's line of mountinfo");
+    assert!(
+        mount.contains("nosuid") && mount.contains("nodev"),
+        "the workspace is nosuid and nodev: {mount}"
+    );
+    // A peer of a shared host mount would carry the sandbox's mounts back to the host.
+    assert!(
+        !mount.contains("shared:"),
+        "the workspace is private: {mount}"
+    );
+    assert_eq!(fs::read_to_string(ws.join("out.txt")).unwrap(), "out\n");
+    sandbox.destroy().await.unwrap();
+
+    // A read-only path the sandbox's uid cannot reach is refused with the reason, not left out.
+    let hidden = private.path().join("reference");
+    fs::create_dir(&hidden).unwrap();
+    let yaml = format!(
+        "extends: default\nfilesystem:\n  read_only_paths: [/usr, /lib, /lib64, /bin, /etc, {}]\n",
+        hidden.display()
+    );
+    let policy = SandboxPolicy::from_yaml("private-ro", &yaml).unwrap();
+    let id = unique_id("private-ro");
+    let mut opts = SandboxOptions::new(id.clone(), policy);
+    opts.workspace = Some(ws.clone());
+    opts.init_exe = sandwatch_bin();
+    let err = match Sandbox::create(&root, opts).await {
+        Ok(_) => panic!("a read-only path below a 0700 directory was accepted"),
+        Err(e) => e.to_string(),
+    };
+    assert!(
+        err.contains(&format!("reach read-only path {}", hidden.display()))
+            && err.contains("Permission denied"),
+        "the error names the path and the reason: {err}"
+    );
+    for dir in sandbox_cgroups(&id) {
+        assert!(!dir.exists(), "{} is left behind", dir.display());
+    }
+    assert!(
+        !runtime_dir(&id).exists(),
+        "the runtime directory is left behind"
+    );
+}
+
 #[test]
 fn sandwatch_run_passes_no_host_environment() {
     require_root();
