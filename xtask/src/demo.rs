@@ -113,6 +113,9 @@ int main(int argc, char **argv) {
 /// Not a key: a stand-in for the one an agent's home would hold.
 const FAKE_KEY: &str = "-----BEGIN OPENSSH PRIVATE KEY-----\nZGVtbyBrZXksIG5vdCBhIHJlYWwgb25l\n-----END OPENSSH PRIVATE KEY-----\n";
 
+/// The fork storm's policy: the default sandbox with a small agent job's process cap.
+const FORK_LIMIT_POLICY: &str = "extends: default\npids: { max: 128 }\n";
+
 /// The non-root job's policy: the default sandbox, its command run as uid 1000.
 const NON_ROOT_POLICY: &str = "extends: default\nprofile: demo-non-root\nuser: 1000\n";
 
@@ -230,10 +233,18 @@ pub fn jobs() -> Vec<Job> {
         Job {
             name: "fork-storm",
             kind: Kind::Malicious,
-            what: "400 subshells forked at once",
-            argv: sh("for i in $(seq 400); do (:) & done; wait; echo '400 subshells done'"),
+            what: "forks 400 children that stay, under a policy of at most 128 processes",
+            // The children stay (a bomb's do): short-lived ones would never meet the limit.
+            argv: python(
+                "import os, time\n\
+                 kids, refused = [], 0\n\
+                 for _ in range(400):\n    try:\n        pid = os.fork()\n    except BlockingIOError:\n        refused += 1\n        continue\n    \
+                 if pid == 0:\n        time.sleep(1)\n        os._exit(0)\n    kids.append(pid)\n\
+                 for pid in kids:\n    os.waitpid(pid, 0)\n\
+                 print(f'{len(kids)} forked, {refused} refused at the pids limit')",
+            ),
             files: vec![],
-            policy: None,
+            policy: Some(FORK_LIMIT_POLICY),
             expect: vec!["Sandbox fork storm"],
             expect_kill: None,
         },
