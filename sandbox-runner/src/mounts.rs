@@ -381,18 +381,8 @@ pub fn build_root(plan: &SetupPlan, volumes: &[OwnedFd]) -> Result<()> {
                     step: format!("attach volume {name}"),
                     error: io::Error::other("the runner sent no mount for it"),
                 })?;
+                // Already nosuid and nodev, its whole tree: the runner set that on the clone.
                 attach(volume, &dir)?;
-                mount(
-                    None::<&str>,
-                    &dir,
-                    None::<&str>,
-                    MsFlags::MS_REMOUNT | MsFlags::MS_BIND | nodev_nosuid(),
-                    None::<&str>,
-                )
-                .map_err(MountError::at(format!(
-                    "remount {} nosuid",
-                    target.display()
-                )))?;
             }
             None => mount_tmpfs(
                 &dir,
