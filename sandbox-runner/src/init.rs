@@ -7,10 +7,12 @@
 //! Init builds the sandbox's root (see `mounts`), reports ready, then runs commands on request:
 //! init enters the sandbox's Landlock domain once; each command is forked,
 //! confined (rlimits, no_new_privs, no capabilities, seccomp, in that order: each step needs
-//! privileges the next one removes) and executed. Init reaps every process
-//! (orphans included, as pid 1 must) and reports the commands' exits. When the runner's end of
-//! the control socket closes, init exits, and the kernel kills everything left in the pid
-//! namespace: a sandbox does not outlive its runner.
+//! privileges the next one removes) and executed. A file operation (see `files`) is forked and
+//! confined the same way, but the child performs it itself (`init_files`) instead of executing
+//! anything. Init reaps every process (orphans and file children included, as pid 1 must) and
+//! reports the commands' exits. When the runner's end of the control socket closes, init exits,
+//! and the kernel kills everything left in the pid namespace: a sandbox does not outlive its
+//! runner.
 
 use std::{
     collections::HashMap,
@@ -34,8 +36,9 @@ use nix::{
 };
 
 use crate::{
+    files::{FileOp, WireError},
     fs_access::{FsAccess, FsAccessStatus},
-    mounts,
+    init_files, mounts,
     policy::SandboxPolicy,
     protocol::{self, FromInit, SetupPlan, ToInit},
     seccomp::SyscallFilter,
@@ -62,6 +65,32 @@ struct Confinement {
     filter: SyscallFilter,
     rlimits: Vec<(libc::__rlimit_resource_t, u64)>,
     uid: u32,
+}
+
+impl Confinement {
+    /// The last steps before a forked child runs anything of the sandbox's (a command's
+    /// program, a file operation): limits, no_new_privs, the policy's user without
+    /// capabilities, the seccomp filters, in that order (each step needs privileges the next
+    /// one removes). Returns the errno of the step that failed.
+    fn apply(&self) -> Result<(), i32> {
+        // SAFETY: plain syscalls on this process's own limits and flags.
+        unsafe {
+            for &(resource, value) in &self.rlimits {
+                let lim = libc::rlimit {
+                    rlim_cur: value,
+                    rlim_max: value,
+                };
+                if libc::setrlimit(resource, &lim) < 0 {
+                    return Err(nix::errno::Errno::last_raw());
+                }
+            }
+            if libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0 {
+                return Err(nix::errno::Errno::last_raw());
+            }
+        }
+        drop_privileges(self.uid).map_err(|e| e as i32)?;
+        self.filter.apply().map_err(|_| libc::EPERM)
+    }
 }
 
 struct Init {
@@ -202,7 +231,57 @@ impl Init {
                     }
                 }
             }
+            ToInit::File { id: _, op } => self.file_op(op, fds),
         }
+    }
+
+    /// Forks a child that confines itself and performs `op`, answering on the reply pipe
+    /// (`fds[0]`; a write's content pipe is `fds[1]`). Init does not wait for it: it is reaped
+    /// like any orphan and, not being a command, not reported.
+    fn file_op(&self, op: FileOp, fds: Vec<OwnedFd>) {
+        let mut fds = fds.into_iter();
+        let Some(reply) = fds.next() else {
+            return; // nowhere to answer
+        };
+        let content = fds.next();
+        // SAFETY: init is single-threaded, so the child may allocate and run ordinary Rust.
+        match unsafe { nix::unistd::fork() } {
+            Err(e) => init_files::refuse(&reply, WireError::new(e as i32, op.path(), "fork")),
+            Ok(nix::unistd::ForkResult::Child) => {
+                let mut keep = vec![reply.as_raw_fd()];
+                keep.extend(content.as_ref().map(AsRawFd::as_raw_fd));
+                let code = match self.confine_file_child(&keep) {
+                    Ok(()) => init_files::serve(op, reply, content),
+                    Err(errno) => {
+                        let doing = "confine the file operation's process";
+                        init_files::refuse(&reply, WireError::new(errno, op.path(), doing));
+                        126
+                    }
+                };
+                // SAFETY: leaving the child without running init's exit handlers.
+                unsafe { libc::_exit(code) }
+            }
+            // Our copies of the pipes close here: the child holds its own.
+            Ok(nix::unistd::ForkResult::Parent { .. }) => {}
+        }
+    }
+
+    /// A file operation's child, before it touches anything of the sandbox's: only its pipes
+    /// open (not init's control socket nor its signalfd), confined as a command is.
+    fn confine_file_child(&self, keep: &[RawFd]) -> Result<(), i32> {
+        if SigSet::empty().thread_set_mask().is_err() {
+            return Err(libc::EINVAL);
+        }
+        // SAFETY: signal dispositions and descriptors of this process alone.
+        unsafe {
+            // Writes past `limits.file_size` fail with EFBIG, reported to the runner, instead
+            // of killing the child; a reply pipe the runner closed fails with EPIPE, and the
+            // child exits (SIGPIPE is ignored in init already: Rust's runtime did that).
+            libc::signal(libc::SIGXFSZ, libc::SIG_IGN);
+            libc::signal(libc::SIGPIPE, libc::SIG_IGN);
+        }
+        close_all_except(keep);
+        self.confinement.apply()
     }
 
     fn reap(&mut self) {
@@ -304,8 +383,6 @@ impl Init {
         cwd: &CString,
         stdio: &[OwnedFd],
     ) -> i32 {
-        let c = &self.confinement;
-        let fail = |e: nix::errno::Errno| e as i32;
         if SigSet::empty().thread_set_mask().is_err() {
             return libc::EINVAL;
         }
@@ -329,24 +406,18 @@ impl Init {
             if libc::chdir(cwd.as_ptr()) < 0 {
                 return nix::errno::Errno::last_raw();
             }
-            for &(resource, value) in &c.rlimits {
-                let lim = libc::rlimit {
-                    rlim_cur: value,
-                    rlim_max: value,
-                };
-                if libc::setrlimit(resource, &lim) < 0 {
-                    return nix::errno::Errno::last_raw();
-                }
-            }
-            if libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0 {
-                return nix::errno::Errno::last_raw();
+            // An ignored signal stays ignored across exec, and init ignores SIGPIPE (Rust's
+            // runtime did that in the zygote), plus whatever the runner was started ignoring
+            // (SIGINT and SIGQUIT for a background job, SIGHUP under nohup). A command starts
+            // with every disposition at its default, as in any container: one writing into a
+            // closed pipe dies of it (`yes | head -1`). EINVAL for SIGKILL, SIGSTOP and
+            // libc's reserved signals is expected.
+            for sig in 1..=libc::SIGRTMAX() {
+                libc::signal(sig, libc::SIG_DFL);
             }
         }
-        if let Err(e) = drop_privileges(c.uid) {
-            return fail(e);
-        }
-        if c.filter.apply().is_err() {
-            return libc::EPERM;
+        if let Err(errno) = self.confinement.apply() {
+            return errno;
         }
         let mut argv: Vec<*const libc::c_char> = args.iter().map(|a| a.as_ptr()).collect();
         argv.push(std::ptr::null());
@@ -356,6 +427,24 @@ impl Init {
         unsafe { libc::execve(exe.as_ptr(), argv.as_ptr(), envp.as_ptr()) };
         nix::errno::Errno::last_raw()
     }
+}
+
+/// Closes every descriptor from 3 up except `keep`.
+fn close_all_except(keep: &[RawFd]) {
+    let mut keep: Vec<u32> = keep.iter().map(|&fd| fd as u32).collect();
+    keep.sort_unstable();
+    let mut from = 3u32;
+    for fd in keep {
+        if fd >= from {
+            if fd > from {
+                // SAFETY: closing descriptors of this process that nothing here uses.
+                unsafe { libc::syscall(libc::SYS_close_range, from, fd - 1, 0) };
+            }
+            from = fd + 1;
+        }
+    }
+    // SAFETY: as above.
+    unsafe { libc::syscall(libc::SYS_close_range, from, u32::MAX, 0) };
 }
 
 /// Empties every capability set (bounding and ambient included) and takes the sandbox's uid.

@@ -4,8 +4,10 @@
 //! the collector and turns lifecycle records and metrics samples into table rows.
 
 pub mod cgroup;
+pub mod files;
 pub mod fs_access;
 pub mod init;
+mod init_files;
 pub mod limits;
 pub mod metrics;
 mod mounts;
@@ -16,6 +18,9 @@ pub mod seccomp;
 mod zygote;
 
 pub use cgroup::{CgroupError, CgroupRef, CgroupRoot, JobCgroup};
+pub use files::{
+    EntryInfo, EntryKind, FileError, FileReader, FileWriter, FsEvent, FsEventKind, WatchStream,
+};
 pub use limits::ResourceLimits;
 pub use policy::{PolicyError, SandboxPolicy};
 pub use seccomp::{SeccompError, SyscallFilter};

@@ -1,5 +1,6 @@
 //! The control channel between the runner and a sandbox's init: one `SOCK_SEQPACKET` socket,
-//! one JSON message per packet, with a command's stdio passed as `SCM_RIGHTS`.
+//! one JSON message per packet, with a command's stdio (or a file operation's pipes) passed as
+//! `SCM_RIGHTS`.
 //!
 //! Packets keep message boundaries and carry descriptors with the message they belong to, so
 //! neither side needs framing or a second channel. The runner's end is async (tokio); init's
@@ -50,6 +51,15 @@ pub enum ToInit {
     Signal {
         id: Option<u64>,
         signal: i32,
+    },
+    /// Perform a file operation in the sandbox (see `files`): init forks a confined child for
+    /// it. The reply pipe's write end travels with this message, and for a write the content
+    /// pipe's read end after it. Init sends nothing back on this socket: the answer, a failure
+    /// to fork included, goes to the reply pipe.
+    File {
+        /// The runner's id for the operation (from the commands' sequence), for tracing.
+        id: u64,
+        op: crate::files::FileOp,
     },
 }
 

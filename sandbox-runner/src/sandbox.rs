@@ -4,8 +4,11 @@
 //!
 //! On disk a sandbox is `<runtime>/<id>/` (default runtime `/run/sandwatch`): a `lock` the
 //! runner holds while the sandbox lives (a later runner that can take it knows the sandbox is
-//! stale), the ephemeral `workspace/` when none was given, and `kill-reason` when
-//! `sandwatch kill` ended it. The cgroups are `<hierarchy>/sandwatch/<id>`.
+//! stale), `meta.json` (policy hash, profile and labels, for whoever finds the sandbox stale),
+//! the ephemeral `workspace/` when none was given, and `kill-reason` when `sandwatch kill`
+//! ended it. The cgroups are `<hierarchy>/sandwatch/<id>`.
+//!
+//! File operations on a sandbox (`stat`, `read_file`, ...) are `files`' part of `Sandbox`.
 
 use std::{
     collections::HashMap,
@@ -35,6 +38,7 @@ use tracing::Instrument as _;
 
 use crate::{
     cgroup::{CgroupError, CgroupRef, CgroupRoot, JobCgroup, PARENT},
+    files::{EndProbe, FileError, FileOp, ReplyReader},
     limits::ResourceLimits,
     policy::{NetworkMode, SandboxPolicy},
     protocol::{self, FromInit, SetupPlan, ToInit},
@@ -94,6 +98,9 @@ pub struct SandboxOptions {
     pub host_id_base: u32,
     /// The binary that becomes init: one that calls [`crate::init::run_if_init`] first thing.
     pub init_exe: PathBuf,
+    /// Whatever the caller wants to find again about the sandbox, kept in `meta.json` (a
+    /// restarted daemon reads them back from [`clean_stale`]).
+    pub labels: Vec<(String, String)>,
 }
 
 impl SandboxOptions {
@@ -106,6 +113,7 @@ impl SandboxOptions {
             runtime_dir: PathBuf::from(DEFAULT_RUNTIME_DIR),
             host_id_base: DEFAULT_HOST_ID_BASE,
             init_exe: PathBuf::from("/proc/self/exe"),
+            labels: Vec::new(),
         }
     }
 }
@@ -167,6 +175,9 @@ impl EndReason {
 /// A command to run in a sandbox.
 #[derive(Debug, Clone, Default)]
 pub struct CommandRequest {
+    /// Whether the command's stdin is a pipe ([`RunningCommand::stdin`]); `false`: /dev/null.
+    /// [`Sandbox::run`] always gives /dev/null, [`Sandbox::run_with_input`] always a pipe.
+    pub stdin: bool,
     pub argv: Vec<String>,
     /// Added to (and overriding) the policy's environment.
     pub env: Vec<(String, String)>,
@@ -227,13 +238,15 @@ pub struct Sandbox {
     shared: Arc<Shared>,
     reader: Option<tokio::task::JoinHandle<()>>,
     init_pid: i32,
-    /// Readable once init has exited (it is the zygote's child, reaped by the kernel).
-    init_pidfd: AsyncFd<OwnedFd>,
+    /// Readable once init has exited (it is the zygote's child, reaped by the kernel). Shared
+    /// with file operations in flight, which ask it whether an early end was the sandbox's.
+    init_pidfd: Arc<AsyncFd<OwnedFd>>,
     dir: PathBuf,
     workspace: PathBuf,
     _lock: Flock<fs::File>,
     next_id: AtomicU64,
     warnings: Vec<String>,
+    labels: Vec<(String, String)>,
     destroyed: bool,
 }
 
@@ -291,6 +304,17 @@ impl Sandbox {
         }
         // From here on, a failure removes what was made.
         guard.0 = Some(dir.clone());
+        let meta = SandboxMeta {
+            id: opts.id.clone(),
+            policy_hash: Some(policy_hash(&opts.policy)),
+            profile: opts.policy.profile.clone(),
+            labels: opts.labels.clone(),
+        };
+        fs::write(
+            dir.join(META_FILE),
+            serde_json::to_vec(&meta).map_err(|e| io_ctx("encode meta.json")(e.into()))?,
+        )
+        .map_err(io_ctx("write the sandbox's meta.json"))?;
 
         let host_uid = opts.host_id_base + opts.policy.user;
         let workspace = match &opts.workspace {
@@ -368,9 +392,11 @@ impl Sandbox {
                 )
             })?;
         drop(volume_mounts);
-        // SAFETY: the AsyncFd owns the pidfd for its whole life.
-        let init_pidfd = unsafe { AsyncFd::register_with_interest(init_pidfd, Interest::READABLE) }
-            .map_err(|e| io_ctx("watch the sandbox's init")(e.into()))?;
+        let init_pidfd = Arc::new(
+            // SAFETY: the AsyncFd owns the pidfd for its whole life.
+            unsafe { AsyncFd::register_with_interest(init_pidfd, Interest::READABLE) }
+                .map_err(|e| io_ctx("watch the sandbox's init")(e.into()))?,
+        );
         set_nonblocking(runner_end.as_raw_fd()).map_err(io_ctx("set up the control socket"))?;
         // SAFETY: the AsyncFd owns the socket, which stays open and the same for its lifetime.
         let control = Arc::new(
@@ -397,6 +423,7 @@ impl Sandbox {
             _lock: lock,
             next_id: AtomicU64::new(1),
             warnings: Vec::new(),
+            labels: opts.labels,
             destroyed: false,
         };
         guard.0 = None;
@@ -450,6 +477,11 @@ impl Sandbox {
         &self.warnings
     }
 
+    /// The labels it was created with (also in its `meta.json`).
+    pub fn labels(&self) -> &[(String, String)] {
+        &self.labels
+    }
+
     /// Where the sandbox's numbers are, for [`crate::metrics`].
     pub fn metrics_source(&self) -> crate::metrics::MetricsSource {
         crate::metrics::MetricsSource {
@@ -467,7 +499,7 @@ impl Sandbox {
 
     /// Runs a command to its end: output streamed to `stdout`/`stderr` up to the policy's
     /// `limits.output_bytes` each, the wall-clock limit enforced by killing the whole sandbox
-    /// (status 124, as timeout(1)).
+    /// (status 124, as timeout(1)). Its stdin is /dev/null, whatever `request.stdin` says.
     pub async fn run<O, E>(
         &self,
         request: &CommandRequest,
@@ -478,13 +510,48 @@ impl Sandbox {
         O: AsyncWrite + Unpin,
         E: AsyncWrite + Unpin,
     {
+        self.run_impl(request, None::<tokio::io::Empty>, stdout, stderr)
+            .await
+    }
+
+    /// [`Sandbox::run`] with `stdin` fed to the command's stdin (a pipe, closed at `stdin`'s
+    /// end of file). A command that exits, or closes its stdin, without reading it all is
+    /// fine: what is left is not read. A failure reading `stdin` closes the command's stdin
+    /// (logged); the command's outcome is still returned.
+    pub async fn run_with_input<I, O, E>(
+        &self,
+        request: &CommandRequest,
+        stdin: I,
+        stdout: &mut O,
+        stderr: &mut E,
+    ) -> Result<CommandOutcome, SandboxError>
+    where
+        I: AsyncRead + Unpin,
+        O: AsyncWrite + Unpin,
+        E: AsyncWrite + Unpin,
+    {
+        self.run_impl(request, Some(stdin), stdout, stderr).await
+    }
+
+    async fn run_impl<I, O, E>(
+        &self,
+        request: &CommandRequest,
+        input: Option<I>,
+        stdout: &mut O,
+        stderr: &mut E,
+    ) -> Result<CommandOutcome, SandboxError>
+    where
+        I: AsyncRead + Unpin,
+        O: AsyncWrite + Unpin,
+        E: AsyncWrite + Unpin,
+    {
         let started = Instant::now();
         let limit = self.policy.limits.output_bytes.map_or(u64::MAX, |b| b.0);
         let timeout = request.timeout.or(self.policy.limits.timeout);
         let oom_before = self.job().oom_kill_count();
         let ended_before = self.has_ended();
         let spawned = match self
-            .spawn(request)
+            .spawn_with(request, input.is_some())
             .instrument(tracing::trace_span!("sandbox.spawn"))
             .await
         {
@@ -523,11 +590,17 @@ impl Sandbox {
             }
         };
         let RunningCommand {
+            stdin: in_pipe,
             stdout: out_pipe,
             stderr: err_pipe,
             exit,
             ..
         } = running;
+        let feed = async {
+            if let (Some(input), Some(pipe)) = (input, in_pipe) {
+                feed_stdin(input, pipe).await;
+            }
+        };
         let pump_out = pump(out_pipe, stdout, limit);
         let pump_err = pump(err_pipe, stderr, limit);
         let ended = async { exit.await.ok() };
@@ -551,9 +624,19 @@ impl Sandbox {
                     }
                 }
             };
-            async { tokio::join!(waiter, pump_out, pump_err) }
-                .instrument(tracing::trace_span!("sandbox.wait"))
-                .await
+            let outputs = async { tokio::join!(waiter, pump_out, pump_err) }
+                .instrument(tracing::trace_span!("sandbox.wait"));
+            // The input is fed alongside, and given up once the command is over and its
+            // output drained: a command that never read it must not wait for a reader that
+            // may never end.
+            tokio::pin!(outputs, feed);
+            let mut feeding = true;
+            loop {
+                tokio::select! {
+                    done = &mut outputs => break done,
+                    () = &mut feed, if feeding => feeding = false,
+                }
+            }
         };
         let (code, signal) = exit.unwrap_or((None, Some(libc::SIGKILL)));
         let reason = if timed_out {
@@ -592,11 +675,20 @@ impl Sandbox {
         })
     }
 
-    /// Starts a command with its stdout and stderr as pipes. The inner error is why it could
-    /// not start and the shell-style status for that (126, 127).
+    /// Starts a command with its stdout and stderr as pipes, and its stdin a pipe too when
+    /// `request.stdin` (else /dev/null). The inner error is why it could not start and the
+    /// shell-style status for that (126, 127).
     pub async fn spawn(
         &self,
         request: &CommandRequest,
+    ) -> Result<Result<RunningCommand, (String, i32)>, SandboxError> {
+        self.spawn_with(request, request.stdin).await
+    }
+
+    async fn spawn_with(
+        &self,
+        request: &CommandRequest,
+        stdin_pipe: bool,
     ) -> Result<Result<RunningCommand, (String, i32)>, SandboxError> {
         if self.has_ended() {
             return Err(SandboxError::Ended(self.id.clone()));
@@ -620,7 +712,20 @@ impl Sandbox {
         });
         let (out_tx, out_rx) = pipe::pipe().map_err(io_ctx("create the stdout pipe"))?;
         let (err_tx, err_rx) = pipe::pipe().map_err(io_ctx("create the stderr pipe"))?;
-        let devnull = fs::File::open("/dev/null").map_err(io_ctx("open /dev/null"))?;
+        let (stdin_fd, stdin_tx): (OwnedFd, Option<pipe::Sender>) = if stdin_pipe {
+            let (tx, rx) = pipe::pipe().map_err(io_ctx("create the stdin pipe"))?;
+            (
+                rx.into_blocking_fd().map_err(io_ctx("stdin pipe"))?,
+                Some(tx),
+            )
+        } else {
+            (
+                fs::File::open("/dev/null")
+                    .map_err(io_ctx("open /dev/null"))?
+                    .into(),
+                None,
+            )
+        };
         let out_fd = out_tx.into_blocking_fd().map_err(io_ctx("stdout pipe"))?;
         let err_fd = err_tx.into_blocking_fd().map_err(io_ctx("stderr pipe"))?;
         let (start_tx, start_rx) = oneshot::channel();
@@ -640,7 +745,7 @@ impl Sandbox {
             env,
             cwd,
         };
-        let fds = [devnull.as_raw_fd(), out_fd.as_raw_fd(), err_fd.as_raw_fd()];
+        let fds = [stdin_fd.as_raw_fd(), out_fd.as_raw_fd(), err_fd.as_raw_fd()];
         send_async(&self.control, &msg, &fds)
             .await
             .map_err(|e| match e.raw_os_error() {
@@ -648,11 +753,12 @@ impl Sandbox {
                 _ => io_ctx("send a command to the sandbox")(e),
             })?;
         // Init has its own copies now; ours would keep the pipes open forever.
-        drop((devnull, out_fd, err_fd));
+        drop((stdin_fd, out_fd, err_fd));
         match start_rx.await {
             Ok(Ok(pid)) => Ok(Ok(RunningCommand {
                 id,
                 pid,
+                stdin: stdin_tx,
                 stdout: out_rx,
                 stderr: err_rx,
                 exit: exit_rx,
@@ -664,23 +770,81 @@ impl Sandbox {
 
     /// Sends a signal to a command's process group.
     pub async fn signal(&self, command: &RunningCommand, signal: i32) -> Result<(), SandboxError> {
-        send_async(
-            &self.control,
-            &ToInit::Signal {
-                id: Some(command.id),
-                signal,
-            },
-            &[],
-        )
-        .await
-        .map_err(io_ctx("signal a command"))
+        self.signal_command(command.handle(), signal).await
+    }
+
+    /// Sends a signal to the process group of the command `command` names (one that has
+    /// exited is no longer signalled: init forgets a command once it has reaped it).
+    pub async fn signal_command(
+        &self,
+        command: CommandHandle,
+        signal: i32,
+    ) -> Result<(), SandboxError> {
+        self.send_signal(Some(command.id), signal).await
     }
 
     /// Sends a signal to every running command's process group (a Ctrl-C to forward).
     pub async fn signal_all(&self, signal: i32) -> Result<(), SandboxError> {
-        send_async(&self.control, &ToInit::Signal { id: None, signal }, &[])
+        self.send_signal(None, signal).await
+    }
+
+    async fn send_signal(&self, id: Option<u64>, signal: i32) -> Result<(), SandboxError> {
+        send_async(&self.control, &ToInit::Signal { id, signal }, &[])
             .await
-            .map_err(io_ctx("signal a command"))
+            .map_err(|e| self.send_error(e, "signal a command"))
+    }
+
+    /// A failed send on the control socket: the sandbox's end when init is gone.
+    fn send_error(&self, e: io::Error, action: &str) -> SandboxError {
+        match e.raw_os_error() {
+            Some(libc::EPIPE) | Some(libc::ECONNRESET) => SandboxError::Ended(self.id.clone()),
+            _ => io_ctx(action)(e),
+        }
+    }
+
+    /// Sends a file operation to init with a fresh reply pipe (and `content`, a write's
+    /// content pipe) and returns the reader of the answer.
+    pub(crate) async fn start_file_op(
+        &self,
+        op: FileOp,
+        content: Option<OwnedFd>,
+    ) -> Result<ReplyReader, FileError> {
+        let ended = || FileError::Ended(self.id.clone());
+        if self.has_ended() {
+            return Err(ended());
+        }
+        let io = |action: &'static str| {
+            move |source| FileError::Io {
+                action: action.into(),
+                source,
+            }
+        };
+        let (tx, rx) = pipe::pipe().map_err(io("create a reply pipe"))?;
+        crate::files::grow_pipe(rx.as_raw_fd());
+        let tx = tx.into_blocking_fd().map_err(io("create a reply pipe"))?;
+        let mut fds = vec![tx.as_raw_fd()];
+        fds.extend(content.as_ref().map(AsRawFd::as_raw_fd));
+        let path = op.path().to_string();
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        send_async(&self.control, &ToInit::File { id, op }, &fds)
+            .await
+            .map_err(|e| match e.raw_os_error() {
+                Some(libc::EPIPE) | Some(libc::ECONNRESET) => ended(),
+                _ => FileError::Io {
+                    action: "send a file operation to the sandbox".into(),
+                    source: e,
+                },
+            })?;
+        // Init has its own copies now: ours would keep the pipes open after the child's end.
+        drop((tx, content));
+        Ok(ReplyReader::new(rx, path, self.end_probe()))
+    }
+
+    fn end_probe(&self) -> EndProbe {
+        EndProbe {
+            id: self.id.clone(),
+            init: self.init_pidfd.clone(),
+        }
     }
 
     fn write_kill_reason(&self, reason: &str) -> io::Result<()> {
@@ -824,20 +988,100 @@ impl Drop for Sandbox {
     }
 }
 
-/// A command that is running, with its output pipes.
+/// Names a running command for [`Sandbox::signal_command`], after its [`RunningCommand`] has
+/// gone to [`RunningCommand::wait`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct CommandHandle {
+    /// The runner's id for the command, unique in its sandbox.
+    pub id: u64,
+    /// Pid inside the sandbox.
+    pub pid: i32,
+}
+
+/// A command that is running, with its pipes.
 pub struct RunningCommand {
     id: u64,
     /// Pid inside the sandbox.
     pub pid: i32,
+    /// The command's stdin when [`CommandRequest::stdin`] asked for a pipe; dropping it is the
+    /// command's end of file. A write fails with `BrokenPipe` once the command closed its end.
+    pub stdin: Option<pipe::Sender>,
     pub stdout: pipe::Receiver,
     pub stderr: pipe::Receiver,
     exit: oneshot::Receiver<(Option<i32>, Option<i32>)>,
 }
 
 impl RunningCommand {
+    /// What [`Sandbox::signal_command`] needs, kept after `wait` has taken the command.
+    pub fn handle(&self) -> CommandHandle {
+        CommandHandle {
+            id: self.id,
+            pid: self.pid,
+        }
+    }
+
     /// Exit code and signal; `None` when the sandbox ended first.
     pub async fn wait(self) -> Option<(Option<i32>, Option<i32>)> {
         self.exit.await.ok()
+    }
+
+    /// The command's pipes and its exit apart, for a caller that hands each to its own task.
+    pub fn into_parts(self) -> CommandParts {
+        CommandParts {
+            handle: CommandHandle {
+                id: self.id,
+                pid: self.pid,
+            },
+            stdin: self.stdin,
+            stdout: self.stdout,
+            stderr: self.stderr,
+            exit: CommandExit(self.exit),
+        }
+    }
+}
+
+/// A [`RunningCommand`] taken apart ([`RunningCommand::into_parts`]).
+pub struct CommandParts {
+    pub handle: CommandHandle,
+    pub stdin: Option<pipe::Sender>,
+    pub stdout: pipe::Receiver,
+    pub stderr: pipe::Receiver,
+    pub exit: CommandExit,
+}
+
+/// A command's exit, as a future: exit code and signal, `None` when the sandbox ended first.
+pub struct CommandExit(oneshot::Receiver<(Option<i32>, Option<i32>)>);
+
+impl std::future::Future for CommandExit {
+    type Output = Option<(Option<i32>, Option<i32>)>;
+
+    fn poll(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Self::Output> {
+        std::pin::Pin::new(&mut self.0).poll(cx).map(Result::ok)
+    }
+}
+
+/// Copies `input` to a command's stdin until its end of file, then closes the pipe. The
+/// command closing its end first (it exited, or had read enough) ends the copy quietly.
+async fn feed_stdin<I: AsyncRead + Unpin>(mut input: I, mut pipe: pipe::Sender) {
+    let mut buf = vec![0u8; 64 * 1024];
+    loop {
+        let n = match input.read(&mut buf).await {
+            Ok(0) => return,
+            Ok(n) => n,
+            Err(e) => {
+                tracing::warn!("reading a command's input: {e}; closing its stdin");
+                return;
+            }
+        };
+        if let Err(e) = pipe.write_all(&buf[..n]).await {
+            if e.kind() != io::ErrorKind::BrokenPipe {
+                tracing::warn!("writing a command's stdin: {e}");
+            }
+            return;
+        }
     }
 }
 
@@ -1131,10 +1375,41 @@ fn sandbox_cgroup(
     Ok(cg)
 }
 
+/// `<runtime>/<id>/meta.json`: what a later runner may want to know about a sandbox it finds.
+const META_FILE: &str = "meta.json";
+
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
+struct SandboxMeta {
+    id: String,
+    #[serde(default)]
+    policy_hash: Option<String>,
+    #[serde(default)]
+    profile: Option<String>,
+    #[serde(default)]
+    labels: Vec<(String, String)>,
+}
+
+/// A sandbox whose runner died, as [`clean_stale`] found it (from its `meta.json`: `None` and
+/// no labels when it had none, as a sandbox of an older runner).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StaleSandbox {
+    pub id: String,
+    pub policy_hash: Option<String>,
+    pub profile: Option<String>,
+    pub labels: Vec<(String, String)>,
+}
+
+/// The id: callers that only report what was cleaned print it as it was.
+impl std::fmt::Display for StaleSandbox {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.id)
+    }
+}
+
 /// Removes what runners that died (SIGKILL, a crash) left behind: their sandboxes' cgroups
 /// (killing anything still in them) and directories. A sandbox whose lock can be taken has no
-/// runner. Returns the ids cleaned.
-pub fn clean_stale(root: &CgroupRoot, runtime_dir: &Path) -> Vec<String> {
+/// runner. Returns the sandboxes cleaned, with what their `meta.json` said.
+pub fn clean_stale(root: &CgroupRoot, runtime_dir: &Path) -> Vec<StaleSandbox> {
     let Ok(entries) = fs::read_dir(runtime_dir) else {
         return Vec::new();
     };
@@ -1162,6 +1437,23 @@ pub fn clean_stale(root: &CgroupRoot, runtime_dir: &Path) -> Vec<String> {
         let Ok(lock) = Flock::lock(file, FlockArg::LockExclusiveNonblock) else {
             continue; // a live runner holds it
         };
+        let meta = fs::read(dir.join(META_FILE))
+            .ok()
+            .and_then(|bytes| serde_json::from_slice::<SandboxMeta>(&bytes).ok());
+        let stale = match meta {
+            Some(m) => StaleSandbox {
+                id: id.clone(),
+                policy_hash: m.policy_hash,
+                profile: m.profile,
+                labels: m.labels,
+            },
+            None => StaleSandbox {
+                id: id.clone(),
+                policy_hash: None,
+                profile: None,
+                labels: Vec::new(),
+            },
+        };
         let mut hierarchies = vec![root.mount().to_owned()];
         hierarchies.extend(crate::limits::v1_mount_points());
         for h in hierarchies {
@@ -1174,7 +1466,7 @@ pub fn clean_stale(root: &CgroupRoot, runtime_dir: &Path) -> Vec<String> {
         }
         let _ = fs::remove_dir_all(&dir);
         drop(lock);
-        cleaned.push(id);
+        cleaned.push(stale);
     }
     cleaned
 }

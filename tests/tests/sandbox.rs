@@ -734,7 +734,10 @@ fn a_sandbox_whose_runner_was_killed_dies_and_is_cleaned_up() {
     }
     // ...until the next runner cleans it: the lock is free, so the sandbox is stale.
     let root = CgroupRoot::discover().unwrap();
-    let cleaned = sandwatch_runner::sandbox::clean_stale(&root, &runtime);
+    let cleaned: Vec<String> = sandwatch_runner::sandbox::clean_stale(&root, &runtime)
+        .into_iter()
+        .map(|stale| stale.id)
+        .collect();
     assert_eq!(cleaned, std::slice::from_ref(&id));
     for d in sandbox_cgroups(&id) {
         assert!(!d.exists(), "{} is left behind", d.display());
