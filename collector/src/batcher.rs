@@ -5,7 +5,7 @@
 use std::time::{Duration, Instant};
 
 use sandwatch_schema::{
-    AlertDeliveriesBuilder, AlertsBuilder, BatchBuilder, CountRow, CountsBuilder, DropRow,
+    AlertDeliveriesBuilder, AlertsBuilder, ApiCallRow, ApiCallsBuilder, BatchBuilder, CountRow, CountsBuilder, DropRow,
     DropsBuilder, FileEvent, FileEventsBuilder, NetworkEvent, NetworkEventsBuilder, ProcessEvent,
     ProcessEventsBuilder, SandboxEvent, SandboxMetricsBuilder, SandboxMetricsRow, SandboxesBuilder,
     SyscallEvent, SyscallEventsBuilder, Table, TableBatch,
@@ -48,6 +48,7 @@ pub struct Batchers {
     alerts: AlertsBuilder,
     alert_deliveries: AlertDeliveriesBuilder,
     drops: DropsBuilder,
+    api_calls: ApiCallsBuilder,
     state: [SlotState; Table::ALL.len()],
     sealed: Vec<TableBatch>,
     /// Rows appended per table since start, for the summary.
@@ -84,6 +85,7 @@ impl Batchers {
             alerts: AlertsBuilder::new(8),
             alert_deliveries: AlertDeliveriesBuilder::new(8),
             drops: DropsBuilder::new(8),
+            api_calls: ApiCallsBuilder::new(64),
             state: Default::default(),
             sealed: Vec::new(),
             rows: [0; Table::ALL.len()],
@@ -102,6 +104,7 @@ impl Batchers {
             Table::Alerts => &mut self.alerts,
             Table::AlertDeliveries => &mut self.alert_deliveries,
             Table::Drops => &mut self.drops,
+            Table::ApiCalls => &mut self.api_calls,
         }
     }
 
@@ -158,6 +161,10 @@ impl Batchers {
 
     pub fn sandbox_metrics(&mut self, e: &SandboxMetricsRow<'_>) -> Result<(), CollectorError> {
         push_row!(self, sandbox_metrics, Table::SandboxMetrics, e.time_ns, e)
+    }
+
+    pub fn api_call(&mut self, e: &ApiCallRow<'_>) -> Result<(), CollectorError> {
+        push_row!(self, api_calls, Table::ApiCalls, e.time_ns, e)
     }
 
     fn seal(&mut self, t: Table) -> Result<(), CollectorError> {

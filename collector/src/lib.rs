@@ -37,7 +37,10 @@ pub use probes::{
     KernelKillOrder, KernelPathOrder, MAX_WATCH_LEVEL, PathMatch, PathOrderLeft, ProbeConfig,
     SandboxParent,
 };
-pub use sandbox_rows::{SandboxEventRecord, SandboxMetricsRecord, SandboxRecorder};
+pub use sandbox_rows::{
+    ApiCallRecord, SandboxEventRecord, SandboxLog, SandboxMetricsRecord, SandboxRecorder,
+    command_line,
+};
 
 #[derive(Debug, thiserror::Error)]
 pub enum CollectorError {

@@ -1,5 +1,6 @@
-//! Rows that come from the runner, not from the kernel: sandbox lifecycle events (`sandboxes`)
-//! and metrics samples (`sandbox_metrics`).
+//! Rows that come from user space, not from the kernel: sandbox lifecycle events (`sandboxes`)
+//! and metrics samples (`sandbox_metrics`) from the runner, and the requests `sandwatch serve`
+//! answered (`api_calls`).
 //!
 //! They reach the reader task through a queue and take the same path as kernel events from there:
 //! the task's batchers, the bus, every sink, the summary's row counts. The queue is unbounded on
@@ -11,7 +12,7 @@
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use sandwatch_schema::{SandboxEvent, SandboxLifecycle, SandboxMetricsRow, Table};
+use sandwatch_schema::{ApiCallRow, SandboxEvent, SandboxLifecycle, SandboxMetricsRow, Table};
 use tokio::sync::mpsc;
 
 use crate::{CollectorError, batcher::Batchers};
@@ -53,10 +54,28 @@ pub struct SandboxMetricsRecord {
     pub file_descriptors: u32,
 }
 
+/// One request to `sandwatch serve`'s APIs, as it was answered; the collector adds the host.
+#[derive(Clone, Debug)]
+pub struct ApiCallRecord {
+    pub time: SystemTime,
+    /// A fingerprint of the credential presented, never the credential.
+    pub key_fingerprint: Option<String>,
+    /// `control`, `envd`, `local` or `ops`.
+    pub api: &'static str,
+    pub method: String,
+    pub path: String,
+    pub sandbox_id: Option<String>,
+    pub status: u16,
+    pub latency_ms: f64,
+    pub remote_addr: Option<String>,
+    pub user_agent: Option<String>,
+}
+
 #[derive(Debug)]
 pub(crate) enum SandboxRow {
     Event(SandboxEventRecord),
     Metrics(SandboxMetricsRecord),
+    ApiCall(ApiCallRecord),
 }
 
 /// Hands runner rows to a running collector. Cheap to clone; keep one per task that reports.
@@ -82,6 +101,100 @@ impl SandboxRecorder {
             .send(SandboxRow::Metrics(sample))
             .map_err(|_| CollectorError::Stopped(Table::SandboxMetrics))
     }
+
+    /// Queues an `api_calls` row. Never waits; fails only once the collector has stopped.
+    pub fn record_api_call(&self, call: ApiCallRecord) -> Result<(), CollectorError> {
+        self.tx
+            .send(SandboxRow::ApiCall(call))
+            .map_err(|_| CollectorError::Stopped(Table::ApiCalls))
+    }
+}
+
+/// The `sandboxes` rows of one sandbox: what every row of it shares (id, policy hash, profile),
+/// filled in once. Cheap to clone.
+#[derive(Clone, Debug)]
+pub struct SandboxLog {
+    recorder: SandboxRecorder,
+    sandbox_id: String,
+    policy_hash: String,
+    profile: Option<String>,
+}
+
+impl SandboxLog {
+    pub fn new(
+        recorder: SandboxRecorder,
+        sandbox_id: impl Into<String>,
+        policy_hash: impl Into<String>,
+        profile: Option<String>,
+    ) -> Self {
+        Self {
+            recorder,
+            sandbox_id: sandbox_id.into(),
+            policy_hash: policy_hash.into(),
+            profile,
+        }
+    }
+
+    pub fn sandbox_id(&self) -> &str {
+        &self.sandbox_id
+    }
+
+    /// A row of this sandbox, stamped now, with nothing but the event set.
+    pub fn row(&self, event: SandboxLifecycle) -> SandboxEventRecord {
+        SandboxEventRecord {
+            time: SystemTime::now(),
+            sandbox_id: self.sandbox_id.clone(),
+            event,
+            command: None,
+            exit_code: None,
+            signal: None,
+            reason: None,
+            policy_hash: self.policy_hash.clone(),
+            profile: self.profile.clone(),
+            detail: None,
+        }
+    }
+
+    /// Queues a row. Only a stopped collector refuses one, and it stops after the last sandbox:
+    /// a refusal is logged, never silent.
+    pub fn record(&self, row: SandboxEventRecord) {
+        if let Err(e) = self.recorder.record_sandbox_event(row) {
+            tracing::warn!(sandbox = %self.sandbox_id, "sandboxes row lost: {e}");
+        }
+    }
+
+    /// A row with an optional command line, reason and detail.
+    pub fn event(
+        &self,
+        event: SandboxLifecycle,
+        command: Option<String>,
+        reason: Option<&str>,
+        detail: Option<String>,
+    ) {
+        let mut row = self.row(event);
+        row.command = command;
+        row.reason = reason.map(str::to_owned);
+        row.detail = detail;
+        self.record(row);
+    }
+}
+
+/// A command line as the `sandboxes` table's `command` column holds it: the words joined by
+/// spaces, each quoted as a POSIX shell would need it.
+pub fn command_line(argv: &[String]) -> String {
+    argv.iter()
+        .map(|a| {
+            if !a.is_empty()
+                && a.chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "-_./=:,+@%".contains(c))
+            {
+                a.clone()
+            } else {
+                format!("'{}'", a.replace('\'', "'\\''"))
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 /// The reader's end of the queue.
@@ -163,6 +276,19 @@ fn append(row: &SandboxRow, batchers: &mut Batchers, host: &str) -> Result<(), C
             network_tx_bytes: m.network_tx_bytes,
             process_count: m.process_count,
             file_descriptors: m.file_descriptors,
+        }),
+        SandboxRow::ApiCall(c) => batchers.api_call(&ApiCallRow {
+            time_ns: unix_ns(c.time),
+            host,
+            key_fingerprint: c.key_fingerprint.as_deref(),
+            api: c.api,
+            method: &c.method,
+            path: &c.path,
+            sandbox_id: c.sandbox_id.as_deref(),
+            status: c.status,
+            latency_ms: c.latency_ms,
+            remote_addr: c.remote_addr.as_deref(),
+            user_agent: c.user_agent.as_deref(),
         }),
     }
 }

@@ -14,7 +14,7 @@ use arrow_schema::{ArrowError, SchemaRef};
 use crate::{
     Table,
     events::{
-        AlertDeliveryRow, AlertRow, Common, CountRow, DropRow, FileEvent, NetworkEvent,
+        AlertDeliveryRow, AlertRow, ApiCallRow, Common, CountRow, DropRow, FileEvent, NetworkEvent,
         ProcessEvent, SandboxEvent, SandboxMetricsRow, SyscallEvent,
     },
 };
@@ -530,6 +530,37 @@ table_builder! {
     }
 }
 
+table_builder! {
+    /// Builds `api_calls`.
+    ApiCallsBuilder, Table::ApiCalls, ApiCallRow, common: false,
+    columns {
+        time: TimestampNanosecondBuilder = time_builder,
+        host: StringBuilder = strings,
+        key_fingerprint: StringBuilder = strings,
+        api: StringBuilder = strings,
+        method: StringBuilder = strings,
+        path: StringBuilder = strings,
+        sandbox_id: StringBuilder = strings,
+        status: UInt16Builder = UInt16Builder::with_capacity,
+        latency_ms: Float64Builder = Float64Builder::with_capacity,
+        remote_addr: StringBuilder = strings,
+        user_agent: StringBuilder = strings,
+    }
+    append(self, e) {
+        self.time.append_value(e.time_ns);
+        self.host.append_value(e.host);
+        self.key_fingerprint.append_option(e.key_fingerprint);
+        self.api.append_value(e.api);
+        self.method.append_value(e.method);
+        self.path.append_value(e.path);
+        self.sandbox_id.append_option(e.sandbox_id);
+        self.status.append_value(e.status);
+        self.latency_ms.append_value(e.latency_ms);
+        self.remote_addr.append_option(e.remote_addr);
+        self.user_agent.append_option(e.user_agent);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use arrow_array::{
@@ -861,5 +892,39 @@ mod tests {
         let status = status.as_any().downcast_ref::<UInt16Array>().unwrap();
         assert_eq!(status.value(0), 500);
         assert!(status.is_null(1), "no answer: no status");
+    }
+
+    #[test]
+    fn api_calls_rows_keep_nulls_and_status() {
+        let mut b = ApiCallsBuilder::new(2);
+        let row = ApiCallRow {
+            time_ns: 7,
+            host: "h",
+            key_fingerprint: Some("0123456789abcdef"),
+            api: "control",
+            method: "POST",
+            path: "/sandboxes",
+            sandbox_id: Some("sw-1"),
+            status: 201,
+            latency_ms: 2.5,
+            remote_addr: Some("127.0.0.1:50000"),
+            user_agent: Some("e2b-python-sdk/2.63.0"),
+        };
+        b.append(&row);
+        b.append(&ApiCallRow {
+            key_fingerprint: None,
+            sandbox_id: None,
+            status: 401,
+            remote_addr: None,
+            user_agent: None,
+            ..row
+        });
+        let batch = b.finish().unwrap();
+        assert_eq!(batch.schema(), Table::ApiCalls.schema());
+        let status = batch.column_by_name("status").unwrap();
+        let status = status.as_any().downcast_ref::<UInt16Array>().unwrap();
+        assert_eq!((status.value(0), status.value(1)), (201, 401));
+        let key = batch.column_by_name("key_fingerprint").unwrap();
+        assert!(!key.is_null(0) && key.is_null(1), "no valid key: null");
     }
 }

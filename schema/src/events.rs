@@ -149,6 +149,10 @@ pub enum SandboxLifecycle {
     Exited,
     /// sandwatch killed it (timeout, OOM, an order, a rule, ...).
     Killed,
+    /// Every process in it was stopped (`cgroup.freeze`): an API pause, a rule's `freeze`.
+    Paused,
+    /// Its processes go on again after a pause.
+    Resumed,
     /// It is gone: cgroups removed, workspace released.
     Destroyed,
 }
@@ -160,6 +164,8 @@ impl SandboxLifecycle {
             SandboxLifecycle::Started => "started",
             SandboxLifecycle::Exited => "exited",
             SandboxLifecycle::Killed => "killed",
+            SandboxLifecycle::Paused => "paused",
+            SandboxLifecycle::Resumed => "resumed",
             SandboxLifecycle::Destroyed => "destroyed",
         }
     }
@@ -206,6 +212,30 @@ pub struct SandboxMetricsRow<'a> {
     pub network_tx_bytes: Option<u64>,
     pub process_count: u32,
     pub file_descriptors: u32,
+}
+
+/// One `api_calls` row: one request to `sandwatch serve`, as it was answered.
+#[derive(Clone, Copy, Debug)]
+pub struct ApiCallRow<'a> {
+    /// When the request arrived.
+    pub time_ns: i64,
+    pub host: &'a str,
+    /// A fingerprint of the credential presented (never the credential itself).
+    pub key_fingerprint: Option<&'a str>,
+    /// Which API: `control` (E2B's control plane), `envd` (a sandbox's process and file API),
+    /// `local` (the daemon's unix socket), `ops` (health and metrics).
+    pub api: &'a str,
+    pub method: &'a str,
+    /// The request path without its query (`/sandboxes/{id}`, `/process.Process/Start`).
+    pub path: &'a str,
+    /// The sandbox the call concerned, when it named one.
+    pub sandbox_id: Option<&'a str>,
+    pub status: u16,
+    /// From the request's arrival to the response's head (a stream's first message); streams
+    /// that go on after it are not included.
+    pub latency_ms: f64,
+    pub remote_addr: Option<&'a str>,
+    pub user_agent: Option<&'a str>,
 }
 
 /// One `alerts` row: an alert a rule raised. Lists and structured parts arrive as the alert

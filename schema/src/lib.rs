@@ -20,12 +20,12 @@ use arrow_array::RecordBatch;
 use arrow_schema::{DataType, Field, Schema, SchemaRef, TimeUnit};
 
 pub use builders::{
-    AlertDeliveriesBuilder, AlertsBuilder, BatchBuilder, CountsBuilder, DropsBuilder,
+    AlertDeliveriesBuilder, AlertsBuilder, ApiCallsBuilder, BatchBuilder, CountsBuilder, DropsBuilder,
     FileEventsBuilder, NetworkEventsBuilder, ProcessEventsBuilder, SandboxMetricsBuilder,
     SandboxesBuilder, SyscallEventsBuilder,
 };
 pub use events::{
-    AlertDeliveryRow, AlertRow, Common, CountRow, DeliveryState, DropRow, FileEvent, NetworkEvent,
+    AlertDeliveryRow, AlertRow, ApiCallRow, Common, CountRow, DeliveryState, DropRow, FileEvent, NetworkEvent,
     ProcessEvent, SandboxEvent, SandboxLifecycle, SandboxMetricsRow, SyscallEvent,
 };
 
@@ -46,10 +46,12 @@ pub enum Table {
     /// Delivery attempts of alerts to on-call hooks.
     AlertDeliveries,
     Drops,
+    /// Calls to `sandwatch serve`'s APIs, one row per request.
+    ApiCalls,
 }
 
 impl Table {
-    pub const ALL: [Table; 10] = [
+    pub const ALL: [Table; 11] = [
         Table::ProcessEvents,
         Table::FileEvents,
         Table::NetworkEvents,
@@ -60,6 +62,7 @@ impl Table {
         Table::Alerts,
         Table::AlertDeliveries,
         Table::Drops,
+        Table::ApiCalls,
     ];
 
     /// The table's name: its directory in the audit log and its name in SQL.
@@ -75,6 +78,7 @@ impl Table {
             Table::Alerts => "alerts",
             Table::AlertDeliveries => "alert_deliveries",
             Table::Drops => "drops",
+            Table::ApiCalls => "api_calls",
         }
     }
 
@@ -90,7 +94,8 @@ impl Table {
             | Table::SandboxMetrics
             | Table::Alerts
             | Table::AlertDeliveries
-            | Table::Drops => vec![time_field()],
+            | Table::Drops
+            | Table::ApiCalls => vec![time_field()],
         };
         fields.extend(match self {
             Table::ProcessEvents => vec![
@@ -226,6 +231,21 @@ impl Table {
                 Field::new("count", DataType::UInt64, false),
                 Field::new("total", DataType::UInt64, false),
             ],
+            Table::ApiCalls => vec![
+                Field::new("host", DataType::Utf8, false),
+                // Who called: the first 16 hex digits of the API key's SHA-256 (never the key),
+                // `envd-token` for a sandbox's own access token, `local` for the daemon's unix
+                // socket, null when the call presented nothing valid.
+                Field::new("key_fingerprint", DataType::Utf8, true),
+                Field::new("api", DataType::Utf8, false),
+                Field::new("method", DataType::Utf8, false),
+                Field::new("path", DataType::Utf8, false),
+                Field::new("sandbox_id", DataType::Utf8, true),
+                Field::new("status", DataType::UInt16, false),
+                Field::new("latency_ms", DataType::Float64, false),
+                Field::new("remote_addr", DataType::Utf8, true),
+                Field::new("user_agent", DataType::Utf8, true),
+            ],
         });
         Arc::new(Schema::new(fields))
     }
@@ -239,7 +259,7 @@ impl fmt::Display for Table {
 
 #[derive(Debug, thiserror::Error)]
 #[error(
-    "unknown table {0:?} (tables: process_events, file_events, network_events, syscall_events, syscall_counts, sandboxes, sandbox_metrics, alerts, alert_deliveries, drops)"
+    "unknown table {0:?} (tables: process_events, file_events, network_events, syscall_events, syscall_counts, sandboxes, sandbox_metrics, alerts, alert_deliveries, drops, api_calls)"
 )]
 pub struct UnknownTable(pub String);
 
