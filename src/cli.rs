@@ -7,13 +7,12 @@ use std::{
 
 use anyhow::anyhow;
 
-use crate::detect;
 use clap::{Parser, Subcommand};
 use sandwatch_collector::{
     Collector, CollectorConfig, CollectorError, SandboxEventRecord, SandboxMetricsRecord,
     SandboxParent, SandboxRecorder, Summary, WatchTarget,
 };
-use sandwatch_rules::kernel_orders::KernelKillRule;
+use sandwatch_detect as detect;
 use sandwatch_runner::metrics::MetricsSampler;
 use sandwatch_runner::{
     CgroupRoot, SandboxPolicy,
@@ -110,7 +109,7 @@ pub struct DetectArgs {
     pub no_baselines: bool,
 }
 
-fn parse_duration(s: &str) -> Result<Duration, String> {
+pub(crate) fn parse_duration(s: &str) -> Result<Duration, String> {
     humantime::parse_duration(s).map_err(|e| format!("{s:?} is not a duration ({e}; e.g. 30s, 5m)"))
 }
 
@@ -129,6 +128,9 @@ pub enum Command {
         #[arg(required = true, last = true, value_name = "CMD")]
         command: Vec<String>,
     },
+    /// Run the host daemon: one set of probes for every sandbox of this host, driven over E2B's
+    /// API (E2B's SDKs work against it), until SIGTERM.
+    Serve(Box<crate::serve::ServeArgs>),
     /// Kill every process of a running sandbox at once (its runner reports reason "order").
     Kill {
         #[arg(value_name = "ID")]
@@ -220,14 +222,14 @@ pub struct Failure {
     pub error: anyhow::Error,
 }
 
-fn usage(error: impl Into<anyhow::Error>) -> Failure {
+pub(crate) fn usage(error: impl Into<anyhow::Error>) -> Failure {
     Failure {
         code: EXIT_USAGE,
         error: error.into(),
     }
 }
 
-fn runtime(error: impl Into<anyhow::Error>) -> Failure {
+pub(crate) fn runtime(error: impl Into<anyhow::Error>) -> Failure {
     Failure {
         code: 1,
         error: error.into(),
@@ -289,6 +291,7 @@ pub async fn dispatch(args: Args) -> Result<u8, Failure> {
             detect,
             command,
         } => run(record, sandbox, detect, command).await,
+        Command::Serve(args) => crate::serve::serve(*args).await,
         Command::Kill { id, runtime_dir } => control(&runtime_dir, &id, Order::Kill),
         Command::Freeze { id, runtime_dir } => control(&runtime_dir, &id, Order::Freeze),
         Command::Thaw { id, runtime_dir } => control(&runtime_dir, &id, Order::Thaw),
@@ -376,10 +379,8 @@ fn rules_check(paths: &[PathBuf]) -> Result<u8, Failure> {
 
 fn rules_test(data: &std::path::Path, paths: Vec<PathBuf>) -> Result<u8, Failure> {
     use std::io::Write as _;
-    let sources = detect::RuleSources(paths);
-    let mut engine = sources
-        .engine()
-        .map_err(|e| usage(e.context("the rules do not load")))?;
+    let sources = detect::RuleSources::new(paths);
+    let mut engine = sources.engine().map_err(rules_do_not_load)?;
     let host = sandwatch_collector::hostname();
     let mut per_rule: std::collections::BTreeMap<String, u64> = Default::default();
     let stdout = std::io::stdout();
@@ -407,7 +408,7 @@ fn rules_test(data: &std::path::Path, paths: Vec<PathBuf>) -> Result<u8, Failure
     Ok(0)
 }
 
-fn require_root() -> Result<(), Failure> {
+pub(crate) fn require_root() -> Result<(), Failure> {
     // SAFETY: geteuid cannot fail.
     if unsafe { libc::geteuid() } != 0 {
         return Err(usage(anyhow!(
@@ -417,11 +418,7 @@ fn require_root() -> Result<(), Failure> {
     Ok(())
 }
 
-/// How long a row may wait before the rules see it: the bound on detection latency that the
-/// collector's batching adds.
-const LIVE_LATENCY: Duration = Duration::from_millis(1);
-
-fn start_collector(
+pub(crate) fn start_collector(
     record: &RecordOptions,
     refusals: &[String],
     sandbox_parent: Option<SandboxParent>,
@@ -470,15 +467,11 @@ async fn run(
     command: Vec<String>,
 ) -> Result<u8, Failure> {
     require_root()?;
-    let sources = detect::RuleSources(detect.rules.clone());
+    let sources = detect::RuleSources::new(detect.rules.clone());
     let engine = if detect.no_rules {
         None
     } else {
-        Some(
-            sources
-                .engine()
-                .map_err(|e| usage(e.context("the rules do not load")))?,
-        )
+        Some(sources.engine().map_err(rules_do_not_load)?)
     };
     let mut policy = SandboxPolicy::load(&args.policy).map_err(usage)?;
     if let Some(t) = args.timeout {
@@ -507,17 +500,16 @@ async fn run(
         path: parent.path,
         level: parent.level,
     };
-    let live = engine.as_ref().map(|_| LIVE_LATENCY);
-    let kill_rules = engine
+    let live = engine.as_ref().map(|_| detect::LIVE_LATENCY);
+    // Kill orders come from the rules loaded at start (a reload changes the user-space rules
+    // only); their ids are the detector's too.
+    let kernel_rules = detect::KernelRules::new();
+    let kill_plan = engine
         .as_ref()
-        .map(|e| e.kernel_kill_rules())
-        .unwrap_or_default();
-    let rule_names: Vec<String> = engine
-        .as_ref()
-        .map(|e| e.rules().map(|r| r.name.clone()).collect())
+        .map(|e| detect::KernelKillPlan::new(e, &kernel_rules))
         .unwrap_or_default();
     let baselines = load_baselines(&detect, &record.data, policy.profile.as_deref())?;
-    let live = live.or(baselines.as_ref().map(|_| LIVE_LATENCY));
+    let live = live.or(baselines.as_ref().map(|_| detect::LIVE_LATENCY));
     let mut collector = start_collector(&record, filter.denied(), Some(parent), live)?;
     let detector = start_detector(
         engine,
@@ -526,10 +518,10 @@ async fn run(
         &mut collector,
         &record.data,
         &detect,
-        Some(detect::ActionTarget {
-            root: root.clone(),
-            runtime_dir: args.runtime_dir.clone(),
-        }),
+        Some((
+            detect::ActionTarget::new(root.clone(), args.runtime_dir.clone()),
+            kernel_rules,
+        )),
     )?;
     let mut options = SandboxOptions::new(sandbox_id.clone(), policy);
     options.workspace = args.workspace.clone();
@@ -561,8 +553,8 @@ async fn run(
     collector
         .block_ports(target.cgroup_id, target.level, &ports)
         .map_err(usage)?;
-    place_kernel_kills(&collector, &target, &kill_rules, &rule_names)?;
-    let kernel_kills = !kill_rules.is_empty();
+    detect::place_kernel_kills(&collector, &target, &kill_plan).map_err(usage)?;
+    let kernel_kills = !kill_plan.is_empty();
     let lifecycle = Lifecycle::new(&collector, &sandbox);
     lifecycle.simple(SandboxLifecycle::Created, None, None);
 
@@ -599,7 +591,7 @@ async fn run(
         Ok(o)
             if kernel_kills && o.signal == Some(libc::SIGKILL) && o.reason == EndReason::Exited =>
         {
-            Ok(rule_kill_of(&sandbox, o).await)
+            Ok(detect::wait_for_kill_reason(&sandbox, o).await)
         }
         other => other,
     };
@@ -812,15 +804,11 @@ async fn watch(
     detect: DetectArgs,
 ) -> Result<u8, Failure> {
     require_root()?;
-    let sources = detect::RuleSources(detect.rules.clone());
+    let sources = detect::RuleSources::new(detect.rules.clone());
     let engine = if detect.no_rules || detect.rules.is_empty() {
         None
     } else {
-        Some(
-            sources
-                .engine()
-                .map_err(|e| usage(e.context("the rules do not load")))?,
-        )
+        Some(sources.engine().map_err(rules_do_not_load)?)
     };
     let root = CgroupRoot::discover().map_err(usage)?;
     let mut targets = Vec::new();
@@ -842,7 +830,7 @@ async fn watch(
     let mut sigterm = signal(SignalKind::terminate()).map_err(runtime)?;
     // What a default sandbox refuses is what a refusal looks like in any cgroup.
     let filter = sandwatch_runner::seccomp::SyscallFilter::new(&[]).map_err(runtime)?;
-    let live = engine.as_ref().map(|_| LIVE_LATENCY);
+    let live = engine.as_ref().map(|_| detect::LIVE_LATENCY);
     let mut collector = start_collector(&record, filter.denied(), None, live)?;
     // Watched cgroups have no profile: no baseline scores them.
     let detector = start_detector(
@@ -885,6 +873,11 @@ async fn watch(
     Ok(0)
 }
 
+/// Rules that do not make an engine stop the command before anything is recorded (exit 2).
+pub(crate) fn rules_do_not_load(e: detect::RulesError) -> Failure {
+    usage(anyhow::Error::new(e).context("the rules do not load"))
+}
+
 /// The model of `profile`, when the baselines directory has one: the scorer a run's detector
 /// feeds. A model that does not load stops the run (exit 2) before anything is recorded.
 fn load_baselines(
@@ -892,15 +885,13 @@ fn load_baselines(
     data: &std::path::Path,
     profile: Option<&str>,
 ) -> Result<Option<sandwatch_analytics::baseline::BaselineScorer>, Failure> {
-    use sandwatch_analytics::baseline::{BaselineScorer, store::ModelStore};
+    use sandwatch_analytics::baseline::BaselineScorer;
     let (false, Some(profile)) = (args.no_baselines, profile) else {
         return Ok(None);
     };
-    let store = match &args.baselines {
-        Some(dir) => ModelStore::new(dir.clone()),
-        None => ModelStore::for_audit_log(data),
-    };
-    let Some(model) = store.latest(profile).map_err(usage)? else {
+    let Some(model) =
+        detect::baseline::latest_model(args.baselines.as_deref(), data, profile).map_err(usage)?
+    else {
         return Ok(None);
     };
     eprintln!(
@@ -912,7 +903,41 @@ fn load_baselines(
     Ok(Some(BaselineScorer::new([model])))
 }
 
-/// The detector on the collector's live stream, when there are rules or a baseline.
+/// Every profile's latest model (`sandwatch serve` scores whatever profile each sandbox has).
+pub(crate) fn load_baselines_all(
+    args: &DetectArgs,
+    data: &std::path::Path,
+) -> Result<Option<sandwatch_analytics::baseline::BaselineScorer>, Failure> {
+    use sandwatch_analytics::baseline::{BaselineScorer, store::ModelStore};
+    if args.no_baselines {
+        return Ok(None);
+    }
+    let store = match &args.baselines {
+        Some(dir) => ModelStore::new(dir.clone()),
+        None => ModelStore::for_audit_log(data),
+    };
+    let mut models = Vec::new();
+    for profile in store.profiles() {
+        if let Some(model) =
+            detect::baseline::latest_model(args.baselines.as_deref(), data, &profile)
+                .map_err(usage)?
+        {
+            eprintln!(
+                "sandwatch: scoring profile {profile} against its baseline (v{}, {} model, trained on {} sandboxes)",
+                model.version,
+                model.model_kind.name(),
+                model.data.sandboxes
+            );
+            models.push(model);
+        }
+    }
+    Ok((!models.is_empty()).then(|| BaselineScorer::new(models)))
+}
+
+/// The detector on the collector's live stream, when there are rules or a baseline. With a
+/// target (a run's sandbox), rule actions act on it and the kernel's kill orders (their ids in
+/// the `KernelRules` given) are raised as alerts. What the detector has to say while it runs is
+/// printed here.
 fn start_detector(
     engine: Option<sandwatch_rules::Engine>,
     baselines: Option<sandwatch_analytics::baseline::BaselineScorer>,
@@ -920,7 +945,7 @@ fn start_detector(
     collector: &mut Collector,
     data: &std::path::Path,
     args: &DetectArgs,
-    target: Option<detect::ActionTarget>,
+    target: Option<(detect::ActionTarget, detect::KernelRules)>,
 ) -> Result<Option<detect::Detector>, Failure> {
     let engine = match (engine, &baselines) {
         (Some(e), _) => e,
@@ -931,116 +956,36 @@ fn start_detector(
     let Some(batches) = collector.take_live_batches() else {
         return Ok(None);
     };
-    // Kill rules the kernel can decide are placed per sandbox (see `place_kernel_kills`); their
-    // kills come here.
-    let kernel = match (&target, collector.take_kernel_kills()) {
-        (Some(_), Some(kills)) => Some(detect::KernelKills {
-            kills,
-            rules: engine
-                .kernel_kill_rules()
-                .into_iter()
-                .map(|r| (r.rule as u32, engine.rule(r.rule).clone()))
-                .collect(),
+    let outputs = detect::AlertOutputs {
+        file: args.alerts.clone(),
+        data: data.to_owned(),
+        hooks: args.hooks.clone().map(|config| detect::HookOutputs {
+            config,
+            state: args.hooks_state.clone(),
         }),
-        _ => None,
     };
-    detect::Detector::start(
-        engine,
-        sources,
-        batches,
-        detect::AlertOutputs {
-            file: args.alerts.clone(),
-            data: data.to_owned(),
-            hooks: args.hooks.clone().map(|h| (h, args.hooks_state.clone())),
-        },
-        kernel,
-        baselines,
-        target,
-        sandwatch_collector::hostname(),
-    )
-    .map(Some)
-    .map_err(usage)
-}
-
-/// A command that died of SIGKILL in a sandbox with kernel kill orders: the kernel may have
-/// killed it for a rule, before the detector (which acts on the kill record a moment later) said
-/// so. The record was written before the process died; give the detector a bounded moment to
-/// kill the sandbox and record why.
-async fn rule_kill_of(sandbox: &Sandbox, mut o: CommandOutcome) -> CommandOutcome {
-    let deadline = Instant::now() + Duration::from_secs(1);
-    while Instant::now() < deadline {
-        if let Some(reason) = sandbox.kill_reason() {
-            o.reason = reason;
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(5)).await;
+    let mut config =
+        detect::DetectorConfig::new(engine, sources, outputs, sandwatch_collector::hostname())
+            .baselines(baselines)
+            .on_notice(|n| eprintln!("sandwatch: {n}"));
+    if let Some((target, rules)) = target {
+        // Kill rules the kernel can decide are placed per sandbox (`detect::place_kernel_kills`);
+        // their kills come here.
+        let kernel = collector
+            .take_kernel_kills()
+            .map(|kills| detect::KernelKills { kills, rules });
+        config = config.target(target).kernel_kills(kernel);
     }
-    o
-}
-
-/// Places what the kernel can decide of the kill rules (rules loaded at start; a reload changes
-/// the user-space rules only) as orders on the sandbox's cgroup: syscall orders kill at the
-/// entry of a syscall a rule names alone, path orders as a file syscall on a matching path
-/// returns. Whatever the kernel does not take (no entry tracepoint here, a pattern it cannot
-/// hold) stays with user space, which kills when it sees the row.
-fn place_kernel_kills(
-    collector: &Collector,
-    target: &WatchTarget,
-    kill_rules: &[KernelKillRule],
-    rule_names: &[String],
-) -> Result<(), Failure> {
-    use sandwatch_collector::{KernelKillOrder, KernelPathOrder, PathMatch};
-    use sandwatch_rules::kernel_orders::PathTest;
-    let mut syscalls = Vec::new();
-    let mut paths = Vec::new();
-    for r in kill_rules {
-        let rule_id = r.rule as u32;
-        syscalls.extend(r.orders.syscalls.iter().map(|s| KernelKillOrder {
-            syscall: s.clone(),
-            rule_id,
-        }));
-        paths.extend(r.orders.paths.iter().map(|p| KernelPathOrder {
-            path: match &p.test {
-                PathTest::Prefix(x) => PathMatch::Prefix(x.clone()),
-                PathTest::Exact(x) => PathMatch::Exact(x.clone()),
-                PathTest::InDirectory(x) => PathMatch::InDirectory(x.clone()),
-            },
-            syscalls: p.syscalls.clone(),
-            rule_id,
-        }));
-        for why in &r.orders.undecided {
-            tracing::debug!("rule {:?}: left to user space: {why}", rule_names[r.rule]);
-        }
+    let detector = detect::Detector::start(config, batches).map_err(usage)?;
+    if let Some(r) = detector.hooks_recovery()
+        && r.resumed > 0
+    {
+        eprintln!(
+            "sandwatch: {} alert deliveries owed from an earlier run resume now",
+            r.resumed
+        );
     }
-    if !syscalls.is_empty() {
-        let unsupported = collector
-            .kill_on_syscalls(target.cgroup_id, target.level, &syscalls)
-            .map_err(usage)?;
-        for s in unsupported {
-            let rules: Vec<&str> = kill_rules
-                .iter()
-                .filter(|r| r.orders.syscalls.contains(&s))
-                .map(|r| rule_names[r.rule].as_str())
-                .collect();
-            tracing::warn!(
-                "no entry tracepoint for {s} here: rules {rules:?} kill from user space on it"
-            );
-        }
-    }
-    if !paths.is_empty() {
-        let left = collector
-            .kill_on_paths(target.cgroup_id, target.level, &paths)
-            .map_err(usage)?;
-        for l in left {
-            let rule = rule_names[paths[l.order].rule_id as usize].as_str();
-            tracing::warn!(
-                "rule {rule:?}: {:?} is not decided in the kernel ({}): user space kills on it",
-                paths[l.order].path,
-                l.reason
-            );
-        }
-    }
-    Ok(())
+    Ok(Some(detector))
 }
 
 fn policy_check(name_or_path: &str) -> Result<u8, Failure> {
@@ -1104,7 +1049,7 @@ fn print_detections(d: &detect::DetectSummary, file: Option<&std::path::Path>) {
     }
 }
 
-fn print_summary(s: &Summary) {
+pub(crate) fn print_summary(s: &Summary) {
     use sandwatch_schema::Table;
     let rows: Vec<String> = Table::ALL
         .iter()

@@ -3,8 +3,8 @@
 
 mod baseline;
 mod cli;
-mod detect;
 mod replay;
+mod serve;
 mod sql;
 mod sql_server;
 
