@@ -2,7 +2,7 @@
 //!
 //! - `setup`: installs what building and testing need, idempotently (nightly `rust-src`,
 //!   `bpf-linker` against the nightly's own LLVM, the Python readers the tests use, the
-//!   Alertmanager the hooks tests deliver to).
+//!   Alertmanager the hooks tests deliver to, E2B's Python SDK that judges `sandwatch serve`).
 //! - `test`: unit tests of every default crate, then the root-only integration tests that load
 //!   the real probes into this kernel.
 //! - `bench probes`: the probe overhead and throughput benchmarks of the README.
@@ -141,16 +141,27 @@ fn setup() -> anyhow::Result<()> {
         failures.push(format!("bpf-linker: {e:#}"));
     }
 
-    // 3. The independent Parquet readers the integration tests check our files with, and the
-    //    ADBC Flight SQL driver the Flight SQL server is tested with as a real client.
+    // 3. The independent Parquet readers the integration tests check our files with, the ADBC
+    //    Flight SQL driver the Flight SQL server is tested with as a real client, and E2B's own
+    //    Python SDK, the judge of `sandwatch serve`'s compatibility (pinned: the tests speak its
+    //    wire protocol).
     let have_py = Command::new("python3")
-        .args(["-c", "import pyarrow, duckdb, adbc_driver_flightsql.dbapi"])
+        .args([
+            "-c",
+            &format!(
+                "import pyarrow, duckdb, adbc_driver_flightsql.dbapi, e2b, importlib.metadata as m; v = m.version(\"e2b\"); assert v == {E2B_SDK_VERSION:?}, v"
+            ),
+        ])
         .output()
         .is_ok_and(|o| o.status.success());
     if have_py {
-        step("python pyarrow, duckdb and adbc-driver-flightsql: present");
+        step(&format!(
+            "python pyarrow, duckdb, adbc-driver-flightsql and e2b {E2B_SDK_VERSION}: present"
+        ));
     } else {
-        step("installing python packages pyarrow, duckdb, adbc-driver-flightsql");
+        step(&format!(
+            "installing python packages pyarrow, duckdb, adbc-driver-flightsql, e2b=={E2B_SDK_VERSION}"
+        ));
         if let Err(e) = run(Command::new("python3").args([
             "-m",
             "pip",
@@ -161,9 +172,10 @@ fn setup() -> anyhow::Result<()> {
             "duckdb",
             "adbc-driver-manager",
             "adbc-driver-flightsql",
+            &format!("e2b=={E2B_SDK_VERSION}"),
         ])) {
             failures.push(format!(
-                "python packages pyarrow, duckdb, adbc-driver-flightsql: {e:#}"
+                "python packages pyarrow, duckdb, adbc-driver-flightsql, e2b: {e:#}"
             ));
         }
     }
@@ -184,6 +196,9 @@ fn setup() -> anyhow::Result<()> {
 }
 
 const ALERTMANAGER: &str = "/usr/bin/prometheus-alertmanager";
+
+/// The E2B Python SDK the `sandwatch serve` acceptance tests drive (tests/e2b/).
+pub const E2B_SDK_VERSION: &str = "2.63.0";
 
 fn ensure_alertmanager() -> anyhow::Result<()> {
     if Path::new(ALERTMANAGER).exists() {
