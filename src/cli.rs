@@ -9,8 +9,8 @@ use anyhow::anyhow;
 
 use clap::{Parser, Subcommand};
 use sandwatch_collector::{
-    Collector, CollectorConfig, CollectorError, SandboxEventRecord, SandboxMetricsRecord,
-    SandboxParent, SandboxRecorder, Summary, WatchTarget,
+    Collector, CollectorConfig, CollectorError, SandboxLog, SandboxParent,
+    Summary, WatchTarget, command_line,
 };
 use sandwatch_detect as detect;
 use sandwatch_runner::metrics::MetricsSampler;
@@ -80,6 +80,27 @@ pub struct SandboxArgs {
     pub runtime_dir: PathBuf,
 }
 
+/// Where a run happens: alone (its own probes), or in a running daemon (`sandwatch serve`).
+#[derive(clap::Args, Debug, Clone)]
+pub struct RemoteArgs {
+    /// Run through the daemon at URL: `unix:PATH` (its local socket) or `http://HOST:PORT` (its
+    /// control plane; envd at the same host's port 49983 unless --server-envd says otherwise).
+    /// Default: the daemon's local socket when one answers there and the run asks for nothing
+    /// only a run of its own can do (--workspace, --sandbox-id, rules, alerts, hooks, baselines,
+    /// --data); else a run of its own.
+    #[arg(long, value_name = "URL")]
+    pub server: Option<String>,
+    /// The daemon's envd, when --server is TCP and envd is not at port 49983 of the same host.
+    #[arg(long, value_name = "URL", requires = "server")]
+    pub server_envd: Option<String>,
+    /// An API key for a TCP daemon: the first key of FILE (default: $E2B_API_KEY).
+    #[arg(long, value_name = "FILE", requires = "server")]
+    pub api_key_file: Option<PathBuf>,
+    /// Never use a daemon: load the probes for this run alone.
+    #[arg(long, conflicts_with = "server")]
+    pub standalone: bool,
+}
+
 /// Rules and alerts of a run.
 #[derive(clap::Args, Debug, Clone)]
 pub struct DetectArgs {
@@ -114,6 +135,10 @@ pub(crate) fn parse_duration(s: &str) -> Result<Duration, String> {
 }
 
 #[derive(Subcommand, Debug)]
+#[expect(
+    clippy::large_enum_variant,
+    reason = "parsed once per process; boxing the flattened argument groups buys nothing"
+)]
 pub enum Command {
     /// Run a command in a new sandbox (namespaces, cgroup limits, seccomp, no capabilities,
     /// Landlock) and record everything it and its children do.
@@ -124,6 +149,8 @@ pub enum Command {
         sandbox: SandboxArgs,
         #[command(flatten)]
         detect: DetectArgs,
+        #[command(flatten)]
+        remote: RemoteArgs,
         /// The command and its arguments.
         #[arg(required = true, last = true, value_name = "CMD")]
         command: Vec<String>,
@@ -289,8 +316,9 @@ pub async fn dispatch(args: Args) -> Result<u8, Failure> {
             record,
             sandbox,
             detect,
+            remote,
             command,
-        } => run(record, sandbox, detect, command).await,
+        } => run(record, sandbox, detect, remote, command).await,
         Command::Serve(args) => crate::serve::serve(*args).await,
         Command::Kill { id, runtime_dir } => control(&runtime_dir, &id, Order::Kill),
         Command::Freeze { id, runtime_dir } => control(&runtime_dir, &id, Order::Freeze),
@@ -460,12 +488,46 @@ fn control(runtime_dir: &std::path::Path, id: &str, order: Order) -> Result<u8, 
     Ok(0)
 }
 
+/// What a run asks for that only a run with its own probes can do, if anything.
+fn standalone_only(record: &RecordOptions, args: &SandboxArgs, detect: &DetectArgs) -> Option<&'static str> {
+    let default_data = record.data == std::path::Path::new("./sandwatch-data");
+    [
+        (args.workspace.is_some(), "--workspace"),
+        (args.sandbox_id.is_some(), "--sandbox-id"),
+        (!detect.rules.is_empty() || detect.no_rules, "--rules/--no-rules"),
+        (detect.alerts.is_some(), "--alerts"),
+        (detect.hooks.is_some(), "--hooks"),
+        (detect.baselines.is_some() || detect.no_baselines, "--baselines/--no-baselines"),
+        (!default_data, "--data"),
+        (record.count_all_syscalls, "--count-all-syscalls"),
+    ]
+    .into_iter()
+    .find_map(|(asked, flag)| asked.then_some(flag))
+}
+
 async fn run(
     record: RecordOptions,
     args: SandboxArgs,
     detect: DetectArgs,
+    remote: RemoteArgs,
     command: Vec<String>,
 ) -> Result<u8, Failure> {
+    let own = standalone_only(&record, &args, &detect);
+    if let Some(server) = &remote.server {
+        if let Some(flag) = own {
+            return Err(usage(anyhow!(
+                "{flag} is for a run with its own probes: the daemon at {server} records with its own (drop --server, or {flag})"
+            )));
+        }
+        let endpoint = crate::remote::endpoint(server, remote.server_envd.as_deref())?;
+        let key = crate::remote::api_key(remote.api_key_file.as_deref())?;
+        return crate::remote::run(endpoint, key, &args.policy, args.timeout, command).await;
+    }
+    let socket = std::path::Path::new(crate::serve::DEFAULT_SOCKET);
+    if !remote.standalone && own.is_none() && crate::remote::daemon_at(socket) {
+        let endpoint = sandwatch_serve::client::Endpoint::Unix(socket.to_owned());
+        return crate::remote::run(endpoint, None, &args.policy, args.timeout, command).await;
+    }
     require_root()?;
     let sources = detect::RuleSources::new(detect.rules.clone());
     let engine = if detect.no_rules {
@@ -553,10 +615,18 @@ async fn run(
     collector
         .block_ports(target.cgroup_id, target.level, &ports)
         .map_err(usage)?;
-    detect::place_kernel_kills(&collector, &target, &kill_plan).map_err(usage)?;
+    let placement = detect::place_kernel_kills(&collector, &target, &kill_plan).map_err(usage)?;
+    for (rule, pattern, why) in &placement.paths_left {
+        tracing::warn!("rule {rule:?}: {pattern} is not decided in the kernel ({why}): user space kills on it");
+    }
     let kernel_kills = !kill_plan.is_empty();
-    let lifecycle = Lifecycle::new(&collector, &sandbox);
-    lifecycle.simple(SandboxLifecycle::Created, None, None);
+    let log = SandboxLog::new(
+        collector.sandbox_recorder(),
+        sandbox.id(),
+        sandbox.policy_hash(),
+        sandbox.policy().profile.clone(),
+    );
+    log.event(SandboxLifecycle::Created, None, None, None);
 
     let metrics = spawn_metrics(&collector, &sandbox, args.metrics_interval);
     let request = CommandRequest {
@@ -564,13 +634,25 @@ async fn run(
         ..CommandRequest::default()
     };
     let started = Instant::now();
-    lifecycle.simple(SandboxLifecycle::Started, Some(&command), None);
+    log.event(
+        SandboxLifecycle::Started,
+        Some(command_line(&command)),
+        None,
+        None,
+    );
     let mut sigint = signal(SignalKind::interrupt()).map_err(runtime)?;
     let mut sigterm = signal(SignalKind::terminate()).map_err(runtime)?;
     let mut out = tokio::io::stdout();
     let mut err = tokio::io::stderr();
     let outcome = {
-        let run = sandbox.run(&request, &mut out, &mut err);
+        // Our stdin is the job's, unless it is a terminal whose foreground we are not in.
+        let input: std::pin::Pin<Box<dyn tokio::io::AsyncRead + Send>> =
+            if crate::remote::forward_stdin() {
+                Box::pin(tokio::io::stdin())
+            } else {
+                Box::pin(tokio::io::empty())
+            };
+        let run = sandbox.run_with_input(&request, input, &mut out, &mut err);
         tokio::pin!(run);
         let mut interrupts = 0;
         loop {
@@ -597,21 +679,22 @@ async fn run(
     };
     let result = match outcome {
         Ok(o) => {
-            lifecycle.outcome(&command, &o);
+            record_outcome(&log, &command, &o);
             Ok(o)
         }
         Err(e) => {
-            let mut row = lifecycle.row(SandboxLifecycle::Killed);
-            row.command = Some(shell_words(&command));
+            let mut row = log.row(SandboxLifecycle::Killed);
+            row.command = Some(command_line(&command));
             row.reason = Some("error".into());
             row.detail = Some(e.to_string());
-            lifecycle.record(row);
+            log.record(row);
             Err(e)
         }
     };
     let destroyed = sandbox.destroy().await;
-    lifecycle.simple(
+    log.event(
         SandboxLifecycle::Destroyed,
+        None,
         None,
         destroyed.as_ref().err().map(|e| e.to_string()),
     );
@@ -635,96 +718,32 @@ async fn run(
     Ok(outcome.status.clamp(0, 255) as u8)
 }
 
-/// Rows of the `sandboxes` table for one sandbox.
-struct Lifecycle {
-    recorder: SandboxRecorder,
-    id: String,
-    policy_hash: String,
-    profile: Option<String>,
-}
-
-impl Lifecycle {
-    fn new(collector: &Collector, sandbox: &Sandbox) -> Self {
-        Self {
-            recorder: collector.sandbox_recorder(),
-            id: sandbox.id().to_string(),
-            policy_hash: sandbox.policy_hash().to_string(),
-            profile: sandbox.policy().profile.clone(),
+/// The `exited` (or `killed`) row of a run's command.
+fn record_outcome(log: &SandboxLog, command: &[String], o: &CommandOutcome) {
+    let killed = !matches!(o.reason, EndReason::Exited);
+    let mut row = log.row(if killed {
+        SandboxLifecycle::Killed
+    } else {
+        SandboxLifecycle::Exited
+    });
+    row.command = Some(command_line(command));
+    row.exit_code = o.code.or(o.start_error.as_ref().map(|_| o.status));
+    row.signal = o.signal;
+    row.reason = killed.then(|| o.reason.as_str().to_string());
+    let mut detail = Vec::new();
+    if let Some(e) = &o.start_error {
+        detail.push(e.clone());
+    }
+    for (name, stats) in [("stdout", o.stdout), ("stderr", o.stderr)] {
+        if stats.truncated {
+            detail.push(format!(
+                "{name} truncated at the output limit ({} bytes written)",
+                stats.bytes
+            ));
         }
     }
-
-    fn row(&self, event: SandboxLifecycle) -> SandboxEventRecord {
-        SandboxEventRecord {
-            time: std::time::SystemTime::now(),
-            sandbox_id: self.id.clone(),
-            event,
-            command: None,
-            exit_code: None,
-            signal: None,
-            reason: None,
-            policy_hash: self.policy_hash.clone(),
-            profile: self.profile.clone(),
-            detail: None,
-        }
-    }
-
-    fn record(&self, row: SandboxEventRecord) {
-        // Fails only once the collector has stopped, which happens after the last row.
-        if let Err(e) = self.recorder.record_sandbox_event(row) {
-            tracing::warn!("sandboxes row lost: {e}");
-        }
-    }
-
-    fn simple(&self, event: SandboxLifecycle, command: Option<&[String]>, detail: Option<String>) {
-        let mut row = self.row(event);
-        row.command = command.map(shell_words);
-        row.detail = detail;
-        self.record(row);
-    }
-
-    fn outcome(&self, command: &[String], o: &CommandOutcome) {
-        let killed = !matches!(o.reason, EndReason::Exited);
-        let mut row = self.row(if killed {
-            SandboxLifecycle::Killed
-        } else {
-            SandboxLifecycle::Exited
-        });
-        row.command = Some(shell_words(command));
-        row.exit_code = o.code.or(o.start_error.as_ref().map(|_| o.status));
-        row.signal = o.signal;
-        row.reason = killed.then(|| o.reason.as_str().to_string());
-        let mut detail = Vec::new();
-        if let Some(e) = &o.start_error {
-            detail.push(e.clone());
-        }
-        for (name, stats) in [("stdout", o.stdout), ("stderr", o.stderr)] {
-            if stats.truncated {
-                detail.push(format!(
-                    "{name} truncated at the output limit ({} bytes written)",
-                    stats.bytes
-                ));
-            }
-        }
-        row.detail = (!detail.is_empty()).then(|| detail.join("; "));
-        self.record(row);
-    }
-}
-
-/// A command line as one string, quoted where a word needs it.
-fn shell_words(argv: &[String]) -> String {
-    argv.iter()
-        .map(|a| {
-            if !a.is_empty()
-                && a.chars()
-                    .all(|c| c.is_ascii_alphanumeric() || "-_./=:,+@%".contains(c))
-            {
-                a.clone()
-            } else {
-                format!("'{}'", a.replace('\'', "'\\''"))
-            }
-        })
-        .collect::<Vec<_>>()
-        .join(" ")
+    row.detail = (!detail.is_empty()).then(|| detail.join("; "));
+    log.record(row);
 }
 
 /// Samples the sandbox's metrics every `every` into `sandbox_metrics` until aborted.
@@ -750,18 +769,7 @@ fn spawn_metrics(
                     continue;
                 }
             };
-            let row = SandboxMetricsRecord {
-                time: sample.time,
-                sandbox_id: id.clone(),
-                cpu_usage_percent: sample.cpu_usage_percent,
-                memory_usage_bytes: sample.memory_usage_bytes,
-                memory_limit_bytes: sample.memory_limit_bytes,
-                disk_usage_bytes: sample.disk_usage_bytes,
-                network_rx_bytes: sample.network_rx_bytes,
-                network_tx_bytes: sample.network_tx_bytes,
-                process_count: sample.process_count,
-                file_descriptors: sample.file_descriptors,
-            };
+            let row = sandwatch_serve::daemon::metrics_record(&id, &sample);
             if recorder.record_sandbox_metrics(row).is_err() {
                 return;
             }

@@ -4,6 +4,7 @@
 mod baseline;
 mod cli;
 mod replay;
+mod remote;
 mod serve;
 mod sql;
 mod sql_server;
@@ -29,7 +30,11 @@ fn main() -> ExitCode {
             return ExitCode::from(1);
         }
     };
-    match runtime.block_on(cli::dispatch(args)) {
+    let result = runtime.block_on(cli::dispatch(args));
+    // Everything a command does is awaited inside `dispatch`; what may still run is a blocking
+    // read of our stdin (forwarded to a job that has ended), which must not hold the exit.
+    runtime.shutdown_background();
+    match result {
         Ok(code) => ExitCode::from(code),
         Err(failure) => {
             eprintln!("sandwatch: {:#}", failure.error);

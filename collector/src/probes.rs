@@ -270,6 +270,9 @@ struct KillOrders {
     levels: BTreeMap<u32, usize>,
     /// Per syscall number: only syscalls that some order names.
     attached: BTreeMap<u32, KillAttachment>,
+    /// Whether the kernel's missing entry tracepoints were reported: once per collector, not
+    /// once per sandbox of a daemon.
+    warned_unsupported: bool,
 }
 
 /// What a path kill order matches in the path a file syscall names.
@@ -721,6 +724,7 @@ impl ProbeSet {
             orders: StdHashMap::new(),
             levels: BTreeMap::new(),
             attached: BTreeMap::new(),
+            warned_unsupported: false,
         };
         let mut tail: ProgramArray<MapData> =
             ProgramArray::try_from(take(&mut ebpf, "PATH_KILL")?).map_err(map_err("PATH_KILL"))?;
@@ -1036,11 +1040,19 @@ impl ProbeSet {
             *self.kills.levels.entry(level).or_default() += 1;
         }
         if !unsupported.is_empty() {
-            warn!(
-                cgroup = id,
-                "no entry tracepoint for {}: these kill orders are left to user space",
-                unsupported.join(", ")
-            );
+            if std::mem::replace(&mut self.kills.warned_unsupported, true) {
+                debug!(
+                    cgroup = id,
+                    "no entry tracepoint for {}: these kill orders are left to user space",
+                    unsupported.join(", ")
+                );
+            } else {
+                warn!(
+                    cgroup = id,
+                    "no entry tracepoint for {}: these kill orders are left to user space",
+                    unsupported.join(", ")
+                );
+            }
         }
         self.write_kill_levels()?;
         Ok(unsupported)

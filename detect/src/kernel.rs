@@ -182,7 +182,7 @@ pub fn place_kernel_kills(
                 .filter(|r| r.orders.syscalls.contains(&s))
                 .map(|r| r.rule.clone())
                 .collect();
-            tracing::warn!(
+            tracing::debug!(
                 "no entry tracepoint for {s} here: rules {rules:?} kill from user space on it"
             );
             placement.unsupported_syscalls.push((s, rules));
@@ -194,7 +194,7 @@ pub fn place_kernel_kills(
             .map_err(DetectError::KillOrders)?;
         for l in left {
             let rule = path_rules[l.order];
-            tracing::warn!(
+            tracing::debug!(
                 "rule {rule:?}: {:?} is not decided in the kernel ({}): user space kills on it",
                 paths[l.order].path,
                 l.reason

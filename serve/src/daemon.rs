@@ -20,7 +20,7 @@ use std::{
 use sandwatch_collector::{SandboxLog, SandboxMetricsRecord};
 use sandwatch_runner::{
     CgroupRoot,
-    metrics::MetricsSampler,
+    metrics::{MetricsSample, MetricsSampler},
     policy::SandboxPolicy,
     sandbox::{self, EndReason, Sandbox, SandboxError, SandboxOptions},
 };
@@ -320,7 +320,7 @@ impl Daemon {
             .unwrap_or_else(|e| e.into_inner())
             .insert(hosted.id.clone(), req.auto_pause);
         self.registry().insert(hosted.id.clone(), hosted.clone());
-        self.stats.created(&hosted.template_id);
+        self.stats.created(&hosted.template_id, made_at.is_some());
         tokio::spawn(self.clone().warden(hosted.clone()));
         Ok(hosted)
     }
@@ -335,10 +335,8 @@ impl Daemon {
         if req.policy.is_none()
             && let Some(Pooled { sandbox, made_at }) = self.pool.take(&req.template_id, &policy)
         {
-            self.stats.pool_hit(true);
             return Ok((sandbox, Some(made_at)));
         }
-        self.stats.pool_hit(false);
         let mut opts = SandboxOptions::new(new_sandbox_id(&self.config.id_prefix), policy);
         opts.runtime_dir = self.config.runtime_dir.clone();
         opts.labels = vec![
@@ -567,18 +565,7 @@ impl Daemon {
                     match tokio::task::block_in_place(|| sampler.sample()) {
                         Ok(sample) => {
                             hosted.keep_sample(sample);
-                            let _ = recorder.record_sandbox_metrics(SandboxMetricsRecord {
-                                time: sample.time,
-                                sandbox_id: hosted.id.clone(),
-                                cpu_usage_percent: sample.cpu_usage_percent,
-                                memory_usage_bytes: sample.memory_usage_bytes,
-                                memory_limit_bytes: sample.memory_limit_bytes,
-                                disk_usage_bytes: sample.disk_usage_bytes,
-                                network_rx_bytes: sample.network_rx_bytes,
-                                network_tx_bytes: sample.network_tx_bytes,
-                                process_count: sample.process_count,
-                                file_descriptors: sample.file_descriptors,
-                            });
+                            let _ = recorder.record_sandbox_metrics(metrics_record(&hosted.id, &sample));
                         }
                         Err(e) => tracing::debug!(sandbox = %hosted.id, "metrics: {e}"),
                     }
@@ -632,6 +619,22 @@ impl Daemon {
             ended.push(stale.id);
         }
         ended
+    }
+}
+
+/// A runner's metrics sample as a `sandbox_metrics` row.
+pub fn metrics_record(sandbox_id: &str, s: &MetricsSample) -> SandboxMetricsRecord {
+    SandboxMetricsRecord {
+        time: s.time,
+        sandbox_id: sandbox_id.to_owned(),
+        cpu_usage_percent: s.cpu_usage_percent,
+        memory_usage_bytes: s.memory_usage_bytes,
+        memory_limit_bytes: s.memory_limit_bytes,
+        disk_usage_bytes: s.disk_usage_bytes,
+        network_rx_bytes: s.network_rx_bytes,
+        network_tx_bytes: s.network_tx_bytes,
+        process_count: s.process_count,
+        file_descriptors: s.file_descriptors,
     }
 }
 

@@ -42,6 +42,8 @@ pub struct Host {
     plans: Option<watch::Receiver<Arc<KernelKillPlan>>>,
     /// The daemon's own TCP ports: a sandbox on the host's network may not connect to them.
     own_ports: Vec<u16>,
+    /// Whether what the kernel leaves to user space was reported (once, not per sandbox).
+    reported_left: std::sync::atomic::AtomicBool,
 }
 
 impl Host {
@@ -55,6 +57,7 @@ impl Host {
             collector: Mutex::new(Some(collector)),
             plans,
             own_ports,
+            reported_left: Default::default(),
         }
     }
 
@@ -95,11 +98,20 @@ impl Host {
                     source: Box::new(source),
                 })?;
             if let Some(plan) = plan.filter(|p| !p.is_empty()) {
-                sandwatch_detect::place_kernel_kills(c, &target, &plan)
+                let placement = sandwatch_detect::place_kernel_kills(c, &target, &plan)
                     .map_err(|source| HostError::Orders {
                         id: id(),
                         source: Box::new(source),
                     })?;
+                if !placement.paths_left.is_empty()
+                    && !self
+                        .reported_left
+                        .swap(true, std::sync::atomic::Ordering::Relaxed)
+                {
+                    for (rule, pattern, why) in &placement.paths_left {
+                        tracing::warn!("rule {rule:?}: {pattern} is not decided in the kernel ({why}): user space kills on it");
+                    }
+                }
             }
             Ok(())
         })

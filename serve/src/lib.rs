@@ -21,6 +21,7 @@
 
 pub mod api;
 pub mod auth;
+pub mod client;
 pub mod control;
 pub mod daemon;
 pub mod envd;

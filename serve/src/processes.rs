@@ -101,7 +101,7 @@ impl ProcessEnd {
 }
 
 /// A signal as Go's `syscall.Signal.String()` words it (what envd's status strings carry).
-fn signal_words(signal: i32) -> String {
+pub fn signal_words(signal: i32) -> String {
     // SAFETY: strsignal returns a pointer to a static or thread-local string, copied at once.
     let text = unsafe {
         let p = libc::strsignal(signal);

@@ -107,18 +107,13 @@ impl Stats {
         })
     }
 
-    pub fn created(&self, template: &str) {
+    /// A sandbox created from `template`, taken from the warm pool or made on demand.
+    pub fn created(&self, template: &str, from_pool: bool) {
         self.creations
-            .get_or_create(&vec![("template", template.to_owned())])
-            .inc();
-    }
-
-    pub fn pool_hit(&self, hit: bool) {
-        self.creations
-            .get_or_create(&vec![(
-                "source",
-                if hit { "warm_pool" } else { "cold" }.to_owned(),
-            )])
+            .get_or_create(&vec![
+                ("template", template.to_owned()),
+                ("source", if from_pool { "warm_pool" } else { "cold" }.to_owned()),
+            ])
             .inc();
     }
 
@@ -188,7 +183,7 @@ mod tests {
     #[test]
     fn counts_and_latency_appear_in_the_text() {
         let s = Stats::new();
-        s.created("default");
+        s.created("default", true);
         s.ended("timeout");
         s.api_call("control", "POST", "/sandboxes", 201, 0.002);
         s.sandboxes
@@ -196,7 +191,7 @@ mod tests {
             .set(3);
         let text = s.encode();
         assert!(
-            text.contains("sandwatch_sandbox_creations_total{template=\"default\"} 1"),
+            text.contains("sandwatch_sandbox_creations_total{template=\"default\",source=\"warm_pool\"} 1"),
             "{text}"
         );
         assert!(text.contains("sandwatch_sandbox_ends_total{reason=\"timeout\"} 1"));
