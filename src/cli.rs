@@ -584,6 +584,10 @@ async fn run(
             detect::ActionTarget::new(root.clone(), args.runtime_dir.clone()),
             kernel_rules,
         )),
+        DetectorFeed {
+            batches: None,
+            flush_alerts_every: None,
+        },
     )?;
     let mut options = SandboxOptions::new(sandbox_id.clone(), policy);
     options.workspace = args.workspace.clone();
@@ -849,6 +853,10 @@ async fn watch(
         &record.data,
         &detect,
         None,
+        DetectorFeed {
+            batches: None,
+            flush_alerts_every: None,
+        },
     )?;
     for t in &targets {
         collector.watch(t).map_err(usage)?;
@@ -946,7 +954,19 @@ pub(crate) fn load_baselines_all(
 /// target (a run's sandbox), rule actions act on it and the kernel's kill orders (their ids in
 /// the `KernelRules` given) are raised as alerts. What the detector has to say while it runs is
 /// printed here.
-fn start_detector(
+/// Which live batches the detector reads and how it writes alerts.
+pub(crate) struct DetectorFeed {
+    /// None: the collector's own live stream.
+    pub batches: Option<tokio::sync::mpsc::Receiver<std::sync::Arc<sandwatch_schema::TableBatch>>>,
+    /// Write pending alert rows this often (a long-lived daemon); None: at the end.
+    pub flush_alerts_every: Option<Duration>,
+}
+
+#[expect(
+    clippy::too_many_arguments,
+    reason = "each is one independent part of the run the detector connects"
+)]
+pub(crate) fn start_detector(
     engine: Option<sandwatch_rules::Engine>,
     baselines: Option<sandwatch_analytics::baseline::BaselineScorer>,
     sources: detect::RuleSources,
@@ -954,6 +974,7 @@ fn start_detector(
     data: &std::path::Path,
     args: &DetectArgs,
     target: Option<(detect::ActionTarget, detect::KernelRules)>,
+    feed: DetectorFeed,
 ) -> Result<Option<detect::Detector>, Failure> {
     let engine = match (engine, &baselines) {
         (Some(e), _) => e,
@@ -961,7 +982,7 @@ fn start_detector(
         (None, Some(_)) => sandwatch_rules::Engine::empty(),
         (None, None) => return Ok(None),
     };
-    let Some(batches) = collector.take_live_batches() else {
+    let Some(batches) = feed.batches.or_else(|| collector.take_live_batches()) else {
         return Ok(None);
     };
     let outputs = detect::AlertOutputs {
@@ -975,6 +996,7 @@ fn start_detector(
     let mut config =
         detect::DetectorConfig::new(engine, sources, outputs, sandwatch_collector::hostname())
             .baselines(baselines)
+            .flush_alerts_every(feed.flush_alerts_every)
             .on_notice(|n| eprintln!("sandwatch: {n}"));
     if let Some((target, rules)) = target {
         // Kill rules the kernel can decide are placed per sandbox (`detect::place_kernel_kills`);

@@ -19,8 +19,9 @@ use sandwatch_serve::{
 };
 
 use crate::cli::{
-    DetectArgs, Failure, RecordOptions, load_baselines_all, parse_duration, print_summary,
-    require_root, rules_do_not_load, runtime, start_collector, usage,
+    DetectArgs, DetectorFeed, Failure, RecordOptions, load_baselines_all, parse_duration,
+    print_summary, require_root, rules_do_not_load, runtime, start_collector, start_detector,
+    usage,
 };
 
 /// The default local socket: root's own, where `sandwatch run` finds the daemon.
@@ -177,52 +178,23 @@ pub async fn serve(args: ServeArgs) -> Result<u8, Failure> {
             }
         });
     }
-    let engine = match (engine, &baselines) {
-        (Some(e), _) => Some(e),
-        (None, Some(_)) => Some(sandwatch_rules::Engine::empty()),
-        (None, None) => None,
-    };
-    let detector = match engine {
-        Some(engine) => {
-            let outputs = detect::AlertOutputs {
-                file: args.detect.alerts.clone(),
-                data: args.record.data.clone(),
-                hooks: args.detect.hooks.clone().map(|config| detect::HookOutputs {
-                    config,
-                    state: args.detect.hooks_state.clone(),
-                }),
-            };
-            let kernel = collector.take_kernel_kills().map(|kills| detect::KernelKills {
-                kills,
-                rules: detect::KernelRules::new(),
-            });
-            let config = detect::DetectorConfig::new(
-                engine,
-                sources,
-                outputs,
-                sandwatch_collector::hostname(),
-            )
-            .baselines(baselines)
-            .target(detect::ActionTarget::new(root.clone(), args.runtime_dir.clone()))
-            .kernel_kills(kernel)
-            .flush_alerts_every(Some(Duration::from_secs(1)))
-            .on_notice(|n| eprintln!("sandwatch: {n}"));
-            let d = detect::Detector::start(config, batches).map_err(usage)?;
-            if let Some(r) = d.hooks_recovery()
-                && r.resumed > 0
-            {
-                eprintln!(
-                    "sandwatch: {} alert deliveries owed from an earlier run resume now",
-                    r.resumed
-                );
-            }
-            Some(d)
-        }
-        None => {
-            drop(batches);
-            None
-        }
-    };
+    let detector = start_detector(
+        engine,
+        baselines,
+        sources,
+        &mut collector,
+        &args.record.data,
+        &args.detect,
+        Some((
+            detect::ActionTarget::new(root.clone(), args.runtime_dir.clone()),
+            detect::KernelRules::new(),
+        )),
+        DetectorFeed {
+            batches: Some(batches),
+            // A daemon's alerts reach the audit log while it runs, not at its end.
+            flush_alerts_every: Some(Duration::from_secs(1)),
+        },
+    )?;
     let own_ports = vec![args.api_listen.port(), args.envd_listen.port()];
     let host = Host::new(
         collector,
