@@ -587,6 +587,7 @@ async fn run(
         DetectorFeed {
             batches: None,
             flush_alerts_every: None,
+            observer: None,
         },
     )?;
     let mut options = SandboxOptions::new(sandbox_id.clone(), policy);
@@ -856,6 +857,7 @@ async fn watch(
         DetectorFeed {
             batches: None,
             flush_alerts_every: None,
+            observer: None,
         },
     )?;
     for t in &targets {
@@ -960,6 +962,8 @@ pub(crate) struct DetectorFeed {
     pub batches: Option<tokio::sync::mpsc::Receiver<std::sync::Arc<sandwatch_schema::TableBatch>>>,
     /// Write pending alert rows this often (a long-lived daemon); None: at the end.
     pub flush_alerts_every: Option<Duration>,
+    /// Told of each batch evaluated, alert and delivery (a daemon's metrics).
+    pub observer: Option<std::sync::Arc<dyn detect::DetectObserver>>,
 }
 
 #[expect(
@@ -998,6 +1002,9 @@ pub(crate) fn start_detector(
             .baselines(baselines)
             .flush_alerts_every(feed.flush_alerts_every)
             .on_notice(|n| eprintln!("sandwatch: {n}"));
+    if let Some(o) = feed.observer {
+        config = config.observer(o);
+    }
     if let Some((target, rules)) = target {
         // Kill rules the kernel can decide are placed per sandbox (`detect::place_kernel_kills`);
         // their kills come here.

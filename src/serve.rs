@@ -193,6 +193,7 @@ pub async fn serve(args: ServeArgs) -> Result<u8, Failure> {
             batches: Some(batches),
             // A daemon's alerts reach the audit log while it runs, not at its end.
             flush_alerts_every: Some(Duration::from_secs(1)),
+            observer: Some(stats.clone()),
         },
     )?;
     let own_ports = vec![args.api_listen.port(), args.envd_listen.port()];

@@ -24,9 +24,11 @@ use std::{
 
 use sandwatch_analytics::baseline::{Anomaly, BaselineScorer};
 use sandwatch_collector::KernelKill;
-use sandwatch_hooks::{ActionTaken, Alert, DispatchSummary, HooksError, RecoveryReport};
+use sandwatch_hooks::{
+    ActionTaken, Alert, DeliveryRecord, DispatchSummary, HooksError, RecoveryReport,
+};
 use sandwatch_rules::{Action, Engine, Match};
-use sandwatch_schema::TableBatch;
+use sandwatch_schema::{Table, TableBatch};
 use tokio::{
     signal::unix::{Signal, SignalKind, signal},
     sync::{Notify, mpsc, watch},
@@ -119,6 +121,17 @@ impl fmt::Display for Notice {
 
 type NoticeFn = Box<dyn FnMut(Notice) + Send>;
 
+/// Told what the detector does as it does it, for a daemon's metrics. Called on the detector's
+/// task: keep each call quick (count, do not block).
+pub trait DetectObserver: Send + Sync {
+    /// One live batch went through the rules (and the baselines), taking `took`.
+    fn batch_evaluated(&self, _table: Table, _rows: usize, _took: Duration) {}
+    /// An alert was raised (before it is written and handed to the hooks).
+    fn alert(&self, _alert: &Alert) {}
+    /// A hook delivery attempt ended (delivered, retrying, failed).
+    fn delivery(&self, _record: &DeliveryRecord) {}
+}
+
 /// How often the rules files are checked for changes unless told otherwise.
 pub const RELOAD_CHECK: Duration = Duration::from_secs(1);
 
@@ -137,6 +150,7 @@ pub struct DetectorConfig {
     kernel: Option<KernelKills>,
     actions: Option<mpsc::UnboundedSender<ActionEvent>>,
     notices: Option<NoticeFn>,
+    observer: Option<Arc<dyn DetectObserver>>,
     reload_every: Option<Duration>,
     sighup: bool,
     flush_every: Option<Duration>,
@@ -162,6 +176,7 @@ impl DetectorConfig {
             kernel: None,
             actions: None,
             notices: None,
+            observer: None,
             reload_every: Some(RELOAD_CHECK),
             sighup: true,
             flush_every: None,
@@ -196,6 +211,12 @@ impl DetectorConfig {
     /// Called, on the detector's task, with each [`Notice`]; keep it quick.
     pub fn on_notice(mut self, f: impl FnMut(Notice) + Send + 'static) -> Self {
         self.notices = Some(Box::new(f));
+        self
+    }
+
+    /// Told of every batch evaluated, alert raised and delivery attempt (see [`DetectObserver`]).
+    pub fn observer(mut self, observer: Arc<dyn DetectObserver>) -> Self {
+        self.observer = Some(observer);
         self
     }
 
@@ -262,6 +283,7 @@ impl Detector {
             summary: DetectSummary::default(),
             actions: config.actions,
             notices: config.notices,
+            observer: config.observer,
             plan: plan_tx,
         };
         let timers = Timers {
@@ -364,6 +386,7 @@ struct DetectorTask {
     summary: DetectSummary,
     actions: Option<mpsc::UnboundedSender<ActionEvent>>,
     notices: Option<NoticeFn>,
+    observer: Option<Arc<dyn DetectObserver>>,
     /// The kernel plan of the rules running now, when there are kernel kills.
     plan: Option<watch::Sender<Arc<KernelKillPlan>>>,
 }
@@ -381,6 +404,9 @@ impl DetectorTask {
                     None => break,
                 },
                 Some(r) = recv_from(self.outputs.records.as_mut()) => {
+                    if let Some(o) = &self.observer {
+                        o.delivery(&r);
+                    }
                     self.outputs.delivery(&r);
                 }
                 Some(k) = recv_from(self.kernel.as_mut().map(|k| &mut k.kills)) => {
@@ -450,6 +476,15 @@ impl DetectorTask {
     }
 
     async fn evaluate(&mut self, b: &TableBatch) -> Result<(), DetectError> {
+        let started = std::time::Instant::now();
+        let r = self.evaluate_batch(b).await;
+        if let Some(o) = &self.observer {
+            o.batch_evaluated(b.table, b.batch.num_rows(), started.elapsed());
+        }
+        r
+    }
+
+    async fn evaluate_batch(&mut self, b: &TableBatch) -> Result<(), DetectError> {
         // Kills the kernel made are queued before the batch holding their syscall's row was
         // sealed: raised first, they are the alert, and the row's match is the same one.
         while let Some(k) = self.kernel.as_mut().and_then(|kk| kk.kills.try_recv().ok()) {
@@ -630,6 +665,9 @@ impl DetectorTask {
             .entry(alert.priority.name().to_owned())
             .or_default() += 1;
         tracing::info!(rule = %alert.rule, sandbox = ?alert.sandbox_id, "{}", alert.output);
+        if let Some(o) = &self.observer {
+            o.alert(&alert);
+        }
         if let Some(error) = self.outputs.write(alert).await? {
             tracing::error!("alert not handed to the hooks: {error}");
             self.notice(Notice::HooksRefused { error });

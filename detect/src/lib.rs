@@ -50,7 +50,9 @@ use std::{path::PathBuf, time::Duration};
 
 pub use actions::{ActionError, ActionEvent, ActionKind, ActionTarget, wait_for_kill_reason};
 pub use alert::{alert_record, anomaly_alert, hook_priority};
-pub use detector::{DetectSummary, Detector, DetectorConfig, Notice, ReloadCause};
+pub use detector::{
+    DetectObserver, DetectSummary, Detector, DetectorConfig, Notice, ReloadCause,
+};
 pub use kernel::{KernelKillPlan, KernelKills, KernelPlacement, KernelRules, place_kernel_kills};
 pub use outputs::{AlertOutputs, HookOutputs};
 pub use sources::{BUILTIN, RuleSources, RulesError, SourcesStamp};

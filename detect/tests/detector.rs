@@ -13,8 +13,8 @@ use arrow_array::{Array, RecordBatch, StringArray};
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use sandwatch_collector::{KernelKill, KillCause};
 use sandwatch_detect::{
-    ActionEvent, ActionKind, AlertOutputs, Detector, DetectorConfig, KernelKillPlan, KernelKills,
-    KernelRules, Notice, ReloadCause, RuleSources,
+    ActionEvent, ActionKind, AlertOutputs, DetectObserver, Detector, DetectorConfig,
+    KernelKillPlan, KernelKills, KernelRules, Notice, ReloadCause, RuleSources,
 };
 use sandwatch_schema::{
     Common, FileEvent, FileEventsBuilder, ProcessEvent, ProcessEventsBuilder, Table, TableBatch,
@@ -598,4 +598,51 @@ async fn a_requested_reload_changes_the_kernel_plan_for_sandboxes_started_after_
     let summary = detector.finish().await.unwrap();
     assert_eq!(summary.reloads, 1);
     assert_eq!(summary.alerts, 0);
+}
+
+/// Counts what an observer is told.
+#[derive(Default)]
+struct Counting {
+    batches: std::sync::Mutex<Vec<(Table, usize)>>,
+    alerts: std::sync::Mutex<Vec<String>>,
+}
+
+impl DetectObserver for Counting {
+    fn batch_evaluated(&self, table: Table, rows: usize, took: Duration) {
+        assert!(took < Duration::from_secs(10));
+        self.batches.lock().unwrap().push((table, rows));
+    }
+
+    fn alert(&self, alert: &sandwatch_hooks::Alert) {
+        self.alerts.lock().unwrap().push(alert.rule.clone());
+    }
+}
+
+#[tokio::test]
+async fn an_observer_is_told_of_every_batch_and_alert() {
+    let s = Setup::new();
+    let (config, _actions) = s.builtin();
+    let seen = Arc::new(Counting::default());
+    let (detector, tx) = start(config.observer(seen.clone()));
+    tx.send(exec_batch(40, "/tmp/x", "x", 0)).await.unwrap();
+    tx.send(open_batch(
+        &[(41, "cat", "/etc/shadow"), (42, "cat", "/workspace/a")],
+        SECOND,
+    ))
+    .await
+    .unwrap();
+    drop(tx);
+    let summary = detector.finish().await.unwrap();
+    assert_eq!(
+        *seen.batches.lock().unwrap(),
+        [(Table::ProcessEvents, 1), (Table::FileEvents, 2)]
+    );
+    assert_eq!(
+        *seen.alerts.lock().unwrap(),
+        [
+            "Sandbox program run from /tmp",
+            "Sandbox read of password or sudoers file"
+        ]
+    );
+    assert_eq!(summary.alerts, 2);
 }

@@ -176,6 +176,29 @@ impl Stats {
     }
 }
 
+/// The detector's numbers: evaluation time per live batch, alerts by priority, deliveries by
+/// hook and state.
+impl sandwatch_detect::DetectObserver for Stats {
+    fn batch_evaluated(&self, _table: Table, _rows: usize, took: std::time::Duration) {
+        self.rule_seconds.observe(took.as_secs_f64());
+    }
+
+    fn alert(&self, alert: &sandwatch_hooks::Alert) {
+        self.alerts
+            .get_or_create(&vec![("priority", alert.priority.name().to_owned())])
+            .inc();
+    }
+
+    fn delivery(&self, record: &sandwatch_hooks::DeliveryRecord) {
+        self.deliveries
+            .get_or_create(&vec![
+                ("hook", record.hook.clone()),
+                ("state", record.state.name().to_owned()),
+            ])
+            .inc();
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
