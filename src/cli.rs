@@ -588,6 +588,7 @@ async fn run(
             batches: None,
             flush_alerts_every: None,
             observer: None,
+            actions: None,
         },
     )?;
     let mut options = SandboxOptions::new(sandbox_id.clone(), policy);
@@ -858,6 +859,7 @@ async fn watch(
             batches: None,
             flush_alerts_every: None,
             observer: None,
+            actions: None,
         },
     )?;
     for t in &targets {
@@ -964,6 +966,8 @@ pub(crate) struct DetectorFeed {
     pub flush_alerts_every: Option<Duration>,
     /// Told of each batch evaluated, alert and delivery (a daemon's metrics).
     pub observer: Option<std::sync::Arc<dyn detect::DetectObserver>>,
+    /// Told of each action a rule took (a daemon keeps its sandboxes' states by them).
+    pub actions: Option<tokio::sync::mpsc::UnboundedSender<detect::ActionEvent>>,
 }
 
 #[expect(
@@ -1004,6 +1008,9 @@ pub(crate) fn start_detector(
             .on_notice(|n| eprintln!("sandwatch: {n}"));
     if let Some(o) = feed.observer {
         config = config.observer(o);
+    }
+    if let Some(tx) = feed.actions {
+        config = config.action_events(tx);
     }
     if let Some((target, rules)) = target {
         // Kill rules the kernel can decide are placed per sandbox (`detect::place_kernel_kills`);

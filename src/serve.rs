@@ -178,6 +178,7 @@ pub async fn serve(args: ServeArgs) -> Result<u8, Failure> {
             }
         });
     }
+    let (actions_tx, mut actions) = tokio::sync::mpsc::unbounded_channel();
     let detector = start_detector(
         engine,
         baselines,
@@ -194,6 +195,7 @@ pub async fn serve(args: ServeArgs) -> Result<u8, Failure> {
             // A daemon's alerts reach the audit log while it runs, not at its end.
             flush_alerts_every: Some(Duration::from_secs(1)),
             observer: Some(stats.clone()),
+            actions: Some(actions_tx),
         },
     )?;
     let own_ports = vec![args.api_listen.port(), args.envd_listen.port()];
@@ -220,6 +222,21 @@ pub async fn serve(args: ServeArgs) -> Result<u8, Failure> {
         &args.warm,
         stats.clone(),
     );
+    {
+        // A rule's freeze is a pause the daemon must know of (envd answers "not running" and the
+        // clock stops); its kills reach each sandbox's warden through the sandbox's end.
+        let daemon = daemon.clone();
+        tokio::spawn(async move {
+            while let Some(a) = actions.recv().await {
+                if a.ok
+                    && a.action == detect::ActionKind::Freeze
+                    && let Some(id) = &a.sandbox_id
+                {
+                    daemon.frozen_by_rule(id, &a.rule);
+                }
+            }
+        });
+    }
     let state = ApiState {
         daemon: daemon.clone(),
         keys,

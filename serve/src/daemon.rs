@@ -388,17 +388,15 @@ impl Daemon {
         Ok(())
     }
 
-    /// Freezes every process of the sandbox. `Ok(false)`: it was paused already.
+    /// Freezes every process of the sandbox. `Ok(false)`: it was paused already (or is ending).
+    /// The state changes with the freeze under the sandbox's lock: two pauses make one.
     pub fn pause(&self, hosted: &Hosted, why: &str) -> Result<bool, SandboxError> {
         {
-            let life = hosted.life();
+            let mut life = hosted.life();
             if life.state != State::Running {
                 return Ok(false);
             }
-        }
-        hosted.sandbox.freeze(true)?;
-        {
-            let mut life = hosted.life();
+            hosted.sandbox.freeze(true)?;
             life.state = State::Paused;
             life.paused_at = Some(SystemTime::now());
         }
@@ -409,26 +407,46 @@ impl Daemon {
         Ok(true)
     }
 
-    /// Lets a paused sandbox go on, expiring `timeout` from now. `Ok(false)`: it was running.
+    /// A rule froze sandbox `id` (its cgroup is frozen already): it is paused now, for the API
+    /// and the record (reason `rule`).
+    pub fn frozen_by_rule(&self, id: &str, rule: &str) {
+        if let Some(h) = self.get(None, id) {
+            match self.pause(&h, "rule") {
+                Ok(_) => tracing::info!(sandbox = id, rule, "paused by a rule's freeze"),
+                Err(e) => tracing::warn!(sandbox = id, rule, "a rule froze it, and: {e}"),
+            }
+        }
+    }
+
+    /// Lets a paused sandbox go on, expiring `timeout` from now (default: `--default-timeout`).
+    /// `Ok(false)`: it was running, and only its life is extended (never shortened).
     pub fn resume(&self, hosted: &Hosted, timeout: Option<Duration>) -> Result<bool, CreateError> {
         let timeout = timeout.map(|t| self.clamp_timeout(t)).transpose()?;
-        let was_paused = hosted.state() == State::Paused;
-        if was_paused {
-            hosted.sandbox.freeze(false)?;
+        let resumed = {
+            let mut life = hosted.life();
+            match life.state {
+                State::Paused => {
+                    hosted.sandbox.freeze(false)?;
+                    life.state = State::Running;
+                    life.paused_at = None;
+                    life.end_at =
+                        SystemTime::now() + timeout.unwrap_or(self.config.default_timeout);
+                    true
+                }
+                State::Running => {
+                    if let Some(t) = timeout {
+                        life.end_at = life.end_at.max(SystemTime::now() + t);
+                    }
+                    false
+                }
+                State::Ending => false,
+            }
+        };
+        if resumed {
             hosted.log.event(SandboxLifecycle::Resumed, None, None, None);
         }
-        let mut life = hosted.life();
-        if was_paused {
-            life.state = State::Running;
-            life.paused_at = None;
-            life.end_at = SystemTime::now() + timeout.unwrap_or(self.config.default_timeout);
-        } else if let Some(t) = timeout {
-            // Connecting to a running sandbox only ever extends it.
-            life.end_at = life.end_at.max(SystemTime::now() + t);
-        }
-        drop(life);
         hosted.changed.notify_one();
-        Ok(was_paused)
+        Ok(resumed)
     }
 
     /// Ends a sandbox for `reason` (killing whatever runs in it unless it is already dead),
