@@ -262,7 +262,12 @@ pub async fn serve(args: ServeArgs) -> Result<u8, Failure> {
     };
     let keyed = args.api_key_file.is_some();
     let summary = server
-        .run(|b| {
+        .run(|b, recovered| {
+            for id in recovered {
+                eprintln!(
+                    "sandwatch: ended sandbox {id}, left by a daemon that died (recorded as runner_exit)"
+                );
+            }
             eprintln!(
                 "sandwatch: serving E2B's API: control plane http://{}, envd http://{}{}",
                 b.api,
@@ -281,9 +286,6 @@ pub async fn serve(args: ServeArgs) -> Result<u8, Failure> {
         })
         .await
         .map_err(runtime)?;
-    for id in &summary.recovered {
-        eprintln!("sandwatch: ended sandbox {id}, left by a daemon that died (recorded as runner_exit)");
-    }
     let detected = match detector {
         Some(d) => Some(d.finish().await.map_err(runtime)?),
         None => None,

@@ -154,7 +154,10 @@ pub async fn require_api_key(
     let caller = Caller { key, sandbox: None };
     req.extensions_mut().insert(caller.clone());
     let mut resp = next.run(req).await;
-    resp.extensions_mut().insert(caller);
+    // A handler that named the sandbox it made (create) set its own, fuller caller.
+    if resp.extensions().get::<Caller>().is_none() {
+        resp.extensions_mut().insert(caller);
+    }
     resp
 }
 

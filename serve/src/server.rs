@@ -160,8 +160,12 @@ impl Server {
     }
 
     /// Recovers what a crashed predecessor left, serves until SIGTERM or SIGINT, drains, stops
-    /// listening and flushes the audit log. `ready` is called once everything listens.
-    pub async fn run(self, ready: impl FnOnce(&Bound)) -> Result<ServeSummary, ServeError> {
+    /// listening and flushes the audit log. `ready` is called once everything listens, with the
+    /// sandboxes a predecessor left (ended and recorded by then).
+    pub async fn run(
+        self,
+        ready: impl FnOnce(&Bound, &[String]),
+    ) -> Result<ServeSummary, ServeError> {
         let mut sigterm = signal(SignalKind::terminate()).map_err(ServeError::Signals)?;
         let mut sigint = signal(SignalKind::interrupt()).map_err(ServeError::Signals)?;
         let daemon = self.state.daemon.clone();
@@ -195,7 +199,7 @@ impl Server {
                     .into_future(),
             );
         }
-        ready(&bound);
+        ready(&bound, &recovered);
         let first = tokio::select! {
             _ = sigterm.recv() => "SIGTERM",
             _ = sigint.recv() => "SIGINT",

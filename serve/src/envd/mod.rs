@@ -100,16 +100,13 @@ pub async fn route(State(state): State<ApiState>, mut req: Request, next: Next) 
             .and_then(|v| v.to_str().ok())
             .unwrap_or("");
         if !token_matches(&hosted.envd_token, presented) {
-            let mut r = unauthorized(if presented.is_empty() {
+            // No caller: nothing valid was presented (the record takes the sandbox from the
+            // header).
+            return unauthorized(if presented.is_empty() {
                 "no access token: send the sandbox's envdAccessToken in X-Access-Token"
             } else {
                 "the access token is not this sandbox's"
             });
-            r.extensions_mut().insert(Caller {
-                key: KeyId::anonymous(),
-                sandbox: Some(id),
-            });
-            return r;
         }
         // The caller is the key that owns the sandbox: the token was given to it alone.
         hosted.owner.clone()
