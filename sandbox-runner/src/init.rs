@@ -410,11 +410,11 @@ impl Init {
             // runtime did that in the zygote), plus whatever the runner was started ignoring
             // (SIGINT and SIGQUIT for a background job, SIGHUP under nohup). A command starts
             // with every disposition at its default, as in any container: one writing into a
-            // closed pipe dies of it (`yes | head -1`). EINVAL for SIGKILL, SIGSTOP and
-            // libc's reserved signals is expected.
-            for sig in 1..=libc::SIGRTMAX() {
-                libc::signal(sig, libc::SIG_DFL);
-            }
+            // closed pipe dies of it (`yes | head -1`). libc refuses its own reserved signals
+            // (32, 33), which a runner may still have been started ignoring (cargo's test
+            // harness does), so this talks to the kernel directly. EINVAL for SIGKILL and
+            // SIGSTOP is expected.
+            reset_signal_dispositions();
         }
         if let Err(errno) = self.confinement.apply() {
             return errno;
@@ -445,6 +445,39 @@ fn close_all_except(keep: &[RawFd]) {
     }
     // SAFETY: as above.
     unsafe { libc::syscall(libc::SYS_close_range, from, u32::MAX, 0) };
+}
+
+/// Every signal's disposition back to the default (`SIG_DFL`), through `rt_sigaction` itself:
+/// libc's `signal` and `sigaction` refuse the real-time signals it reserves for its threads.
+fn reset_signal_dispositions() {
+    /// The kernel's `struct sigaction` on x86_64 (handler, flags, restorer, mask).
+    #[repr(C)]
+    struct KernelSigaction {
+        handler: usize,
+        flags: u64,
+        restorer: usize,
+        mask: u64,
+    }
+    let default = KernelSigaction {
+        handler: libc::SIG_DFL,
+        flags: 0,
+        restorer: 0,
+        mask: 0,
+    };
+    // The kernel's _NSIG: signals 1 to 64.
+    for sig in 1..=64 {
+        // SAFETY: rt_sigaction with a valid struct, no old action asked for, and the kernel's
+        // sigset size (8 bytes).
+        unsafe {
+            libc::syscall(
+                libc::SYS_rt_sigaction,
+                sig,
+                &default as *const KernelSigaction,
+                std::ptr::null_mut::<KernelSigaction>(),
+                8usize,
+            );
+        }
+    }
 }
 
 /// Empties every capability set (bounding and ambient included) and takes the sandbox's uid.

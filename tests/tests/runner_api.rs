@@ -37,31 +37,9 @@ async fn within<F: std::future::Future>(what: &str, f: F) -> F::Output {
         .unwrap_or_else(|_| panic!("{what}: no result within {PATIENCE:?}"))
 }
 
-/// A sandbox with a workspace of its own (kept for the sandbox's life).
-struct Fixture {
-    sandbox: Sandbox,
-    workspace: tempfile::TempDir,
-}
-
+/// A sandbox with an empty workspace of its own (kept for the sandbox's life).
 async fn new_sandbox(name: &str, policy_yaml: &str) -> Fixture {
-    require_root();
-    let policy = SandboxPolicy::from_yaml(name, policy_yaml).expect("a valid test policy");
-    let workspace = tempfile::tempdir().unwrap();
-    let mut opts = SandboxOptions::new(unique_id(name), policy);
-    opts.workspace = Some(workspace.path().to_owned());
-    opts.init_exe = sandwatch_bin();
-    let root = CgroupRoot::discover().unwrap();
-    let sandbox = Sandbox::create(&root, opts)
-        .await
-        .unwrap_or_else(|e| panic!("creating sandbox {name}: {e}"));
-    Fixture { sandbox, workspace }
-}
-
-fn request(argv: &[&str]) -> CommandRequest {
-    CommandRequest {
-        argv: argv.iter().map(|s| s.to_string()).collect(),
-        ..CommandRequest::default()
-    }
+    sandbox_in(name, policy_yaml, tempfile::tempdir().unwrap()).await
 }
 
 fn random_bytes(n: u64) -> Vec<u8> {

@@ -23,27 +23,10 @@ use sandwatch_runner::{
 };
 use support::*;
 
-/// A sandbox made through the library, with the test job in its workspace. Keep `workspace`
-/// bound for the sandbox's life (`workspace: _workspace`, not `..`, which drops it at once and
-/// removes the directory the sandbox mounted).
-struct Fixture {
-    sandbox: Sandbox,
-    workspace: tempfile::TempDir,
-}
-
-/// Creates sandbox `unique_id(name)` under the default preset overlaid with `policy_yaml`.
+/// Creates sandbox `unique_id(name)` under the default preset overlaid with `policy_yaml`, with
+/// the test job in its workspace.
 async fn new_sandbox(name: &str, policy_yaml: &str) -> Fixture {
-    require_root();
-    let policy = SandboxPolicy::from_yaml(name, policy_yaml).expect("a valid test policy");
-    let workspace = job_workspace();
-    let mut opts = SandboxOptions::new(unique_id(name), policy);
-    opts.workspace = Some(workspace.path().to_owned());
-    opts.init_exe = sandwatch_bin();
-    let root = CgroupRoot::discover().unwrap();
-    let sandbox = Sandbox::create(&root, opts)
-        .await
-        .unwrap_or_else(|e| panic!("creating sandbox {name}: {e}"));
-    Fixture { sandbox, workspace }
+    sandbox_in(name, policy_yaml, job_workspace()).await
 }
 
 /// What a command did: its outcome and its captured stdout and stderr.
@@ -51,13 +34,6 @@ struct Ran {
     outcome: CommandOutcome,
     stdout: String,
     stderr: String,
-}
-
-fn request(argv: &[&str]) -> CommandRequest {
-    CommandRequest {
-        argv: argv.iter().map(|s| s.to_string()).collect(),
-        ..CommandRequest::default()
-    }
 }
 
 async fn run_request(sandbox: &Sandbox, req: &CommandRequest) -> Ran {

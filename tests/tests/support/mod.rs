@@ -559,3 +559,38 @@ impl Drop for TestCgroup {
         }
     }
 }
+
+/// A sandbox made through the runner library. Keep `workspace` bound for the sandbox's life
+/// (`workspace: _workspace`, not `..`, which drops it at once and removes the directory the
+/// sandbox mounted).
+pub struct Fixture {
+    pub sandbox: sandwatch_runner::sandbox::Sandbox,
+    pub workspace: tempfile::TempDir,
+}
+
+/// Creates sandbox `unique_id(name)` under the default preset overlaid with `policy_yaml`, with
+/// `workspace` mounted as its workspace and the built `sandwatch` as its init.
+pub async fn sandbox_in(name: &str, policy_yaml: &str, workspace: tempfile::TempDir) -> Fixture {
+    use sandwatch_runner::{
+        CgroupRoot, SandboxPolicy,
+        sandbox::{Sandbox, SandboxOptions},
+    };
+    require_root();
+    let policy = SandboxPolicy::from_yaml(name, policy_yaml).expect("a valid test policy");
+    let mut opts = SandboxOptions::new(unique_id(name), policy);
+    opts.workspace = Some(workspace.path().to_owned());
+    opts.init_exe = sandwatch_bin();
+    let root = CgroupRoot::discover().unwrap();
+    let sandbox = Sandbox::create(&root, opts)
+        .await
+        .unwrap_or_else(|e| panic!("creating sandbox {name}: {e}"));
+    Fixture { sandbox, workspace }
+}
+
+/// A command request for `argv`, everything else default.
+pub fn request(argv: &[&str]) -> sandwatch_runner::sandbox::CommandRequest {
+    sandwatch_runner::sandbox::CommandRequest {
+        argv: argv.iter().map(|s| s.to_string()).collect(),
+        ..Default::default()
+    }
+}
