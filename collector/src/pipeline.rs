@@ -9,7 +9,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use aya::maps::{Array, MapData, PerCpuArray, RingBuf};
+use aya::maps::{MapData, PerCpuArray, RingBuf};
 use sandwatch_probes_abi::{NR_SLOTS, kind};
 use sandwatch_schema::{CountRow, DropRow, Table, TableBatch};
 use tokio::{
@@ -28,7 +28,7 @@ use crate::{
     enrich::{RegistryView, SandboxRegistry},
     parquet_sink::{self, ParquetOptions, ParquetSink, SinkSummary},
     probes::{
-        CounterSlots, KernelKillOrder, KernelPathOrder, PathOrderLeft, ProbeConfig, ProbeSet,
+        CounterSlots, KernelKillOrder, MappedCounts, KernelPathOrder, PathOrderLeft, ProbeConfig, ProbeSet,
         ProbeStreams,
     },
     sandbox_rows::{
@@ -377,7 +377,8 @@ struct Reader {
     registry: RegistryView,
     counts_window: Duration,
     /// Last total read per (slot, syscall number).
-    last_counts: HashMap<(u32, u32), u64>,
+    /// Per counter slot, the totals last read, in the order of the counted syscalls.
+    last_counts: HashMap<u32, Vec<u64>>,
     last_kernel_drops: [u64; kind::COUNT as usize],
     collector_drops: [u64; kind::COUNT as usize],
     reported_collector_drops: [u64; kind::COUNT as usize],
@@ -394,7 +395,7 @@ impl Reader {
     ) -> Result<ReaderStats, CollectorError> {
         let ProbeStreams {
             events,
-            mut counts,
+            counts,
             slots,
             counted,
             drops,
@@ -434,7 +435,7 @@ impl Reader {
                     }
                 }
                 _ = tick.tick() => {
-                    self.poll_counters(&mut counts, &slots, &counted, &drops)?;
+                    self.poll_counters(&counts, &slots, &counted, &drops)?;
                 }
                 Some(row) = sandbox_rows.recv() => {
                     sandbox_rows.append_waiting(row, &mut self.batchers, &self.host)?;
@@ -455,7 +456,7 @@ impl Reader {
             self.publish().await?;
         }
         sandbox_rows.close_and_drain(&mut self.batchers, &self.host)?;
-        self.poll_counters(&mut counts, &slots, &counted, &drops)?;
+        self.poll_counters(&counts, &slots, &counted, &drops)?;
         self.batchers.seal_all()?;
         self.publish().await?;
         Ok(ReaderStats {
@@ -487,7 +488,7 @@ impl Reader {
 
     fn poll_counters(
         &mut self,
-        counts: &mut Array<MapData, u64>,
+        counts: &MappedCounts,
         slots: &Mutex<CounterSlots>,
         counted: &[u32],
         drops: &PerCpuArray<MapData, u64>,
@@ -502,34 +503,37 @@ impl Reader {
                 slots.active.iter().map(|(id, slot)| (*id, *slot)).collect();
             (active, std::mem::take(&mut slots.retired))
         };
-        let count_err =
-            |e: aya::maps::MapError| CollectorError::Probe(format!("reading syscall counts: {e}"));
         for &(watch_id, slot) in active.iter().chain(&retired) {
-            let sandbox = self.registry.get(watch_id);
-            for &nr in counted {
-                let total = counts.get(&(slot * NR_SLOTS + nr), 0).map_err(count_err)?;
-                let last = self.last_counts.insert((slot, nr), total).unwrap_or(0);
-                if total > last {
-                    let name = syscalls::Sysno::new(nr as usize).map_or("unknown", |s| s.name());
-                    self.batchers.count(&CountRow {
-                        time_ns: now_ns,
-                        host: &self.host,
-                        sandbox_id: sandbox.as_deref(),
-                        cgroup_id: watch_id,
-                        syscall: name,
-                        syscall_nr: nr as i32,
-                        count: total - last,
-                        window_ms,
-                    })?;
+            let last = self
+                .last_counts
+                .entry(slot)
+                .or_insert_with(|| vec![0; counted.len()]);
+            let mut sandbox = None;
+            for (i, &nr) in counted.iter().enumerate() {
+                let total = counts.get(slot * NR_SLOTS + nr);
+                if total <= last[i] {
+                    continue;
                 }
+                let delta = total - last[i];
+                last[i] = total;
+                let sandbox = sandbox.get_or_insert_with(|| self.registry.get(watch_id));
+                let name = syscalls::Sysno::new(nr as usize).map_or("unknown", |s| s.name());
+                self.batchers.count(&CountRow {
+                    time_ns: now_ns,
+                    host: &self.host,
+                    sandbox_id: sandbox.as_deref(),
+                    cgroup_id: watch_id,
+                    syscall: name,
+                    syscall_nr: nr as i32,
+                    count: delta,
+                    window_ms,
+                })?;
             }
         }
         // Unwatched since the last window: their final counts are in; clean the slot for reuse.
         for &(_, slot) in &retired {
-            for nr in 0..NR_SLOTS {
-                counts.set(slot * NR_SLOTS + nr, 0, 0).map_err(count_err)?;
-            }
-            self.last_counts.retain(|(s, _), _| *s != slot);
+            counts.clear_slot(slot);
+            self.last_counts.remove(&slot);
             slots.lock().expect("slot lock").release(slot);
         }
         for k in 0..kind::COUNT {

@@ -96,12 +96,93 @@ impl CounterSlots {
     }
 }
 
+/// The in-kernel `COUNTS` array (`BPF_F_MMAPABLE`), mapped into this process: a window's
+/// counts are read from memory, with no syscall per cgroup and syscall number, and a retired
+/// slot is zeroed the same way. The probes add to the counters atomically; this side reads and
+/// (for slots no probe writes any more) stores them atomically too.
+pub struct MappedCounts {
+    ptr: std::ptr::NonNull<std::sync::atomic::AtomicU64>,
+    entries: usize,
+    bytes: usize,
+    /// The map the mapping is of (the mapping holds a reference of its own; kept for clarity).
+    _map: Array<MapData, u64>,
+}
+
+// SAFETY: the mapping is plain shared memory of atomics, valid until drop, from any thread.
+unsafe impl Send for MappedCounts {}
+// SAFETY: as above: every access is an atomic load or store.
+unsafe impl Sync for MappedCounts {}
+
+impl MappedCounts {
+    fn map(array: Array<MapData, u64>) -> Result<Self, CollectorError> {
+        use std::os::fd::{AsFd as _, AsRawFd as _};
+        use aya::maps::IterableMap as _;
+        let entries = (COUNT_SLOTS * NR_SLOTS) as usize;
+        // SAFETY: sysconf reads a system constant.
+        let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) }.max(4096) as usize;
+        let bytes = (entries * 8).div_ceil(page) * page;
+        let fd = array.map().fd().as_fd().as_raw_fd();
+        // SAFETY: mapping `bytes` of a BPF array map created mappable, shared, from offset 0;
+        // the result is checked before use and unmapped in `drop`.
+        let ptr = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                bytes,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_SHARED,
+                fd,
+                0,
+            )
+        };
+        if ptr == libc::MAP_FAILED {
+            return Err(CollectorError::Probe(format!(
+                "mapping the COUNTS map into memory: {}",
+                std::io::Error::last_os_error()
+            )));
+        }
+        Ok(Self {
+            ptr: std::ptr::NonNull::new(ptr.cast()).expect("mmap never returns null on success"),
+            entries,
+            bytes,
+            _map: array,
+        })
+    }
+
+    fn cell(&self, index: u32) -> &std::sync::atomic::AtomicU64 {
+        let i = index as usize;
+        assert!(i < self.entries, "COUNTS index {i} out of {}", self.entries);
+        // SAFETY: `i` is within the mapped entries, u64-aligned (page-aligned base), and the
+        // memory lives as long as `self`.
+        unsafe { &*self.ptr.as_ptr().add(i) }
+    }
+
+    /// The count at `index` (`slot * NR_SLOTS + nr`).
+    pub fn get(&self, index: u32) -> u64 {
+        self.cell(index).load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Zeroes a slot no probe writes any more (its cgroup is unwatched), for reuse.
+    pub fn clear_slot(&self, slot: u32) {
+        for nr in 0..NR_SLOTS {
+            self.cell(slot * NR_SLOTS + nr)
+                .store(0, std::sync::atomic::Ordering::Relaxed);
+        }
+    }
+}
+
+impl Drop for MappedCounts {
+    fn drop(&mut self) {
+        // SAFETY: unmapping exactly what `map` mapped; nothing borrows it past `self`.
+        unsafe { libc::munmap(self.ptr.as_ptr().cast(), self.bytes) };
+    }
+}
+
 /// The maps the pipeline drains: events, syscall counts, drop counters.
 pub struct ProbeStreams {
     pub events: RingBuf<MapData>,
     /// The probes' own log lines (aya-log), forwarded to `tracing`.
     pub log: Option<aya_log::EbpfLogger<&'static dyn log::Log>>,
-    pub counts: Array<MapData, u64>,
+    pub counts: MappedCounts,
     pub slots: Arc<Mutex<CounterSlots>>,
     /// The syscall numbers whose counters are read each window.
     pub counted: Vec<u32>,
@@ -770,7 +851,9 @@ impl ProbeSet {
         let streams = ProbeStreams {
             events: RingBuf::try_from(take(&mut ebpf, "EVENTS")?).map_err(map_err("EVENTS"))?,
             log,
-            counts: Array::try_from(take(&mut ebpf, "COUNTS")?).map_err(map_err("COUNTS"))?,
+            counts: MappedCounts::map(
+                Array::try_from(take(&mut ebpf, "COUNTS")?).map_err(map_err("COUNTS"))?,
+            )?,
             slots: slots.clone(),
             counted,
             drops: PerCpuArray::try_from(take(&mut ebpf, "DROPS")?).map_err(map_err("DROPS"))?,

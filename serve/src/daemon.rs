@@ -20,7 +20,7 @@ use std::{
 use sandwatch_collector::{SandboxLog, SandboxMetricsRecord};
 use sandwatch_runner::{
     CgroupRoot,
-    metrics::{MetricsSample, MetricsSampler},
+    metrics::MetricsSample,
     policy::SandboxPolicy,
     sandbox::{self, EndReason, Sandbox, SandboxError, SandboxOptions},
 };
@@ -314,6 +314,7 @@ impl Daemon {
             }),
             changed: Notify::new(),
             samples: Mutex::new(Default::default()),
+            sampler: Mutex::new(None),
         });
         self.auto_pause
             .lock()
@@ -521,13 +522,50 @@ impl Daemon {
         }
     }
 
-    /// The sandbox's warden: its deadline, its death, its metrics.
+    /// Samples every running sandbox's metrics each `--metrics-interval`, in one pass on a
+    /// blocking thread: one wake-up per interval for the whole host, not one per sandbox (a
+    /// hundred idle sandboxes must cost the host what one does).
+    pub fn start_sampler(self: &Arc<Self>, stop: Arc<Notify>) {
+        let me = Arc::downgrade(self);
+        let every = self.config.metrics_interval;
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(every);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            tick.tick().await;
+            loop {
+                tokio::select! {
+                    _ = tick.tick() => {}
+                    () = stop.notified() => return,
+                }
+                let Some(daemon) = me.upgrade() else { return };
+                let running: Vec<Arc<Hosted>> = daemon
+                    .registry()
+                    .values()
+                    .filter(|h| h.state() == State::Running)
+                    .cloned()
+                    .collect();
+                let recorder = daemon.host.recorder();
+                drop(daemon);
+                let pass = tokio::task::spawn_blocking(move || {
+                    for h in running {
+                        let sample = h.sample();
+                        match sample {
+                            Ok(s) => {
+                                let _ = recorder.record_sandbox_metrics(metrics_record(&h.id, &s));
+                            }
+                            Err(e) => tracing::debug!(sandbox = %h.id, "metrics: {e}"),
+                        }
+                    }
+                });
+                if let Err(e) = pass.await {
+                    tracing::warn!("metrics pass: {e}");
+                }
+            }
+        });
+    }
+
+    /// The sandbox's warden: its deadline and its death.
     async fn warden(self: Arc<Self>, hosted: Arc<Hosted>) {
-        let mut sampler = MetricsSampler::new(hosted.sandbox.metrics_source());
-        let mut tick = tokio::time::interval(self.config.metrics_interval);
-        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        tick.tick().await;
-        let recorder = self.host.recorder();
         loop {
             let (state, wake_at) = {
                 let life = hosted.life();
@@ -578,16 +616,6 @@ impl Daemon {
                     }
                 }
                 () = changed => {}
-                _ = tick.tick() => {
-                    if state != State::Running { continue; }
-                    match tokio::task::block_in_place(|| sampler.sample()) {
-                        Ok(sample) => {
-                            hosted.keep_sample(sample);
-                            let _ = recorder.record_sandbox_metrics(metrics_record(&hosted.id, &sample));
-                        }
-                        Err(e) => tracing::debug!(sandbox = %hosted.id, "metrics: {e}"),
-                    }
-                }
             }
         }
     }

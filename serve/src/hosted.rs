@@ -11,7 +11,11 @@ use std::{
 };
 
 use sandwatch_collector::{SandboxLog, WatchTarget};
-use sandwatch_runner::{metrics::MetricsSample, policy::SandboxPolicy, sandbox::Sandbox};
+use sandwatch_runner::{
+    metrics::{MetricsSample, MetricsSampler},
+    policy::SandboxPolicy,
+    sandbox::Sandbox,
+};
 use tokio::sync::Notify;
 
 use crate::{auth::KeyId, processes::ProcessTable};
@@ -65,6 +69,8 @@ pub struct Hosted {
     /// Wakes the sandbox's warden when its deadline or state changed.
     pub(crate) changed: Notify,
     pub(crate) samples: Mutex<VecDeque<MetricsSample>>,
+    /// Made on the first sample (its first CPU reading starts the first interval).
+    pub(crate) sampler: Mutex<Option<MetricsSampler>>,
 }
 
 impl Hosted {
@@ -93,6 +99,18 @@ impl Hosted {
             .filter(|s| from.is_none_or(|f| s.time >= f) && to.is_none_or(|t| s.time <= t))
             .cloned()
             .collect()
+    }
+
+    /// Takes a metrics sample now and keeps it (blocking: reads cgroup and /proc files).
+    pub(crate) fn sample(&self) -> Result<MetricsSample, sandwatch_runner::metrics::MetricsError> {
+        let sample = {
+            let mut sampler = self.sampler.lock().unwrap_or_else(|e| e.into_inner());
+            sampler
+                .get_or_insert_with(|| MetricsSampler::new(self.sandbox.metrics_source()))
+                .sample()?
+        };
+        self.keep_sample(sample);
+        Ok(sample)
     }
 
     pub(crate) fn keep_sample(&self, s: MetricsSample) {

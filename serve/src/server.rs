@@ -171,6 +171,7 @@ impl Server {
         let daemon = self.state.daemon.clone();
         let recovered = daemon.recover();
         daemon.start_pool(self.pool_stop.clone());
+        daemon.start_sampler(self.pool_stop.clone());
         let bound = self.bound();
         let (control_app, envd_app, local_app) = self.apps();
         let stop = Arc::new(Notify::new());

@@ -77,9 +77,14 @@ mod probes {
 
     /// Syscall counts: `[slot * NR_SLOTS + nr]`, the slot being the watched cgroup's (the value
     /// of its WATCHED entry). An array, not a hash: its lookups are inlined by the verifier, and
-    /// an atomic add needs no per-CPU copy.
+    /// an atomic add needs no per-CPU copy. Mappable: user space reads every slot's counts from
+    /// memory each window, not with one bpf syscall per cgroup and syscall (which a daemon with
+    /// a hundred sandboxes paid every second).
     #[map]
-    static COUNTS: Array<u64> = Array::with_max_entries(COUNT_SLOTS * NR_SLOTS, 0);
+    static COUNTS: Array<u64> = Array::with_max_entries(
+        COUNT_SLOTS * NR_SLOTS,
+        aya_ebpf::bindings::BPF_F_MMAPABLE as u32,
+    );
 
     /// exec records captured at entry, per thread group (a multithreaded exec returns in the
     /// thread that took over the group leader's pid, so the tid is not stable; the tgid is).
