@@ -57,8 +57,9 @@ pub struct ServeArgs {
     #[arg(long, value_name = "DIR")]
     pub templates: Option<PathBuf>,
     /// Keep N sandboxes of TEMPLATE made ahead, so that a create is a hand-over (repeatable;
-    /// `--warm default=0` for none).
-    #[arg(long, value_name = "TEMPLATE=N", value_parser = parse_warm, default_value = "default=4")]
+    /// `--warm default=0` for none). Each costs an idle init (1-2 MiB of its own memory) and
+    /// its cgroups; N is the burst of creates served at the pool's speed.
+    #[arg(long, value_name = "TEMPLATE=N", value_parser = parse_warm, default_value = "default=16")]
     pub warm: Vec<(String, usize)>,
     /// What SIGTERM does to running sandboxes: kill them, or wait for them to end (a second
     /// SIGTERM kills them).

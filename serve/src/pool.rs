@@ -6,8 +6,9 @@
 //! it is handed over (its `created` row says when it was made). A create takes one only when the
 //! request's policy is exactly the one it was made with (same hash); a template file that
 //! changed makes the pooled sandboxes of its old policy go. After each hand-over a background
-//! task makes a replacement, one at a time per template, so the pool never competes with
-//! creates for more than one sandbox's work.
+//! task makes a replacement, one at a time per template and [`REFILL_DELAY`] later (the sandbox
+//! handed over is about to start its first command), so the pool never competes with creates for
+//! more than one sandbox's work.
 
 use std::{
     collections::{HashMap, VecDeque},
@@ -21,6 +22,9 @@ use sandwatch_runner::{
     sandbox::{Sandbox, SandboxOptions, policy_hash},
 };
 use tokio::sync::Notify;
+
+/// How long after a hand-over the pool starts making its replacement.
+pub const REFILL_DELAY: std::time::Duration = std::time::Duration::from_millis(20);
 
 /// A sandbox made ahead, with when it was made.
 pub struct Pooled {
@@ -167,6 +171,13 @@ impl WarmPool {
             if full {
                 tokio::select! {
                     () = self.changed.notified() => {}
+                    () = stop.notified() => return,
+                }
+                // A hand-over is followed at once by that sandbox's first command: making the
+                // replacement right then would take the CPU from it (two cores here). Refills
+                // wait a moment; a burst that empties the pool makes its own sandboxes anyway.
+                tokio::select! {
+                    () = tokio::time::sleep(REFILL_DELAY) => {}
                     () = stop.notified() => return,
                 }
             } else {

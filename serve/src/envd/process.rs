@@ -262,7 +262,14 @@ impl crate::proto::process::Process for ProcessService {
                 self.daemon.config.max_commands_per_key
             )));
         }
-        let running = match hosted.sandbox.spawn(&request).await {
+        let spawn_started = std::time::Instant::now();
+        let spawned = hosted.sandbox.spawn(&request).await;
+        tracing::debug!(
+            sandbox = %hosted.id,
+            "spawn took {:.3} ms",
+            spawn_started.elapsed().as_secs_f64() * 1e3
+        );
+        let running = match spawned {
             Ok(Ok(r)) => r,
             Ok(Err((error, code))) => {
                 self.daemon.release_command(&hosted.owner);
